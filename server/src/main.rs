@@ -1,0 +1,90 @@
+//! `server`: runs Taproom's services. `server --help` lists every setting; each can
+//! also come from the environment or a `.env` file.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use taproom_server::runtime::config::Config;
+use taproom_server::runtime::server::logger;
+use taproom_server::users;
+
+#[derive(Parser)]
+#[command(name = "server", version, about = "Taproom: spec-first microservices", long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every service, each on its own port with its own database.
+    All,
+    /// Run the users service.
+    Users,
+    /// Create or upgrade every service's database, then exit.
+    Migrate,
+    /// Print the OpenAPI document dropshot derives from a service's trait (used by
+    /// `cargo xtask check` to compare it with the YAML).
+    #[command(hide = true)]
+    ServedOpenapi { service: String },
+}
+
+#[tokio::main]
+async fn main() {
+    // A missing .env is fine; a malformed one is not.
+    if let Err(e) = dotenvy::dotenv() {
+        if !e.not_found() {
+            eprintln!("error: .env: {e}");
+            std::process::exit(2);
+        }
+    }
+    let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = cli.config;
+    match cli.command {
+        Command::ServedOpenapi { service } => {
+            let doc = match service.as_str() {
+                users::NAME => users::served_openapi()?,
+                other => anyhow::bail!("unknown service {other:?}"),
+            };
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(())
+        }
+        Command::Migrate => {
+            users::connect(&config).await?;
+            println!("users: migrated");
+            Ok(())
+        }
+        Command::All | Command::Users => {
+            let log = logger(&config.log_level)?;
+            let server = users::start(&config, &log).await?;
+            println!(
+                "users      listening on http://{0}  docs: http://{0}/openapi.yaml",
+                server.local_addr()
+            );
+            shutdown_signal().await;
+            slog::info!(log, "shutting down");
+            server.close().await.map_err(|e| anyhow::anyhow!(e))?;
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,131 @@
+//! Configuration: every setting from the environment (optionally a `.env` file),
+//! overridable by CLI flags. `server --help` lists them all.
+
+use anyhow::{Context, Result};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Config {
+    /// Directory for the SQLite databases used when no database URL is set.
+    #[arg(long, env = "DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+
+    /// PostgreSQL server URL shared by all services; each gets its own database,
+    /// named `<database in the URL, or taproom>_<service>`, created if missing.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Database URL for the users service (sqlite://… or postgres://…); overrides DATABASE_URL.
+    #[arg(long, env = "USERS_DATABASE_URL", global = true)]
+    pub users_database_url: Option<String>,
+
+    /// Address every service binds to (0.0.0.0 in a container).
+    #[arg(long, env = "BIND_ADDRESS", default_value = "127.0.0.1", global = true)]
+    pub bind_address: IpAddr,
+
+    /// Port of the users service (0 picks a free one).
+    #[arg(long, env = "USERS_PORT", default_value_t = 5001, global = true)]
+    pub users_port: u16,
+
+    /// Maximum connections in each service's database pool.
+    #[arg(
+        long,
+        env = "DATABASE_MAX_CONNECTIONS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub database_max_connections: u32,
+
+    /// Largest accepted request body, in bytes (larger: 413).
+    #[arg(long, env = "REQUEST_BODY_MAX_BYTES", default_value_t = 1024 * 1024, global = true)]
+    pub request_body_max_bytes: usize,
+
+    /// Log level: trace, debug, info, warn, error or critical.
+    #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
+    pub log_level: String,
+}
+
+impl Config {
+    /// Settings from the environment alone, as `server` would read them with no flags.
+    pub fn from_env() -> Result<Config> {
+        use clap::{Args, Command, FromArgMatches};
+        let cmd = Config::augment_args(Command::new("taproom"));
+        let matches = cmd
+            .try_get_matches_from(["taproom"])
+            .context("reading configuration")?;
+        Ok(Config::from_arg_matches(&matches)?)
+    }
+
+    pub fn port(&self, service: &str) -> u16 {
+        match service {
+            "users" => self.users_port,
+            _ => 0,
+        }
+    }
+
+    pub fn bind(&self, service: &str) -> SocketAddr {
+        SocketAddr::new(self.bind_address, self.port(service))
+    }
+
+    /// The database URL of one service: its own setting, else one derived from
+    /// DATABASE_URL, else a SQLite file under DATA_DIR.
+    pub fn database_url(&self, service: &str) -> Result<String> {
+        let own = match service {
+            "users" => self.users_database_url.clone(),
+            _ => None,
+        };
+        if let Some(url) = own {
+            return Ok(url);
+        }
+        if let Some(base) = &self.database_url {
+            return per_service_postgres_url(base, service).context("DATABASE_URL");
+        }
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("DATA_DIR: cannot create {}", self.data_dir.display()))?;
+        Ok(format!(
+            "sqlite://{}/{service}.db?mode=rwc",
+            self.data_dir.display()
+        ))
+    }
+}
+
+/// `postgres://u@h:5432/shop?x=y` + `users` -> `postgres://u@h:5432/shop_users?x=y`.
+pub fn per_service_postgres_url(base: &str, service: &str) -> Result<String> {
+    let mut url = url::Url::parse(base).context("not a URL")?;
+    anyhow::ensure!(
+        matches!(url.scheme(), "postgres" | "postgresql"),
+        "must be a postgres:// URL (use <SERVICE>_DATABASE_URL or DATA_DIR for SQLite)"
+    );
+    let prefix = url.path().trim_start_matches('/').to_string();
+    let prefix = if prefix.is_empty() {
+        "taproom".to_string()
+    } else {
+        prefix
+    };
+    url.set_path(&format!("/{prefix}_{service}"));
+    Ok(url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derives_one_database_per_service() {
+        assert_eq!(
+            per_service_postgres_url(
+                "postgres://postgres@127.0.0.1:5432/shop?sslmode=disable",
+                "users"
+            )
+            .unwrap(),
+            "postgres://postgres@127.0.0.1:5432/shop_users?sslmode=disable"
+        );
+        assert_eq!(
+            per_service_postgres_url("postgres://h", "users").unwrap(),
+            "postgres://h/taproom_users"
+        );
+        assert!(per_service_postgres_url("mysql://h/db", "users").is_err());
+        assert!(per_service_postgres_url("not a url", "users").is_err());
+    }
+}

@@ -1,0 +1,150 @@
+//! One sqlx pool per service over the `Any` driver: SQLite (bundled, the zero-set-up
+//! default) or PostgreSQL, with one SQL text for both (`$1` placeholders, booleans as
+//! INTEGER 0/1, times as RFC 3339 TEXT, ids as TEXT).
+
+use anyhow::{Context, Result};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{MigrateDatabase, Migrator};
+use sqlx::{AnyPool, Executor};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub pool: AnyPool,
+    pub backend: Backend,
+    migrator: &'static Migrator,
+}
+
+pub type Row = AnyRow;
+
+impl Db {
+    /// Connects (creating the database if missing) and runs the service's migrations.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        migrator: &'static Migrator,
+    ) -> Result<Db> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            anyhow::bail!(
+                "unsupported database URL scheme in {:?}: use sqlite:// or postgres://",
+                redact(url)
+            );
+        };
+        if backend == Backend::Postgres
+            && !sqlx::Postgres::database_exists(url).await.unwrap_or(false)
+        {
+            // A concurrent creator may win the race; that is fine.
+            if let Err(e) = sqlx::Postgres::create_database(url).await {
+                if !sqlx::Postgres::database_exists(url).await.unwrap_or(false) {
+                    return Err(e).with_context(|| format!("creating database {}", redact(url)));
+                }
+            }
+        }
+        let mut options = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5));
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the one writer; busy_timeout makes a
+                    // second writer wait instead of failing with SQLITE_BUSY.
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options
+            .connect(url)
+            .await
+            .with_context(|| format!("connecting to {}", redact(url)))?;
+        let db = Db {
+            pool,
+            backend,
+            migrator,
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        self.migrator
+            .run(&self.pool)
+            .await
+            .context("running migrations")
+    }
+
+    /// Reachable and fully migrated; the error says what is wrong.
+    pub async fn ready(&self) -> Result<()> {
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+                .context("database unreachable")?;
+        let expected = self.migrator.iter().count() as i64;
+        anyhow::ensure!(
+            applied >= expected,
+            "database has {applied} of {expected} migrations applied"
+        );
+        Ok(())
+    }
+}
+
+/// Hides a password in a database URL before it is shown or logged.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Whether a database error is a unique-constraint violation (SQLite or PostgreSQL).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// Current UTC time as stored and sent: RFC 3339 with microseconds, so text order is
+/// time order.
+pub fn now_text() -> String {
+    chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+pub fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
+    Ok(chrono::DateTime::parse_from_rfc3339(text)
+        .with_context(|| format!("stored time {text:?} is not RFC 3339"))?
+        .with_timezone(&chrono::Utc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://data/users.db"), "sqlite://data/users.db");
+    }
+}

@@ -1,0 +1,118 @@
+//! The infrastructure operations every service serves (`ping`, `healthz`, `readyz`,
+//! `version`; provided methods of each generated trait call these) and the unpublished
+//! endpoints that serve the spec itself.
+
+use super::{Problem, ServiceContext};
+use dropshot::{
+    ApiDescription, ApiEndpoint, ApiEndpointVersions, Body, HttpError, HttpResponseOk,
+    RequestContext,
+};
+use http::{Method, Response};
+use serde::de::DeserializeOwned;
+
+/// A response type the generated code can return.
+pub trait Payload:
+    DeserializeOwned + serde::Serialize + schemars::JsonSchema + Send + Sync + 'static
+{
+}
+impl<T: DeserializeOwned + serde::Serialize + schemars::JsonSchema + Send + Sync + 'static> Payload
+    for T
+{
+}
+use serde_json::json;
+
+// Every service's generated types module has its own `Ping`, `Health` and `Version`
+// (from common.yaml), so these are generic over the service's type.
+fn typed<T: Payload>(value: serde_json::Value) -> Result<HttpResponseOk<T>, Problem> {
+    serde_json::from_value(value)
+        .map(HttpResponseOk)
+        .map_err(|e| {
+            Problem::new(
+                500,
+                format!("infrastructure response does not match common.yaml: {e}"),
+            )
+        })
+}
+
+pub async fn ping<C: ServiceContext, T: Payload>(
+    _rqctx: RequestContext<C>,
+) -> Result<HttpResponseOk<T>, Problem> {
+    typed(json!({"status": "success", "message": "pong!"}))
+}
+
+pub async fn healthz<C: ServiceContext, T: Payload>(
+    _rqctx: RequestContext<C>,
+) -> Result<HttpResponseOk<T>, Problem> {
+    typed(json!({"status": "ok"}))
+}
+
+pub async fn readyz<C: ServiceContext, T: Payload>(
+    rqctx: RequestContext<C>,
+) -> Result<HttpResponseOk<T>, Problem> {
+    match rqctx.context().db().ready().await {
+        Ok(()) => typed(json!({"status": "ok"})),
+        Err(e) => {
+            slog::warn!(rqctx.log, "not ready"; "reason" => %format!("{e:#}"));
+            Err(Problem::unavailable(format!("Not ready: {e:#}.")).request(&rqctx.request_id))
+        }
+    }
+}
+
+pub async fn version<C: ServiceContext, T: Payload>(
+    rqctx: RequestContext<C>,
+) -> Result<HttpResponseOk<T>, Problem> {
+    let spec = rqctx.context().spec();
+    typed(json!({
+        "service": spec.service,
+        "version": env!("CARGO_PKG_VERSION"),
+        "spec_version": spec.version,
+    }))
+}
+
+async fn openapi_json<C: ServiceContext>(
+    rqctx: RequestContext<C>,
+) -> Result<Response<Body>, HttpError> {
+    document(&rqctx.context().spec().json, "application/json")
+}
+
+async fn openapi_yaml<C: ServiceContext>(
+    rqctx: RequestContext<C>,
+) -> Result<Response<Body>, HttpError> {
+    document(rqctx.context().spec().yaml, "application/yaml")
+}
+
+fn document(text: &str, content_type: &str) -> Result<Response<Body>, HttpError> {
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(Body::from(text.to_string()))
+        .map_err(|e| HttpError::for_internal_error(e.to_string()))
+}
+
+/// Adds the unpublished spec endpoints to a service's API.
+pub fn register_spec_endpoints<C: ServiceContext>(
+    api: &mut ApiDescription<C>,
+) -> anyhow::Result<()> {
+    let endpoints = [
+        ApiEndpoint::new(
+            "openapi_json".into(),
+            openapi_json::<C>,
+            Method::GET,
+            "application/json",
+            "/openapi.json",
+            ApiEndpointVersions::All,
+        ),
+        ApiEndpoint::new(
+            "openapi_yaml".into(),
+            openapi_yaml::<C>,
+            Method::GET,
+            "application/json",
+            "/openapi.yaml",
+            ApiEndpointVersions::All,
+        ),
+    ];
+    for endpoint in endpoints {
+        api.register(endpoint.visible(false))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! What every service shares: errors, validation, database, infrastructure endpoints,
+//! configuration and the server start-up.
+
+pub mod config;
+pub mod db;
+pub mod extract;
+pub mod infra;
+pub mod problem;
+pub mod server;
+
+pub use db::Db;
+pub use extract::{ValidatedBody, ValidatedPath, ValidatedQuery};
+pub use problem::{FieldError, Problem};
+
+use serde_json::Value;
+
+/// A service's published OpenAPI document, parsed once at start-up.
+#[derive(Debug)]
+pub struct Spec {
+    pub service: &'static str,
+    /// The bundled YAML, exactly as committed.
+    pub yaml: &'static str,
+    /// The same document as JSON text.
+    pub json: String,
+    pub value: Value,
+    /// `info.version`.
+    pub version: String,
+}
+
+impl Spec {
+    pub fn parse(service: &'static str, yaml: &'static str) -> anyhow::Result<Spec> {
+        let value: Value = serde_yaml::from_str(yaml)?;
+        let version = value
+            .pointer("/info/version")
+            .and_then(Value::as_str)
+            .unwrap_or("0")
+            .to_string();
+        Ok(Spec {
+            service,
+            yaml,
+            json: serde_json::to_string(&value)?,
+            value,
+            version,
+        })
+    }
+}
+
+/// What the runtime needs from a service's context.
+pub trait ServiceContext: Send + Sync + 'static {
+    fn spec(&self) -> &Spec;
+    fn db(&self) -> &Db;
+}

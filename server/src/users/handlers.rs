@@ -1,0 +1,189 @@
+//! The users service: the generated `UsersApi` trait, implemented.
+
+use super::api::*;
+use super::store::{self, Changes, NewUser, StoreError};
+use super::UsersContext;
+use crate::runtime::{FieldError, Problem, ValidatedBody, ValidatedPath, ValidatedQuery};
+use dropshot::{
+    HttpResponseCreated, HttpResponseDeleted, HttpResponseHeaders, HttpResponseOk, RequestContext,
+};
+use taproom_client::users::types;
+
+pub enum UsersImpl {}
+
+const DEFAULT_LIMIT: u32 = 20;
+
+fn store_problem(rqctx: &RequestContext<UsersContext>, e: StoreError) -> Problem {
+    let p = match e {
+        StoreError::Taken(field) => Problem::conflict(format!("That {field} is already taken.")),
+        // Also what a caller who may not see the user gets: existence is not revealed.
+        StoreError::NotFound => Problem::not_found("No such user."),
+        StoreError::Db(e) => Problem::internal(&rqctx.log, &format!("{e:#}")),
+    };
+    p.request(&rqctx.request_id)
+}
+
+/// argon2id with the crate's defaults (OWASP's recommended parameters), off the async
+/// workers because it deliberately takes tens of milliseconds.
+async fn hash_password(
+    rqctx: &RequestContext<UsersContext>,
+    password: String,
+) -> Result<String, Problem> {
+    tokio::task::spawn_blocking(move || {
+        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+        let salt = SaltString::generate(&mut OsRng);
+        argon2::Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+    })
+    .await
+    .map_err(|e| Problem::internal(&rqctx.log, &e))?
+    .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))
+}
+
+/// Opaque page tokens: the last id of the previous page, base64url-encoded.
+fn encode_token(last: uuid::Uuid) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.as_bytes())
+}
+
+fn decode_token(token: &str) -> Option<uuid::Uuid> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()?;
+    uuid::Uuid::from_slice(&bytes).ok()
+}
+
+fn non_empty(name: Option<types::PersonName>) -> Option<String> {
+    name.map(|n| n.to_string()).filter(|n| !n.is_empty())
+}
+
+impl UsersApi for UsersImpl {
+    type Context = UsersContext;
+
+    async fn list_users(
+        rqctx: RequestContext<UsersContext>,
+        query: ValidatedQuery<ListUsersQuery>,
+    ) -> Result<HttpResponseOk<types::UserPage>, Problem> {
+        let query = query.into_inner();
+        let after = match query.page_token.as_deref() {
+            None => None,
+            Some(token) => Some(decode_token(token).ok_or_else(|| {
+                Problem::validation(vec![FieldError {
+                    pointer: "/query/page_token".into(),
+                    message: "is not a page token this service issued".into(),
+                }])
+                .request(&rqctx.request_id)
+            })?),
+        };
+        let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+        let (items, more) = store::list(&rqctx.context().db, after, limit)
+            .await
+            .map_err(|e| store_problem(&rqctx, e))?;
+        let next_page_token = if more {
+            items.last().map(|u| encode_token(u.id))
+        } else {
+            None
+        };
+        Ok(HttpResponseOk(types::UserPage {
+            items,
+            next_page_token,
+        }))
+    }
+
+    async fn create_user(
+        rqctx: RequestContext<UsersContext>,
+        body: ValidatedBody<types::CreateUser>,
+    ) -> Result<HttpResponseHeaders<HttpResponseCreated<types::User>>, Problem> {
+        let body = body.into_inner();
+        let new = NewUser {
+            username: body.username.to_string(),
+            email: body.email.to_string(),
+            password_hash: hash_password(&rqctx, body.password.to_string()).await?,
+            first_name: non_empty(body.first_name),
+            last_name: non_empty(body.last_name),
+        };
+        let user = store::create(&rqctx.context().db, new)
+            .await
+            .map_err(|e| store_problem(&rqctx, e))?;
+        let location = format!("/v1/users/{}", user.id);
+        let mut response = HttpResponseHeaders::new_unnamed(HttpResponseCreated(user));
+        response.headers_mut().insert(
+            http::header::LOCATION,
+            http::HeaderValue::from_str(&location)
+                .map_err(|e| Problem::internal(&rqctx.log, &e))?,
+        );
+        Ok(response)
+    }
+
+    async fn get_user(
+        rqctx: RequestContext<UsersContext>,
+        path: ValidatedPath<GetUserPath>,
+    ) -> Result<HttpResponseOk<types::User>, Problem> {
+        let id = path.into_inner().user_id;
+        let user = store::get(&rqctx.context().db, id)
+            .await
+            .map_err(|e| store_problem(&rqctx, e))?;
+        Ok(HttpResponseOk(user))
+    }
+
+    async fn update_user(
+        rqctx: RequestContext<UsersContext>,
+        path: ValidatedPath<UpdateUserPath>,
+        body: ValidatedBody<types::UpdateUser>,
+    ) -> Result<HttpResponseOk<types::User>, Problem> {
+        let id = path.into_inner().user_id;
+        let body = body.into_inner();
+        let password_hash = match body.password {
+            Some(p) => Some(hash_password(&rqctx, p.to_string()).await?),
+            None => None,
+        };
+        let changes = Changes {
+            username: body.username.map(|u| u.to_string()),
+            email: body.email.map(|e| e.to_string()),
+            password_hash,
+            first_name: body.first_name.map(|n| non_empty(Some(n))),
+            last_name: body.last_name.map(|n| non_empty(Some(n))),
+        };
+        let user = store::update(&rqctx.context().db, id, changes)
+            .await
+            .map_err(|e| store_problem(&rqctx, e))?;
+        Ok(HttpResponseOk(user))
+    }
+
+    async fn delete_user(
+        rqctx: RequestContext<UsersContext>,
+        path: ValidatedPath<DeleteUserPath>,
+    ) -> Result<HttpResponseDeleted, Problem> {
+        let id = path.into_inner().user_id;
+        store::delete(&rqctx.context().db, id)
+            .await
+            .map_err(|e| store_problem(&rqctx, e))?;
+        Ok(HttpResponseDeleted())
+    }
+
+    async fn create_token(
+        rqctx: RequestContext<UsersContext>,
+        _body: ValidatedBody<types::Credentials>,
+    ) -> Result<HttpResponseOk<types::Token>, Problem> {
+        Err(not_yet(&rqctx))
+    }
+
+    async fn get_current_user(
+        rqctx: RequestContext<UsersContext>,
+    ) -> Result<HttpResponseOk<types::User>, Problem> {
+        Err(not_yet(&rqctx))
+    }
+
+    async fn get_jwks(
+        rqctx: RequestContext<UsersContext>,
+    ) -> Result<HttpResponseOk<types::Jwks>, Problem> {
+        Err(not_yet(&rqctx))
+    }
+}
+
+/// Token operations are specified but arrive with the authentication work (issue 5).
+fn not_yet(rqctx: &RequestContext<UsersContext>) -> Problem {
+    Problem::new(501, "Authentication is not implemented yet.").request(&rqctx.request_id)
+}

@@ -1,0 +1,218 @@
+//! The users database: plain SQL, one text for SQLite and PostgreSQL.
+
+use crate::runtime::db::{is_unique_violation, now_text, parse_time, Db};
+use sqlx::Row;
+use taproom_client::users::types;
+use uuid::Uuid;
+
+pub struct NewUser {
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+}
+
+/// Fields to change; `None` keeps the current value. For names, `Some(None)` clears.
+#[derive(Default)]
+pub struct Changes {
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub password_hash: Option<String>,
+    pub first_name: Option<Option<String>>,
+    pub last_name: Option<Option<String>>,
+}
+
+#[derive(Debug)]
+pub enum StoreError {
+    /// A unique field is taken: "username" or "email".
+    Taken(&'static str),
+    NotFound,
+    Db(anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e.into())
+    }
+}
+
+impl From<anyhow::Error> for StoreError {
+    fn from(e: anyhow::Error) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+// A macro, not a const, so that queries stay string literals (sqlx refuses dynamic SQL).
+macro_rules! columns {
+    () => {
+        "id, username, email, first_name, last_name, role, created_at, updated_at"
+    };
+}
+
+fn to_user(row: &sqlx::any::AnyRow) -> Result<types::User, StoreError> {
+    let id: String = row.try_get("id")?;
+    let role: String = row.try_get("role")?;
+    Ok(types::User {
+        id: Uuid::parse_str(&id).map_err(|e| anyhow::anyhow!("stored id {id:?}: {e}"))?,
+        username: row.try_get("username")?,
+        email: row.try_get("email")?,
+        first_name: row.try_get("first_name")?,
+        last_name: row.try_get("last_name")?,
+        role: role
+            .parse()
+            .map_err(|e| anyhow::anyhow!("stored role {role:?}: {e}"))?,
+        created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
+        updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
+    })
+}
+
+/// Which unique field a (possibly just-failed) write collides with, ignoring `except`.
+async fn taken_field(
+    db: &Db,
+    username: Option<&str>,
+    email: Option<&str>,
+    except: Option<Uuid>,
+) -> Result<Option<&'static str>, StoreError> {
+    let except = except.map(|u| u.to_string()).unwrap_or_default();
+    if let Some(username) = username {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE username_key = $1 AND id <> $2")
+                .bind(username.to_lowercase())
+                .bind(&except)
+                .fetch_one(&db.pool)
+                .await?;
+        if n > 0 {
+            return Ok(Some("username"));
+        }
+    }
+    if let Some(email) = email {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE email_key = $1 AND id <> $2")
+                .bind(email.to_lowercase())
+                .bind(&except)
+                .fetch_one(&db.pool)
+                .await?;
+        if n > 0 {
+            return Ok(Some("email"));
+        }
+    }
+    Ok(None)
+}
+
+pub async fn create(db: &Db, new: NewUser) -> Result<types::User, StoreError> {
+    let id = Uuid::now_v7();
+    let now = now_text();
+    let result = sqlx::query(concat!("INSERT INTO users (id, username, username_key, email, email_key, password_hash, first_name, last_name, role, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'user', $9, $9) RETURNING ", columns!(), ""))
+    .bind(id.to_string())
+    .bind(&new.username)
+    .bind(new.username.to_lowercase())
+    .bind(&new.email)
+    .bind(new.email.to_lowercase())
+    .bind(&new.password_hash)
+    .bind(&new.first_name)
+    .bind(&new.last_name)
+    .bind(&now)
+    .fetch_one(&db.pool)
+    .await;
+    match result {
+        Ok(row) => to_user(&row),
+        Err(e) if is_unique_violation(&e) => {
+            let field = taken_field(db, Some(&new.username), Some(&new.email), None).await?;
+            Err(StoreError::Taken(field.unwrap_or("username")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn get(db: &Db, id: Uuid) -> Result<types::User, StoreError> {
+    let row = sqlx::query(concat!("SELECT ", columns!(), " FROM users WHERE id = $1"))
+        .bind(id.to_string())
+        .fetch_optional(&db.pool)
+        .await?;
+    row.as_ref()
+        .map(to_user)
+        .unwrap_or(Err(StoreError::NotFound))
+}
+
+/// One page in id (= creation) order, after `after` when given. Returns the page and
+/// whether more rows follow.
+pub async fn list(
+    db: &Db,
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<(Vec<types::User>, bool), StoreError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM users WHERE id > $1 ORDER BY id LIMIT $2"
+    ))
+    .bind(after.map(|u| u.to_string()).unwrap_or_default())
+    .bind(i64::from(limit) + 1)
+    .fetch_all(&db.pool)
+    .await?;
+    let more = rows.len() > limit as usize;
+    let users = rows
+        .iter()
+        .take(limit as usize)
+        .map(to_user)
+        .collect::<Result<_, _>>()?;
+    Ok((users, more))
+}
+
+pub async fn update(db: &Db, id: Uuid, changes: Changes) -> Result<types::User, StoreError> {
+    // COALESCE keeps the stored value for every field not being changed, in one
+    // statement, so concurrent partial updates of different fields do not undo each other.
+    let result = sqlx::query(concat!(
+        "UPDATE users SET \
+           username = COALESCE($2, username), username_key = COALESCE($3, username_key), \
+           email = COALESCE($4, email), email_key = COALESCE($5, email_key), \
+           password_hash = COALESCE($6, password_hash), \
+           first_name = CASE WHEN $7 = 1 THEN $8 ELSE first_name END, \
+           last_name = CASE WHEN $9 = 1 THEN $10 ELSE last_name END, \
+           updated_at = $11 \
+         WHERE id = $1 RETURNING ",
+        columns!(),
+        ""
+    ))
+    .bind(id.to_string())
+    .bind(&changes.username)
+    .bind(changes.username.as_ref().map(|u| u.to_lowercase()))
+    .bind(&changes.email)
+    .bind(changes.email.as_ref().map(|e| e.to_lowercase()))
+    .bind(&changes.password_hash)
+    .bind(i32::from(changes.first_name.is_some()))
+    .bind(changes.first_name.clone().flatten())
+    .bind(i32::from(changes.last_name.is_some()))
+    .bind(changes.last_name.clone().flatten())
+    .bind(now_text())
+    .fetch_optional(&db.pool)
+    .await;
+    match result {
+        Ok(Some(row)) => to_user(&row),
+        Ok(None) => Err(StoreError::NotFound),
+        Err(e) if is_unique_violation(&e) => {
+            let field = taken_field(
+                db,
+                changes.username.as_deref(),
+                changes.email.as_deref(),
+                Some(id),
+            )
+            .await?;
+            Err(StoreError::Taken(field.unwrap_or("username")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn delete(db: &Db, id: Uuid) -> Result<(), StoreError> {
+    let done = sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&db.pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
