@@ -1,1 +1,174 @@
+//! Test harness: starts real services in-process on port 0 with a fresh database
+//! (a temporary SQLite file, or a throwaway PostgreSQL database), for tests that talk to
+//! them only through `taproom-client`.
+//!
+//! PostgreSQL tests use `TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test`): any database on that server the user can
+//! connect to; each test creates and drops its own `taproom_t_<uuid>` database beside it.
 
+use dropshot::HttpServer;
+use std::path::PathBuf;
+use taproom_server::runtime::config::Config;
+use taproom_server::users::{self, UsersContext};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn test_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Replaces the database name in a PostgreSQL URL.
+fn with_database(base: &str, name: &str) -> String {
+    let mut url = reqwest::Url::parse(base).expect("TEST_DATABASE_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// One fresh database for a test, removed when dropped.
+pub struct TestDb {
+    pub backend: Backend,
+    dir: tempfile::TempDir,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub fn new(backend: Backend) -> TestDb {
+        let pg_name = (backend == Backend::Postgres)
+            .then(|| format!("taproom_t_{}", uuid::Uuid::new_v4().simple()));
+        TestDb {
+            backend,
+            dir: tempfile::tempdir().expect("temp dir"),
+            pg_name,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// The URL a service named `service` should use.
+    pub fn url(&self, service: &str) -> String {
+        match &self.pg_name {
+            Some(name) => with_database(&test_database_url(), &format!("{name}_{service}")),
+            None => format!(
+                "sqlite://{}/{service}.db?mode=rwc",
+                self.dir.path().display()
+            ),
+        }
+    }
+
+    /// Configuration for services on ephemeral ports against this database.
+    pub fn config(&self) -> Config {
+        Config {
+            data_dir: self.data_dir(),
+            database_url: None,
+            users_database_url: Some(self.url(users::NAME)),
+            bind_address: "127.0.0.1".parse().unwrap(),
+            users_port: 0,
+            database_max_connections: 5,
+            request_body_max_bytes: 1024 * 1024,
+            log_level: std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "critical".into()),
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.clone() else {
+            return;
+        };
+        // Drop runs outside any runtime guarantee; use a private one on its own thread.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async move {
+                use sqlx::Executor;
+                let mut conn =
+                    <sqlx::PgConnection as sqlx::Connection>::connect(&test_database_url())
+                        .await
+                        .ok()?;
+                for service in taproom_server::SERVICES {
+                    // The name is ours (a UUID), not input.
+                    let sql = format!("DROP DATABASE IF EXISTS \"{name}_{service}\" WITH (FORCE)");
+                    let _ = conn.execute(sqlx::AssertSqlSafe(sql)).await;
+                }
+                Some(())
+            })
+        })
+        .join();
+    }
+}
+
+/// The users service, running.
+pub struct Users {
+    pub db: TestDb,
+    pub base_url: String,
+    pub client: taproom_client::users::Client,
+    server: Option<HttpServer<UsersContext>>,
+}
+
+impl Users {
+    pub async fn start(backend: Backend) -> Users {
+        let db = TestDb::new(backend);
+        let server = Self::launch(&db).await;
+        let base_url = format!("http://{}", server.local_addr());
+        Users {
+            client: taproom_client::users::Client::new(&base_url),
+            base_url,
+            db,
+            server: Some(server),
+        }
+    }
+
+    async fn launch(db: &TestDb) -> HttpServer<UsersContext> {
+        let config = db.config();
+        let log = taproom_server::runtime::server::logger(&config.log_level).expect("logger");
+        users::start(&config, &log)
+            .await
+            .expect("users service starts")
+    }
+
+    /// Stops the service and starts it again on the same database (new port).
+    pub async fn restart(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.close().await.expect("clean shutdown");
+        }
+        let server = Self::launch(&self.db).await;
+        self.base_url = format!("http://{}", server.local_addr());
+        self.client = taproom_client::users::Client::new(&self.base_url);
+        self.server = Some(server);
+    }
+
+    /// Raw HTTP, for requests the typed client cannot even express (malformed JSON,
+    /// wrong content types, unknown fields).
+    pub fn raw(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+}
+
+/// Declares each `async fn name(backend: Backend)` as two tests, `sqlite::name` and
+/// `postgres::name`, so the whole suite runs on both databases.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::Backend::Sqlite).await }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::Backend::Postgres).await }
+            )*
+        }
+    };
+}
