@@ -119,3 +119,66 @@ pub fn rustfmt(code: &str) -> Result<String> {
     anyhow::ensure!(out.status.success(), "rustfmt failed on generated code");
     Ok(String::from_utf8(out.stdout)?)
 }
+
+/// Generated files (as `gen` would write them) that differ from what is on disk under
+/// `root`, each with the first lines of a diff.
+pub fn stale_files(root: &Path) -> Result<Vec<String>> {
+    let mut stale = Vec::new();
+    for Generated { path, content } in generate_all(root)? {
+        let content = finish(&path, content)?;
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        if on_disk != content {
+            let diff = similar::TextDiff::from_lines(&on_disk, &content)
+                .unified_diff()
+                .context_radius(1)
+                .header("committed", "generated")
+                .to_string();
+            let excerpt: String = diff.lines().take(20).collect::<Vec<_>>().join("\n");
+            stale.push(format!(
+                "{} is stale:\n{excerpt}",
+                path.strip_prefix(root).unwrap_or(&path).display()
+            ));
+        }
+    }
+    Ok(stale)
+}
+
+/// What `gen` writes for a generated file: Rust is formatted as `cargo fmt` would.
+pub fn finish(path: &Path, content: String) -> Result<String> {
+    if path.extension().is_some_and(|e| e == "rs") {
+        rustfmt(&content)
+    } else {
+        Ok(content)
+    }
+}
+
+/// The OpenAPI document dropshot derives from a service's trait, from the server binary.
+pub fn served_openapi(root: &Path, service: &str) -> Result<Value> {
+    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root)
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "taproom-server",
+            "--bin",
+            "server",
+            "--",
+            "served-openapi",
+            service,
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running the server to get its OpenAPI document")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "`server served-openapi {service}` failed"
+    );
+    serde_json::from_slice(&out.stdout).context("parsing the served OpenAPI document")
+}
+
+/// Differences between the committed bundled YAML of `service` and what dropshot serves.
+pub fn drift(root: &Path, service: &str, served: &Value) -> Result<Vec<String>> {
+    let bundled = bundle::load_yaml(&root.join("openapi/bundled").join(format!("{service}.yaml")))?;
+    Ok(drift::compare(&bundled, served))
+}

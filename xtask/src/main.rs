@@ -1,19 +1,23 @@
 use anyhow::{bail, Result};
-use xtask::{generate_all, workspace_root, Generated};
+use xtask::{finish, generate_all, workspace_root, Generated, SERVICES};
+
+const USAGE: &str = "usage: cargo xtask <command>
+
+  gen     regenerate openapi/bundled/, client/src/generated/ and server/src/<svc>/api.rs
+          from openapi/*.yaml
+  check   fail if a spec is invalid, a generated file is stale, or what a service
+          serves differs from its YAML";
 
 fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
     let root = workspace_root();
-    match args.first().map(String::as_str) {
+    match std::env::args().nth(1).as_deref() {
         Some("gen") => {
             for Generated { path, content } in generate_all(&root)? {
-                let content = if path.extension().is_some_and(|e| e == "rs") {
-                    xtask::rustfmt(&content)?
-                } else {
-                    content
-                };
+                let content = finish(&path, content)?;
                 if std::fs::read_to_string(&path).ok().as_deref() != Some(content.as_str()) {
-                    std::fs::create_dir_all(path.parent().unwrap())?;
+                    std::fs::create_dir_all(
+                        path.parent().expect("generated files live in a directory"),
+                    )?;
                     std::fs::write(&path, content)?;
                     println!(
                         "wrote {}",
@@ -23,6 +27,35 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        _ => bail!("usage: cargo xtask gen|check"),
+        Some("check") => {
+            // Invalid specs fail here, while generating.
+            let mut failures = xtask::stale_files(&root)?;
+            if !failures.is_empty() {
+                failures.push("run `cargo xtask gen` and commit the result".into());
+            } else {
+                for service in SERVICES {
+                    let served = xtask::served_openapi(&root, service)?;
+                    for d in xtask::drift(&root, service, &served)? {
+                        failures.push(format!(
+                            "{service}: served document drifts from the YAML: {d}"
+                        ));
+                    }
+                }
+            }
+            if failures.is_empty() {
+                println!("xtask check: specs valid, generated code fresh, served documents match the YAML ({} services)", SERVICES.len());
+                Ok(())
+            } else {
+                for f in &failures {
+                    eprintln!("{f}");
+                }
+                bail!("xtask check failed ({} problems)", failures.len())
+            }
+        }
+        Some("--help" | "-h" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => bail!("{USAGE}"),
     }
 }

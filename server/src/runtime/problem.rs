@@ -20,8 +20,10 @@ pub struct Problem {
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
     pub request_id: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
 }
 
@@ -44,6 +46,7 @@ impl Problem {
             title: code.canonical_reason().unwrap_or("Error").into(),
             status: code.as_u16(),
             detail: Some(detail.into()),
+            instance: None,
             request_id: String::new(),
             errors: Vec::new(),
         }

@@ -1,0 +1,216 @@
+//! `cargo xtask check` must catch each kind of drift. Every test works on a temporary
+//! copy of the specs and generated files, so the real tree is never touched.
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use xtask::{drift, generate_all, served_openapi, stale_files, workspace_root, SERVICES};
+
+/// Copies what `gen`/`check` read and write into a temporary directory.
+fn copy_of_tree() -> (tempfile::TempDir, PathBuf) {
+    let root = workspace_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut files: Vec<PathBuf> = Vec::new();
+    for dir in ["openapi", "openapi/bundled", "client/src/generated"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                files.push(path.strip_prefix(&root).unwrap().to_path_buf());
+            }
+        }
+    }
+    for service in SERVICES {
+        files.push(Path::new("server/src").join(service).join("api.rs"));
+    }
+    for file in files {
+        let to = tmp.path().join(&file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(root.join(&file), to).unwrap();
+    }
+    let path = tmp.path().to_path_buf();
+    (tmp, path)
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.contains(from),
+        "{} does not contain {from:?}",
+        path.display()
+    );
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn a_fresh_copy_is_not_stale() {
+    let (_tmp, root) = copy_of_tree();
+    assert_eq!(stale_files(&root).unwrap(), Vec::<String>::new());
+}
+
+#[test]
+fn a_spec_change_without_gen_is_stale() {
+    let (_tmp, root) = copy_of_tree();
+    edit(
+        &root.join("openapi/users.yaml"),
+        "summary: Get a user",
+        "summary: Fetch one user",
+    );
+    let stale = stale_files(&root).unwrap();
+    assert!(
+        stale
+            .iter()
+            .any(|s| s.starts_with("server/src/users/api.rs is stale")),
+        "{stale:?}"
+    );
+    assert!(
+        stale
+            .iter()
+            .any(|s| s.starts_with("openapi/bundled/users.yaml is stale")),
+        "{stale:?}"
+    );
+}
+
+#[test]
+fn a_hand_edit_of_generated_code_is_stale() {
+    let (_tmp, root) = copy_of_tree();
+    let client = root.join("client/src/generated/users.rs");
+    let text = std::fs::read_to_string(&client).unwrap();
+    std::fs::write(&client, text + "\n// hand edit\n").unwrap();
+    let stale = stale_files(&root).unwrap();
+    assert_eq!(stale.len(), 1, "{stale:?}");
+    assert!(stale[0].contains("client/src/generated/users.rs"));
+}
+
+#[test]
+fn invalid_specs_are_refused() {
+    let cases: [(&str, &str, &str); 4] = [
+        (
+            "dangling $ref",
+            "$ref: \"#/components/schemas/UserPage\"",
+            "$ref: \"#/components/schemas/NoSuchThing\"",
+        ),
+        (
+            "duplicate operationId",
+            "operationId: delete_user",
+            "operationId: get_user",
+        ),
+        ("not OpenAPI 3.0", "openapi: 3.0.3", "openapi: 2.0"),
+        ("broken YAML", "paths:\n", "paths:\n  - [unclosed\n"),
+    ];
+    for (what, from, to) in cases {
+        let (_tmp, root) = copy_of_tree();
+        edit(&root.join("openapi/users.yaml"), from, to);
+        assert!(generate_all(&root).is_err(), "{what} was accepted");
+        assert!(stale_files(&root).is_err(), "check passed despite: {what}");
+    }
+}
+
+/// The served document, obtained once (it runs the server binary through cargo).
+fn served() -> Value {
+    static SERVED: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    SERVED
+        .get_or_init(|| served_openapi(&workspace_root(), "users").unwrap())
+        .clone()
+}
+
+#[test]
+fn the_committed_yaml_matches_what_is_served() {
+    assert_eq!(
+        drift(&workspace_root(), "users", &served()).unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+type Edit = fn(&mut Value);
+
+#[test]
+fn drift_between_yaml_and_server_is_caught() {
+    // Each edit makes the YAML say something the server does not do.
+    let cases: [(&str, Edit, &str); 6] = [
+        (
+            "new query parameter",
+            |d| {
+                let params = d
+                    .pointer_mut("/paths/~1v1~1users/get/parameters")
+                    .unwrap()
+                    .as_array_mut()
+                    .unwrap();
+                params.push(json!({"name": "sort", "in": "query", "schema": {"type": "string"}}));
+            },
+            "query sort",
+        ),
+        (
+            "renamed operation",
+            |d| {
+                *d.pointer_mut("/paths/~1v1~1users~1{user_id}/delete/operationId")
+                    .unwrap() = json!("remove_user");
+            },
+            "operationId",
+        ),
+        (
+            "changed status code",
+            |d| {
+                let r = d
+                    .pointer_mut("/paths/~1v1~1users~1{user_id}/delete/responses")
+                    .unwrap()
+                    .as_object_mut()
+                    .unwrap();
+                let ok = r.shift_remove("204").unwrap();
+                r.insert("200".into(), ok);
+            },
+            "204",
+        ),
+        (
+            "property type",
+            |d| {
+                *d.pointer_mut("/components/schemas/User/properties/id")
+                    .unwrap() = json!({"type": "integer"});
+            },
+            "id",
+        ),
+        (
+            "extra required field",
+            |d| {
+                d.pointer_mut("/components/schemas/CreateUser/required")
+                    .unwrap()
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!("first_name"));
+            },
+            "required",
+        ),
+        (
+            "request body removed",
+            |d| {
+                d.pointer_mut("/paths/~1v1~1users/post")
+                    .unwrap()
+                    .as_object_mut()
+                    .unwrap()
+                    .shift_remove("requestBody");
+            },
+            "requestBody",
+        ),
+    ];
+    for (what, change, expect) in cases {
+        let (_tmp, root) = copy_of_tree();
+        let path = root.join("openapi/bundled/users.yaml");
+        let mut doc: Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        change(&mut doc);
+        std::fs::write(&path, serde_yaml::to_string(&doc).unwrap()).unwrap();
+        let found = drift(&root, "users", &served()).unwrap();
+        assert!(
+            found.iter().any(|d| d.contains(expect)),
+            "{what} not caught: {found:?}"
+        );
+    }
+    // And an operation the server serves that the YAML lacks.
+    let mut extra = served();
+    extra["paths"]["/v1/secret"] = json!({"get": {"operationId": "secret", "responses": {}}});
+    let found = drift(&workspace_root(), "users", &extra).unwrap();
+    assert!(
+        found
+            .iter()
+            .any(|d| d.contains("GET /v1/secret: served but not in the YAML")),
+        "{found:?}"
+    );
+}
