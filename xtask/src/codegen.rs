@@ -199,7 +199,7 @@ pub fn server_code(service: &str, bundled: &Value) -> Result<String> {
             #(#methods)*
         }
     };
-    let code = format_tokens(tokens)?;
+    let code = readable(&format_tokens(tokens)?);
     // `use taproom_client::XApi as _unused` above is a placeholder for the types import,
     // which quote cannot spell with a module path built from a string.
     let code = code.replace(
@@ -207,6 +207,47 @@ pub fn server_code(service: &str, bundled: &Value) -> Result<String> {
         &format!("use taproom_client::{service}::types;"),
     );
     Ok(header(service) + &code)
+}
+
+/// prettyplease leaves `#[endpoint{...}]` split over lines and items unseparated, and
+/// rustfmt does not touch either; this makes the trait pleasant to read.
+fn readable(code: &str) -> String {
+    let mut out = String::new();
+    let mut pending_attr: Option<String> = None;
+    let mut previous = "";
+    for line in code.lines() {
+        if let Some(attr) = pending_attr.as_mut() {
+            attr.push(' ');
+            attr.push_str(line.trim());
+            if line.trim_end().ends_with("}]") {
+                let inner = attr
+                    .trim_start_matches("#[endpoint{")
+                    .trim_end_matches("}]")
+                    .trim()
+                    .to_string();
+                out.push_str(&format!("    #[endpoint {{ {inner} }}]\n"));
+                pending_attr = None;
+            }
+            continue;
+        }
+        let trimmed = line.trim_start();
+        let starts_item = trimmed.starts_with("#[derive")
+            || trimmed.starts_with("#[dropshot::api_description]")
+            || (trimmed.starts_with("///")
+                && !previous.trim_start().starts_with("///")
+                && !previous.trim_end().ends_with('{'));
+        if starts_item && !previous.trim().is_empty() {
+            out.push('\n');
+        }
+        if trimmed.starts_with("#[endpoint{") && !trimmed.ends_with("}]") {
+            pending_attr = Some(trimmed.to_string());
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+        previous = line;
+    }
+    out
 }
 
 fn operation(

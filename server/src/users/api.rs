@@ -5,129 +5,124 @@
 use crate::runtime::{Problem, ValidatedBody, ValidatedPath, ValidatedQuery};
 use dropshot::RequestContext;
 use taproom_client::users::types;
+
 /// The bundled OpenAPI document this trait was generated from, as served.
 pub const SPEC_YAML: &str = include_str!("../../../openapi/bundled/users.yaml");
+
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 pub struct ListUsersQuery {
     /// Page size.
     pub limit: Option<u32>,
+
     /// Opaque token from a previous page's `next_page_token`.
     pub page_token: Option<String>,
 }
+
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 pub struct GetUserPath {
     /// The user's id.
     pub user_id: uuid::Uuid,
 }
+
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 pub struct UpdateUserPath {
     /// The user's id.
     pub user_id: uuid::Uuid,
 }
+
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 pub struct DeleteUserPath {
     /// The user's id.
     pub user_id: uuid::Uuid,
 }
+
 #[dropshot::api_description]
 pub trait UsersApi {
     type Context: crate::runtime::ServiceContext;
+
     /// Smoke test
-    #[endpoint{method = GET,
-    path = "/ping",
-    tags = ["infrastructure"]}]
+    #[endpoint { method = GET, path = "/ping", tags = ["infrastructure"] }]
     async fn ping(
         rqctx: RequestContext<Self::Context>,
     ) -> Result<dropshot::HttpResponseOk<types::Ping>, Problem> {
         crate::runtime::infra::ping(rqctx).await
     }
+
     /// Liveness probe
-    #[endpoint{method = GET,
-    path = "/healthz",
-    tags = ["infrastructure"]}]
+    #[endpoint { method = GET, path = "/healthz", tags = ["infrastructure"] }]
     async fn healthz(
         rqctx: RequestContext<Self::Context>,
     ) -> Result<dropshot::HttpResponseOk<types::Health>, Problem> {
         crate::runtime::infra::healthz(rqctx).await
     }
+
     /// Readiness probe
-    #[endpoint{method = GET,
-    path = "/readyz",
-    tags = ["infrastructure"]}]
+    #[endpoint { method = GET, path = "/readyz", tags = ["infrastructure"] }]
     async fn readyz(
         rqctx: RequestContext<Self::Context>,
     ) -> Result<dropshot::HttpResponseOk<types::Health>, Problem> {
         crate::runtime::infra::readyz(rqctx).await
     }
+
     /// Build and spec version
-    #[endpoint{method = GET,
-    path = "/version",
-    tags = ["infrastructure"]}]
+    #[endpoint { method = GET, path = "/version", tags = ["infrastructure"] }]
     async fn version(
         rqctx: RequestContext<Self::Context>,
     ) -> Result<dropshot::HttpResponseOk<types::Version>, Problem> {
         crate::runtime::infra::version(rqctx).await
     }
+
     /// List users
-    #[endpoint{method = GET,
-    path = "/v1/users",
-    tags = ["users"]}]
+    #[endpoint { method = GET, path = "/v1/users", tags = ["users"] }]
     async fn list_users(
         rqctx: RequestContext<Self::Context>,
         query: ValidatedQuery<ListUsersQuery>,
     ) -> Result<dropshot::HttpResponseOk<types::UserPage>, Problem>;
+
     /// Register a new user
-    #[endpoint{method = POST,
-    path = "/v1/users",
-    tags = ["users"]}]
+    #[endpoint { method = POST, path = "/v1/users", tags = ["users"] }]
     async fn create_user(
         rqctx: RequestContext<Self::Context>,
         body: ValidatedBody<types::CreateUser>,
     ) -> Result<dropshot::HttpResponseHeaders<dropshot::HttpResponseCreated<types::User>>, Problem>;
+
     /// Get a user
-    #[endpoint{method = GET,
-    path = "/v1/users/{user_id}",
-    tags = ["users"]}]
+    #[endpoint { method = GET, path = "/v1/users/{user_id}", tags = ["users"] }]
     async fn get_user(
         rqctx: RequestContext<Self::Context>,
         path: ValidatedPath<GetUserPath>,
     ) -> Result<dropshot::HttpResponseOk<types::User>, Problem>;
+
     /// Update a user
-    #[endpoint{method = PATCH,
-    path = "/v1/users/{user_id}",
-    tags = ["users"]}]
+    #[endpoint { method = PATCH, path = "/v1/users/{user_id}", tags = ["users"] }]
     async fn update_user(
         rqctx: RequestContext<Self::Context>,
         path: ValidatedPath<UpdateUserPath>,
         body: ValidatedBody<types::UpdateUser>,
     ) -> Result<dropshot::HttpResponseOk<types::User>, Problem>;
+
     /// Delete a user
-    #[endpoint{method = DELETE,
-    path = "/v1/users/{user_id}",
-    tags = ["users"]}]
+    #[endpoint { method = DELETE, path = "/v1/users/{user_id}", tags = ["users"] }]
     async fn delete_user(
         rqctx: RequestContext<Self::Context>,
         path: ValidatedPath<DeleteUserPath>,
     ) -> Result<dropshot::HttpResponseDeleted, Problem>;
+
     /// Log in and get an access token
-    #[endpoint{method = POST,
-    path = "/v1/auth/token",
-    tags = ["auth"]}]
+    #[endpoint { method = POST, path = "/v1/auth/token", tags = ["auth"] }]
     async fn create_token(
         rqctx: RequestContext<Self::Context>,
         body: ValidatedBody<types::Credentials>,
     ) -> Result<dropshot::HttpResponseOk<types::Token>, Problem>;
+
     /// The user the token belongs to
-    #[endpoint{method = GET,
-    path = "/v1/auth/me",
-    tags = ["auth"]}]
+    #[endpoint { method = GET, path = "/v1/auth/me", tags = ["auth"] }]
     async fn get_current_user(
         rqctx: RequestContext<Self::Context>,
     ) -> Result<dropshot::HttpResponseOk<types::User>, Problem>;
+
     /// Public keys that verify access tokens
-    #[endpoint{method = GET,
-    path = "/.well-known/jwks.json",
-    tags = ["auth"]}]
+    #[endpoint { method = GET, path = "/.well-known/jwks.json", tags = ["auth"] }]
     async fn get_jwks(
         rqctx: RequestContext<Self::Context>,
     ) -> Result<dropshot::HttpResponseOk<types::Jwks>, Problem>;
