@@ -7,8 +7,6 @@
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
-const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
-
 /// Formats that change the Rust type (and so the wire contract); others (email,
 /// password, uint32, …) are validation or documentation only.
 const TYPED_FORMATS: [&str; 3] = ["uuid", "date-time", "date"];
@@ -69,24 +67,13 @@ fn brief(v: &Value) -> String {
 
 /// `"GET /v1/users"` -> normalised operation.
 pub fn normalise(doc: &Value) -> BTreeMap<String, Value> {
-    let mut ops = BTreeMap::new();
-    let Some(paths) = doc.get("paths").and_then(Value::as_object) else {
-        return ops;
-    };
-    for (path, item) in paths {
-        let item = resolve(doc, item);
-        let shared = item
-            .get("parameters")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for method in METHODS {
-            let Some(op) = item.get(method) else { continue };
-            let key = format!("{} {path}", method.to_uppercase());
-            ops.insert(key, operation(doc, op, &shared));
-        }
-    }
-    ops
+    crate::operations(doc)
+        .into_iter()
+        .map(|o| {
+            let key = format!("{} {}", o.method.to_uppercase(), o.path);
+            (key, operation(doc, o.op, &o.shared_params))
+        })
+        .collect()
 }
 
 fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {

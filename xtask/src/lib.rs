@@ -11,6 +11,51 @@ use std::path::{Path, PathBuf};
 /// The services, in port order. Each has `openapi/<name>.yaml`.
 pub const SERVICES: &[&str] = &["users"];
 
+/// One operation of a spec: path, lower-case method, the operation object, and the
+/// parameters its path item declares for every method.
+pub struct Operation<'a> {
+    pub path: &'a str,
+    pub method: &'static str,
+    pub op: &'a Value,
+    pub shared_params: Vec<Value>,
+}
+
+/// Every operation of `doc`, in document order (path items may be `$ref`s).
+pub fn operations(doc: &Value) -> Vec<Operation<'_>> {
+    let mut out = Vec::new();
+    for (path, item) in doc
+        .get("paths")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let item = match item
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix('#'))
+        {
+            Some(p) => doc.pointer(p).unwrap_or(item),
+            None => item,
+        };
+        let shared_params = item
+            .get("parameters")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if let Some(op) = item.get(method) {
+                out.push(Operation {
+                    path,
+                    method,
+                    op,
+                    shared_params: shared_params.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// A file `gen` writes, with the content it should have.
 pub struct Generated {
     pub path: PathBuf,

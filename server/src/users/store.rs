@@ -75,26 +75,27 @@ async fn taken_field(
     except: Option<Uuid>,
 ) -> Result<Option<&'static str>, StoreError> {
     let except = except.map(|u| u.to_string()).unwrap_or_default();
-    if let Some(username) = username {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE username_key = $1 AND id <> $2")
-                .bind(username.to_lowercase())
-                .bind(&except)
-                .fetch_one(&db.pool)
-                .await?;
+    let checks = [
+        (
+            "username",
+            username,
+            "SELECT COUNT(*) FROM users WHERE username_key = $1 AND id <> $2",
+        ),
+        (
+            "email",
+            email,
+            "SELECT COUNT(*) FROM users WHERE email_key = $1 AND id <> $2",
+        ),
+    ];
+    for (field, value, sql) in checks {
+        let Some(value) = value else { continue };
+        let n: i64 = sqlx::query_scalar(sql)
+            .bind(value.to_lowercase())
+            .bind(&except)
+            .fetch_one(&db.pool)
+            .await?;
         if n > 0 {
-            return Ok(Some("username"));
-        }
-    }
-    if let Some(email) = email {
-        let n: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE email_key = $1 AND id <> $2")
-                .bind(email.to_lowercase())
-                .bind(&except)
-                .fetch_one(&db.pool)
-                .await?;
-        if n > 0 {
-            return Ok(Some("email"));
+            return Ok(Some(field));
         }
     }
     Ok(None)
