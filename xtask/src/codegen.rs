@@ -68,6 +68,7 @@ pub fn client_mod(services: &[&str]) -> Result<String> {
             #[doc = #doc]
             // progenitor matches 4XX before a specific 4xx code of the same type.
             #[allow(unreachable_patterns)]
+            #[rustfmt::skip]
             pub mod #m;
         }
     });

@@ -189,8 +189,16 @@ pub fn stale_files(root: &Path) -> Result<Vec<String>> {
 }
 
 /// What `gen` writes for a generated file: Rust is formatted as `cargo fmt` would.
+///
+/// Except the progenitor clients: rustfmt indents the text of their `/** */` doc
+/// comments, which rustdoc then reads as code blocks. `client/src/generated/mod.rs`
+/// marks them `#[rustfmt::skip]` so `cargo fmt` leaves them as prettyplease wrote them.
 pub fn finish(path: &Path, content: String) -> Result<String> {
-    if path.extension().is_some_and(|e| e == "rs") {
+    let is_client = path
+        .parent()
+        .is_some_and(|p| p.ends_with("client/src/generated"))
+        && path.file_name().is_some_and(|f| f != "mod.rs");
+    if path.extension().is_some_and(|e| e == "rs") && !is_client {
         rustfmt(&content)
     } else {
         Ok(content)

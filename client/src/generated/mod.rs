@@ -2,4 +2,5 @@
 
 /// Client and types for the users service (`openapi/users.yaml`).
 #[allow(unreachable_patterns)]
+#[rustfmt::skip]
 pub mod users;

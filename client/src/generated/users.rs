@@ -2,14 +2,20 @@
 // Do not edit by hand: change the YAML and run `cargo xtask gen`.
 
 #[allow(unused_imports)]
-use progenitor_client::{encode_path, ClientHooks, OperationInfo, RequestBuilderExt};
-#[allow(unused_imports)]
 pub use progenitor_client::{ByteStream, ClientInfo, Error, ResponseValue};
+#[allow(unused_imports)]
+use progenitor_client::{encode_path, ClientHooks, OperationInfo, RequestBuilderExt};
 /// Types used as operation parameters and responses.
 #[allow(clippy::all)]
 pub mod types {
     ///`CreateUser`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, schemars::JsonSchema)]
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        schemars::JsonSchema
+    )]
     #[serde(deny_unknown_fields)]
     pub struct CreateUser {
         pub email: Email,
@@ -26,7 +32,13 @@ pub mod types {
         }
     }
     ///Give `username` or `email`, and `password`.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, schemars::JsonSchema)]
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        schemars::JsonSchema
+    )]
     #[serde(deny_unknown_fields)]
     pub struct Credentials {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -42,7 +54,15 @@ pub mod types {
     }
     ///`CredentialsEmail`
     #[derive(
-        ::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, schemars::JsonSchema,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
     )]
     #[serde(transparent)]
     pub struct CredentialsEmail(::std::string::String);
@@ -59,7 +79,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for CredentialsEmail {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 254usize {
                 return Err("longer than 254 characters".into());
             }
@@ -68,7 +90,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for CredentialsEmail {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -94,7 +118,15 @@ pub mod types {
     }
     ///`CredentialsPassword`
     #[derive(
-        ::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, schemars::JsonSchema,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
     )]
     #[serde(transparent)]
     pub struct CredentialsPassword(::std::string::String);
@@ -111,7 +143,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for CredentialsPassword {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 128usize {
                 return Err("longer than 128 characters".into());
             }
@@ -120,7 +154,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for CredentialsPassword {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -146,7 +182,15 @@ pub mod types {
     }
     ///`CredentialsUsername`
     #[derive(
-        ::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, schemars::JsonSchema,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
     )]
     #[serde(transparent)]
     pub struct CredentialsUsername(::std::string::String);
@@ -163,7 +207,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for CredentialsUsername {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 254usize {
                 return Err("longer than 254 characters".into());
             }
@@ -172,7 +218,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for CredentialsUsername {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -198,7 +246,15 @@ pub mod types {
     }
     ///`Email`
     #[derive(
-        ::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, schemars::JsonSchema,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
     )]
     #[serde(transparent)]
     pub struct Email(::std::string::String);
@@ -215,7 +271,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for Email {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 254usize {
                 return Err("longer than 254 characters".into());
             }
@@ -224,7 +282,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for Email {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -249,7 +309,13 @@ pub mod types {
         }
     }
     ///`Health`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, schemars::JsonSchema)]
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        schemars::JsonSchema
+    )]
     #[serde(deny_unknown_fields)]
     pub struct Health {
         ///`ok` when healthy.
@@ -261,7 +327,13 @@ pub mod types {
         }
     }
     ///`Jwk`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, schemars::JsonSchema)]
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        schemars::JsonSchema
+    )]
     pub struct Jwk {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub alg: ::std::option::Option<::std::string::String>,
@@ -280,7 +352,13 @@ pub mod types {
         }
     }
     ///`Jwks`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, schemars::JsonSchema)]
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        schemars::JsonSchema
+    )]
     pub struct Jwks {
         pub keys: ::std::vec::Vec<Jwk>,
     }
@@ -291,7 +369,15 @@ pub mod types {
     }
     ///`ListUsersPageToken`
     #[derive(
-        ::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, schemars::JsonSchema,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
     )]
     #[serde(transparent)]
     pub struct ListUsersPageToken(::std::string::String);
@@ -308,7 +394,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for ListUsersPageToken {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 512usize {
                 return Err("longer than 512 characters".into());
             }
@@ -320,7 +408,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for ListUsersPageToken {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -346,7 +436,15 @@ pub mod types {
     }
     ///`Password`
     #[derive(
-        ::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, schemars::JsonSchema,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
     )]
     #[serde(transparent)]
     pub struct Password(::std::string::String);
@@ -363,7 +461,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for Password {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 128usize {
                 return Err("longer than 128 characters".into());
             }
@@ -375,7 +475,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for Password {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -401,7 +503,15 @@ pub mod types {
     }
     ///`PersonName`
     #[derive(
-        ::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, schemars::JsonSchema,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
     )]
     #[serde(transparent)]
     pub struct PersonName(::std::string::String);
@@ -418,7 +528,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for PersonName {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 100usize {
                 return Err("longer than 100 characters".into());
             }
@@ -427,7 +539,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for PersonName {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -452,7 +566,13 @@ pub mod types {
         }
     }
     ///`Ping`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, schemars::JsonSchema)]
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        schemars::JsonSchema
+    )]
     #[serde(deny_unknown_fields)]
     pub struct Ping {
         pub message: ::std::string::String,
@@ -464,7 +584,13 @@ pub mod types {
         }
     }
     ///An RFC 9457 problem details object.
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, schemars::JsonSchema)]
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        schemars::JsonSchema
+    )]
     pub struct Problem {
         ///What went wrong with this request.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -489,7 +615,13 @@ pub mod types {
         }
     }
     ///`ProblemError`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, schemars::JsonSchema)]
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        schemars::JsonSchema
+    )]
     pub struct ProblemError {
         pub message: ::std::string::String,
         ///JSON pointer (RFC 6901) into the request body, or `/query/<name>`, `/path/<name>`, `/header/<name>` for parameters.
@@ -512,7 +644,7 @@ pub mod types {
         Ord,
         PartialEq,
         PartialOrd,
-        schemars::JsonSchema,
+        schemars::JsonSchema
     )]
     pub enum Role {
         #[serde(rename = "user")]
@@ -530,7 +662,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for Role {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             match value {
                 "user" => Ok(Self::User),
                 "admin" => Ok(Self::Admin),
@@ -540,7 +674,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for Role {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -553,7 +689,13 @@ pub mod types {
         }
     }
     ///`Token`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, schemars::JsonSchema)]
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        schemars::JsonSchema
+    )]
     #[serde(deny_unknown_fields)]
     pub struct Token {
         pub access_token: ::std::string::String,
@@ -578,7 +720,7 @@ pub mod types {
         Ord,
         PartialEq,
         PartialOrd,
-        schemars::JsonSchema,
+        schemars::JsonSchema
     )]
     pub enum TokenTokenType {
         Bearer,
@@ -592,7 +734,9 @@ pub mod types {
     }
     impl ::std::str::FromStr for TokenTokenType {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             match value {
                 "Bearer" => Ok(Self::Bearer),
                 _ => Err("invalid value".into()),
@@ -601,7 +745,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for TokenTokenType {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -615,7 +761,12 @@ pub mod types {
     }
     ///`UpdateUser`
     #[derive(
-        ::serde::Deserialize, ::serde::Serialize, Clone, Debug, Default, schemars::JsonSchema,
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Default,
+        schemars::JsonSchema
     )]
     #[serde(deny_unknown_fields)]
     pub struct UpdateUser {
@@ -636,7 +787,13 @@ pub mod types {
         }
     }
     ///`User`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, schemars::JsonSchema)]
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        schemars::JsonSchema
+    )]
     #[serde(deny_unknown_fields)]
     pub struct User {
         pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
@@ -656,7 +813,13 @@ pub mod types {
         }
     }
     ///`UserPage`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, schemars::JsonSchema)]
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        schemars::JsonSchema
+    )]
     #[serde(deny_unknown_fields)]
     pub struct UserPage {
         pub items: ::std::vec::Vec<User>,
@@ -671,7 +834,15 @@ pub mod types {
     }
     ///`Username`
     #[derive(
-        ::serde::Serialize, Clone, Debug, Eq, Hash, Ord, PartialEq, PartialOrd, schemars::JsonSchema,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
     )]
     #[serde(transparent)]
     pub struct Username(::std::string::String);
@@ -688,15 +859,17 @@ pub mod types {
     }
     impl ::std::str::FromStr for Username {
         type Err = self::error::ConversionError;
-        fn from_str(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 64usize {
                 return Err("longer than 64 characters".into());
             }
             if value.chars().count() < 3usize {
                 return Err("shorter than 3 characters".into());
             }
-            static PATTERN: ::std::sync::LazyLock<::regress::Regex> =
-                ::std::sync::LazyLock::new(|| ::regress::Regex::new("^[A-Za-z0-9_.-]+$").unwrap());
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            { ::regress::Regex::new("^[A-Za-z0-9_.-]+$").unwrap() });
             if PATTERN.find(value).is_none() {
                 return Err("doesn't match pattern \"^[A-Za-z0-9_.-]+$\"".into());
             }
@@ -705,7 +878,9 @@ pub mod types {
     }
     impl ::std::convert::TryFrom<&str> for Username {
         type Error = self::error::ConversionError;
-        fn try_from(value: &str) -> ::std::result::Result<Self, self::error::ConversionError> {
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
             value.parse()
         }
     }
@@ -730,7 +905,13 @@ pub mod types {
         }
     }
     ///`Version`
-    #[derive(::serde::Deserialize, ::serde::Serialize, Clone, Debug, schemars::JsonSchema)]
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        schemars::JsonSchema
+    )]
     #[serde(deny_unknown_fields)]
     pub struct Version {
         pub service: ::std::string::String,
@@ -779,7 +960,9 @@ pub mod types {
             {
                 self.email = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for email: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for email: {e}")
+                    });
                 self
             }
             pub fn first_name<T>(mut self, value: T) -> Self
@@ -789,7 +972,9 @@ pub mod types {
             {
                 self.first_name = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for first_name: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for first_name: {e}")
+                    });
                 self
             }
             pub fn last_name<T>(mut self, value: T) -> Self
@@ -799,7 +984,9 @@ pub mod types {
             {
                 self.last_name = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for last_name: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for last_name: {e}")
+                    });
                 self
             }
             pub fn password<T>(mut self, value: T) -> Self
@@ -809,7 +996,9 @@ pub mod types {
             {
                 self.password = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for password: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for password: {e}")
+                    });
                 self
             }
             pub fn username<T>(mut self, value: T) -> Self
@@ -819,7 +1008,9 @@ pub mod types {
             {
                 self.username = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for username: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for username: {e}")
+                    });
                 self
             }
         }
@@ -854,7 +1045,10 @@ pub mod types {
                 ::std::option::Option<super::CredentialsEmail>,
                 ::std::string::String,
             >,
-            password: ::std::result::Result<super::CredentialsPassword, ::std::string::String>,
+            password: ::std::result::Result<
+                super::CredentialsPassword,
+                ::std::string::String,
+            >,
             username: ::std::result::Result<
                 ::std::option::Option<super::CredentialsUsername>,
                 ::std::string::String,
@@ -872,12 +1066,16 @@ pub mod types {
         impl Credentials {
             pub fn email<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<super::CredentialsEmail>>,
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<super::CredentialsEmail>,
+                >,
                 T::Error: ::std::fmt::Display,
             {
                 self.email = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for email: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for email: {e}")
+                    });
                 self
             }
             pub fn password<T>(mut self, value: T) -> Self
@@ -887,17 +1085,23 @@ pub mod types {
             {
                 self.password = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for password: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for password: {e}")
+                    });
                 self
             }
             pub fn username<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<super::CredentialsUsername>>,
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<super::CredentialsUsername>,
+                >,
                 T::Error: ::std::fmt::Display,
             {
                 self.username = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for username: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for username: {e}")
+                    });
                 self
             }
         }
@@ -941,7 +1145,9 @@ pub mod types {
             {
                 self.status = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for status: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for status: {e}")
+                    });
                 self
             }
         }
@@ -950,16 +1156,12 @@ pub mod types {
             fn try_from(
                 value: Health,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
-                Ok(Self {
-                    status: value.status?,
-                })
+                Ok(Self { status: value.status? })
             }
         }
         impl ::std::convert::From<super::Health> for Health {
             fn from(value: super::Health) -> Self {
-                Self {
-                    status: Ok(value.status),
-                }
+                Self { status: Ok(value.status) }
             }
         }
         #[derive(Clone, Debug)]
@@ -1003,7 +1205,9 @@ pub mod types {
             {
                 self.alg = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for alg: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for alg: {e}")
+                    });
                 self
             }
             pub fn crv<T>(mut self, value: T) -> Self
@@ -1013,7 +1217,9 @@ pub mod types {
             {
                 self.crv = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for crv: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for crv: {e}")
+                    });
                 self
             }
             pub fn kid<T>(mut self, value: T) -> Self
@@ -1023,7 +1229,9 @@ pub mod types {
             {
                 self.kid = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for kid: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for kid: {e}")
+                    });
                 self
             }
             pub fn kty<T>(mut self, value: T) -> Self
@@ -1033,7 +1241,9 @@ pub mod types {
             {
                 self.kty = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for kty: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for kty: {e}")
+                    });
                 self
             }
             pub fn use_<T>(mut self, value: T) -> Self
@@ -1043,7 +1253,9 @@ pub mod types {
             {
                 self.use_ = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for use_: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for use_: {e}")
+                    });
                 self
             }
             pub fn x<T>(mut self, value: T) -> Self
@@ -1059,7 +1271,9 @@ pub mod types {
         }
         impl ::std::convert::TryFrom<Jwk> for super::Jwk {
             type Error = super::error::ConversionError;
-            fn try_from(value: Jwk) -> ::std::result::Result<Self, super::error::ConversionError> {
+            fn try_from(
+                value: Jwk,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     alg: value.alg?,
                     crv: value.crv?,
@@ -1084,7 +1298,10 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct Jwks {
-            keys: ::std::result::Result<::std::vec::Vec<super::Jwk>, ::std::string::String>,
+            keys: ::std::result::Result<
+                ::std::vec::Vec<super::Jwk>,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for Jwks {
             fn default() -> Self {
@@ -1101,21 +1318,23 @@ pub mod types {
             {
                 self.keys = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for keys: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for keys: {e}")
+                    });
                 self
             }
         }
         impl ::std::convert::TryFrom<Jwks> for super::Jwks {
             type Error = super::error::ConversionError;
-            fn try_from(value: Jwks) -> ::std::result::Result<Self, super::error::ConversionError> {
+            fn try_from(
+                value: Jwks,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self { keys: value.keys? })
             }
         }
         impl ::std::convert::From<super::Jwks> for Jwks {
             fn from(value: super::Jwks) -> Self {
-                Self {
-                    keys: Ok(value.keys),
-                }
+                Self { keys: Ok(value.keys) }
             }
         }
         #[derive(Clone, Debug)]
@@ -1139,7 +1358,9 @@ pub mod types {
             {
                 self.message = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for message: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for message: {e}")
+                    });
                 self
             }
             pub fn status<T>(mut self, value: T) -> Self
@@ -1149,13 +1370,17 @@ pub mod types {
             {
                 self.status = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for status: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for status: {e}")
+                    });
                 self
             }
         }
         impl ::std::convert::TryFrom<Ping> for super::Ping {
             type Error = super::error::ConversionError;
-            fn try_from(value: Ping) -> ::std::result::Result<Self, super::error::ConversionError> {
+            fn try_from(
+                value: Ping,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     message: value.message?,
                     status: value.status?,
@@ -1176,13 +1401,18 @@ pub mod types {
                 ::std::option::Option<::std::string::String>,
                 ::std::string::String,
             >,
-            errors:
-                ::std::result::Result<::std::vec::Vec<super::ProblemError>, ::std::string::String>,
+            errors: ::std::result::Result<
+                ::std::vec::Vec<super::ProblemError>,
+                ::std::string::String,
+            >,
             instance: ::std::result::Result<
                 ::std::option::Option<::std::string::String>,
                 ::std::string::String,
             >,
-            request_id: ::std::result::Result<::std::string::String, ::std::string::String>,
+            request_id: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
             status: ::std::result::Result<u16, ::std::string::String>,
             title: ::std::result::Result<::std::string::String, ::std::string::String>,
             type_: ::std::result::Result<::std::string::String, ::std::string::String>,
@@ -1208,7 +1438,9 @@ pub mod types {
             {
                 self.detail = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for detail: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for detail: {e}")
+                    });
                 self
             }
             pub fn errors<T>(mut self, value: T) -> Self
@@ -1218,7 +1450,9 @@ pub mod types {
             {
                 self.errors = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for errors: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for errors: {e}")
+                    });
                 self
             }
             pub fn instance<T>(mut self, value: T) -> Self
@@ -1228,7 +1462,9 @@ pub mod types {
             {
                 self.instance = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for instance: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for instance: {e}")
+                    });
                 self
             }
             pub fn request_id<T>(mut self, value: T) -> Self
@@ -1238,7 +1474,9 @@ pub mod types {
             {
                 self.request_id = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for request_id: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for request_id: {e}")
+                    });
                 self
             }
             pub fn status<T>(mut self, value: T) -> Self
@@ -1248,7 +1486,9 @@ pub mod types {
             {
                 self.status = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for status: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for status: {e}")
+                    });
                 self
             }
             pub fn title<T>(mut self, value: T) -> Self
@@ -1258,7 +1498,9 @@ pub mod types {
             {
                 self.title = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for title: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for title: {e}")
+                    });
                 self
             }
             pub fn type_<T>(mut self, value: T) -> Self
@@ -1268,7 +1510,9 @@ pub mod types {
             {
                 self.type_ = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for type_: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for type_: {e}")
+                    });
                 self
             }
         }
@@ -1322,7 +1566,9 @@ pub mod types {
             {
                 self.message = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for message: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for message: {e}")
+                    });
                 self
             }
             pub fn pointer<T>(mut self, value: T) -> Self
@@ -1332,7 +1578,9 @@ pub mod types {
             {
                 self.pointer = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for pointer: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for pointer: {e}")
+                    });
                 self
             }
         }
@@ -1357,9 +1605,15 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct Token {
-            access_token: ::std::result::Result<::std::string::String, ::std::string::String>,
+            access_token: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
             expires_in: ::std::result::Result<u32, ::std::string::String>,
-            token_type: ::std::result::Result<super::TokenTokenType, ::std::string::String>,
+            token_type: ::std::result::Result<
+                super::TokenTokenType,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for Token {
             fn default() -> Self {
@@ -1378,7 +1632,9 @@ pub mod types {
             {
                 self.access_token = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for access_token: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for access_token: {e}")
+                    });
                 self
             }
             pub fn expires_in<T>(mut self, value: T) -> Self
@@ -1388,7 +1644,9 @@ pub mod types {
             {
                 self.expires_in = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for expires_in: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for expires_in: {e}")
+                    });
                 self
             }
             pub fn token_type<T>(mut self, value: T) -> Self
@@ -1398,7 +1656,9 @@ pub mod types {
             {
                 self.token_type = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for token_type: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for token_type: {e}")
+                    });
                 self
             }
         }
@@ -1425,8 +1685,10 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct UpdateUser {
-            email:
-                ::std::result::Result<::std::option::Option<super::Email>, ::std::string::String>,
+            email: ::std::result::Result<
+                ::std::option::Option<super::Email>,
+                ::std::string::String,
+            >,
             first_name: ::std::result::Result<
                 ::std::option::Option<super::PersonName>,
                 ::std::string::String,
@@ -1463,7 +1725,9 @@ pub mod types {
             {
                 self.email = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for email: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for email: {e}")
+                    });
                 self
             }
             pub fn first_name<T>(mut self, value: T) -> Self
@@ -1473,7 +1737,9 @@ pub mod types {
             {
                 self.first_name = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for first_name: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for first_name: {e}")
+                    });
                 self
             }
             pub fn last_name<T>(mut self, value: T) -> Self
@@ -1483,7 +1749,9 @@ pub mod types {
             {
                 self.last_name = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for last_name: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for last_name: {e}")
+                    });
                 self
             }
             pub fn password<T>(mut self, value: T) -> Self
@@ -1493,7 +1761,9 @@ pub mod types {
             {
                 self.password = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for password: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for password: {e}")
+                    });
                 self
             }
             pub fn username<T>(mut self, value: T) -> Self
@@ -1503,7 +1773,9 @@ pub mod types {
             {
                 self.username = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for username: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for username: {e}")
+                    });
                 self
             }
         }
@@ -1553,7 +1825,10 @@ pub mod types {
                 ::chrono::DateTime<::chrono::offset::Utc>,
                 ::std::string::String,
             >,
-            username: ::std::result::Result<::std::string::String, ::std::string::String>,
+            username: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
         }
         impl ::std::default::Default for User {
             fn default() -> Self {
@@ -1577,7 +1852,9 @@ pub mod types {
             {
                 self.created_at = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for created_at: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for created_at: {e}")
+                    });
                 self
             }
             pub fn email<T>(mut self, value: T) -> Self
@@ -1587,7 +1864,9 @@ pub mod types {
             {
                 self.email = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for email: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for email: {e}")
+                    });
                 self
             }
             pub fn first_name<T>(mut self, value: T) -> Self
@@ -1597,7 +1876,9 @@ pub mod types {
             {
                 self.first_name = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for first_name: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for first_name: {e}")
+                    });
                 self
             }
             pub fn id<T>(mut self, value: T) -> Self
@@ -1617,7 +1898,9 @@ pub mod types {
             {
                 self.last_name = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for last_name: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for last_name: {e}")
+                    });
                 self
             }
             pub fn role<T>(mut self, value: T) -> Self
@@ -1627,7 +1910,9 @@ pub mod types {
             {
                 self.role = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for role: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for role: {e}")
+                    });
                 self
             }
             pub fn updated_at<T>(mut self, value: T) -> Self
@@ -1637,7 +1922,9 @@ pub mod types {
             {
                 self.updated_at = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for updated_at: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for updated_at: {e}")
+                    });
                 self
             }
             pub fn username<T>(mut self, value: T) -> Self
@@ -1647,13 +1934,17 @@ pub mod types {
             {
                 self.username = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for username: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for username: {e}")
+                    });
                 self
             }
         }
         impl ::std::convert::TryFrom<User> for super::User {
             type Error = super::error::ConversionError;
-            fn try_from(value: User) -> ::std::result::Result<Self, super::error::ConversionError> {
+            fn try_from(
+                value: User,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     created_at: value.created_at?,
                     email: value.email?,
@@ -1682,7 +1973,10 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct UserPage {
-            items: ::std::result::Result<::std::vec::Vec<super::User>, ::std::string::String>,
+            items: ::std::result::Result<
+                ::std::vec::Vec<super::User>,
+                ::std::string::String,
+            >,
             next_page_token: ::std::result::Result<
                 ::std::option::Option<::std::string::String>,
                 ::std::string::String,
@@ -1704,7 +1998,9 @@ pub mod types {
             {
                 self.items = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for items: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for items: {e}")
+                    });
                 self
             }
             pub fn next_page_token<T>(mut self, value: T) -> Self
@@ -1712,9 +2008,13 @@ pub mod types {
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.next_page_token = value.try_into().map_err(|e| {
-                    format!("error converting supplied value for next_page_token: {e}")
-                });
+                self.next_page_token = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for next_page_token: {e}"
+                        )
+                    });
                 self
             }
         }
@@ -1740,7 +2040,10 @@ pub mod types {
         #[derive(Clone, Debug)]
         pub struct Version {
             service: ::std::result::Result<::std::string::String, ::std::string::String>,
-            spec_version: ::std::result::Result<::std::string::String, ::std::string::String>,
+            spec_version: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
             version: ::std::result::Result<::std::string::String, ::std::string::String>,
         }
         impl ::std::default::Default for Version {
@@ -1760,7 +2063,9 @@ pub mod types {
             {
                 self.service = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for service: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for service: {e}")
+                    });
                 self
             }
             pub fn spec_version<T>(mut self, value: T) -> Self
@@ -1770,7 +2075,9 @@ pub mod types {
             {
                 self.spec_version = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for spec_version: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for spec_version: {e}")
+                    });
                 self
             }
             pub fn version<T>(mut self, value: T) -> Self
@@ -1780,7 +2087,9 @@ pub mod types {
             {
                 self.version = value
                     .try_into()
-                    .map_err(|e| format!("error converting supplied value for version: {e}"));
+                    .map_err(|e| {
+                        format!("error converting supplied value for version: {e}")
+                    });
                 self
             }
         }
@@ -1812,12 +2121,18 @@ pub mod types {
         pub struct ConversionError(::std::borrow::Cow<'static, str>);
         impl ::std::error::Error for ConversionError {}
         impl ::std::fmt::Display for ConversionError {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> Result<(), ::std::fmt::Error> {
+            fn fmt(
+                &self,
+                f: &mut ::std::fmt::Formatter<'_>,
+            ) -> Result<(), ::std::fmt::Error> {
                 ::std::fmt::Display::fmt(&self.0, f)
             }
         }
         impl ::std::fmt::Debug for ConversionError {
-            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> Result<(), ::std::fmt::Error> {
+            fn fmt(
+                &self,
+                f: &mut ::std::fmt::Formatter<'_>,
+            ) -> Result<(), ::std::fmt::Error> {
                 ::std::fmt::Debug::fmt(&self.0, f)
             }
         }
@@ -1853,9 +2168,7 @@ impl Client {
         #[cfg(not(target_arch = "wasm32"))]
         let client = {
             let dur = ::std::time::Duration::from_secs(15u64);
-            reqwest::ClientBuilder::new()
-                .connect_timeout(dur)
-                .timeout(dur)
+            reqwest::ClientBuilder::new().connect_timeout(dur).timeout(dur)
         };
         #[cfg(target_arch = "wasm32")]
         let client = reqwest::ClientBuilder::new();
@@ -1892,177 +2205,177 @@ impl ClientHooks<()> for &Client {}
 impl Client {
     /**Smoke test
 
-    Answers `pong!` without touching the database.
+Answers `pong!` without touching the database.
 
-    Sends a `GET` request to `/ping`
+Sends a `GET` request to `/ping`
 
-    ```ignore
-    let response = client.ping()
-        .send()
-        .await;
-    ```*/
+```ignore
+let response = client.ping()
+    .send()
+    .await;
+```*/
     pub fn ping(&self) -> builder::Ping<'_> {
         builder::Ping::new(self)
     }
     /**Liveness probe
 
-    200 while the process is alive and serving requests.
+200 while the process is alive and serving requests.
 
-    Sends a `GET` request to `/healthz`
+Sends a `GET` request to `/healthz`
 
-    ```ignore
-    let response = client.healthz()
-        .send()
-        .await;
-    ```*/
+```ignore
+let response = client.healthz()
+    .send()
+    .await;
+```*/
     pub fn healthz(&self) -> builder::Healthz<'_> {
         builder::Healthz::new(self)
     }
     /**Readiness probe
 
-    200 when the service's database is reachable and fully migrated; 503 with a problem body saying what is wrong otherwise.
+200 when the service's database is reachable and fully migrated; 503 with a problem body saying what is wrong otherwise.
 
-    Sends a `GET` request to `/readyz`
+Sends a `GET` request to `/readyz`
 
-    ```ignore
-    let response = client.readyz()
-        .send()
-        .await;
-    ```*/
+```ignore
+let response = client.readyz()
+    .send()
+    .await;
+```*/
     pub fn readyz(&self) -> builder::Readyz<'_> {
         builder::Readyz::new(self)
     }
     /**Build and spec version
 
-    Sends a `GET` request to `/version`
+Sends a `GET` request to `/version`
 
-    ```ignore
-    let response = client.version()
-        .send()
-        .await;
-    ```*/
+```ignore
+let response = client.version()
+    .send()
+    .await;
+```*/
     pub fn version(&self) -> builder::Version<'_> {
         builder::Version::new(self)
     }
     /**List users
 
-    Keyset-paginated, oldest first. Pass `next_page_token` back as `page_token` for the next page.
+Keyset-paginated, oldest first. Pass `next_page_token` back as `page_token` for the next page.
 
-    Sends a `GET` request to `/v1/users`
+Sends a `GET` request to `/v1/users`
 
-    Arguments:
-    - `limit`: Page size.
-    - `page_token`: Opaque token from a previous page's `next_page_token`.
-    ```ignore
-    let response = client.list_users()
-        .limit(limit)
-        .page_token(page_token)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `limit`: Page size.
+- `page_token`: Opaque token from a previous page's `next_page_token`.
+```ignore
+let response = client.list_users()
+    .limit(limit)
+    .page_token(page_token)
+    .send()
+    .await;
+```*/
     pub fn list_users(&self) -> builder::ListUsers<'_> {
         builder::ListUsers::new(self)
     }
     /**Register a new user
 
-    Creates an account with role `user`. The password is stored as an argon2id hash and is never returned.
+Creates an account with role `user`. The password is stored as an argon2id hash and is never returned.
 
-    Sends a `POST` request to `/v1/users`
+Sends a `POST` request to `/v1/users`
 
-    ```ignore
-    let response = client.create_user()
-        .body(body)
-        .send()
-        .await;
-    ```*/
+```ignore
+let response = client.create_user()
+    .body(body)
+    .send()
+    .await;
+```*/
     pub fn create_user(&self) -> builder::CreateUser<'_> {
         builder::CreateUser::new(self)
     }
     /**Get a user
 
-    Sends a `GET` request to `/v1/users/{user_id}`
+Sends a `GET` request to `/v1/users/{user_id}`
 
-    Arguments:
-    - `user_id`: The user's id.
-    ```ignore
-    let response = client.get_user()
-        .user_id(user_id)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `user_id`: The user's id.
+```ignore
+let response = client.get_user()
+    .user_id(user_id)
+    .send()
+    .await;
+```*/
     pub fn get_user(&self) -> builder::GetUser<'_> {
         builder::GetUser::new(self)
     }
     /**Delete a user
 
-    Sends a `DELETE` request to `/v1/users/{user_id}`
+Sends a `DELETE` request to `/v1/users/{user_id}`
 
-    Arguments:
-    - `user_id`: The user's id.
-    ```ignore
-    let response = client.delete_user()
-        .user_id(user_id)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `user_id`: The user's id.
+```ignore
+let response = client.delete_user()
+    .user_id(user_id)
+    .send()
+    .await;
+```*/
     pub fn delete_user(&self) -> builder::DeleteUser<'_> {
         builder::DeleteUser::new(self)
     }
     /**Update a user
 
-    Partial update; fields left out keep their value. An empty `first_name` or `last_name` clears it.
+Partial update; fields left out keep their value. An empty `first_name` or `last_name` clears it.
 
-    Sends a `PATCH` request to `/v1/users/{user_id}`
+Sends a `PATCH` request to `/v1/users/{user_id}`
 
-    Arguments:
-    - `user_id`: The user's id.
-    - `body`
-    ```ignore
-    let response = client.update_user()
-        .user_id(user_id)
-        .body(body)
-        .send()
-        .await;
-    ```*/
+Arguments:
+- `user_id`: The user's id.
+- `body`
+```ignore
+let response = client.update_user()
+    .user_id(user_id)
+    .body(body)
+    .send()
+    .await;
+```*/
     pub fn update_user(&self) -> builder::UpdateUser<'_> {
         builder::UpdateUser::new(self)
     }
     /**Log in and get an access token
 
-    Credentials as JSON (`username` or `email`, and `password`) or as HTTP Basic. 401 on bad credentials, without saying which part was wrong.
+Credentials as JSON (`username` or `email`, and `password`) or as HTTP Basic. 401 on bad credentials, without saying which part was wrong.
 
-    Sends a `POST` request to `/v1/auth/token`
+Sends a `POST` request to `/v1/auth/token`
 
-    ```ignore
-    let response = client.create_token()
-        .body(body)
-        .send()
-        .await;
-    ```*/
+```ignore
+let response = client.create_token()
+    .body(body)
+    .send()
+    .await;
+```*/
     pub fn create_token(&self) -> builder::CreateToken<'_> {
         builder::CreateToken::new(self)
     }
     /**The user the token belongs to
 
-    Sends a `GET` request to `/v1/auth/me`
+Sends a `GET` request to `/v1/auth/me`
 
-    ```ignore
-    let response = client.get_current_user()
-        .send()
-        .await;
-    ```*/
+```ignore
+let response = client.get_current_user()
+    .send()
+    .await;
+```*/
     pub fn get_current_user(&self) -> builder::GetCurrentUser<'_> {
         builder::GetCurrentUser::new(self)
     }
     /**Public keys that verify access tokens
 
-    Sends a `GET` request to `/.well-known/jwks.json`
+Sends a `GET` request to `/.well-known/jwks.json`
 
-    ```ignore
-    let response = client.get_jwks()
-        .send()
-        .await;
-    ```*/
+```ignore
+let response = client.get_jwks()
+    .send()
+    .await;
+```*/
     pub fn get_jwks(&self) -> builder::GetJwks<'_> {
         builder::GetJwks::new(self)
     }
@@ -2073,12 +2386,12 @@ pub mod builder {
     use super::types;
     #[allow(unused_imports)]
     use super::{
-        encode_path, ByteStream, ClientHooks, ClientInfo, Error, OperationInfo, RequestBuilderExt,
-        ResponseValue,
+        encode_path, ByteStream, ClientInfo, ClientHooks, Error, OperationInfo,
+        RequestBuilderExt, ResponseValue,
     };
     /**Builder for [`Client::ping`]
 
-    [`Client::ping`]: super::Client::ping*/
+[`Client::ping`]: super::Client::ping*/
     #[derive(Debug, Clone)]
     pub struct Ping<'a> {
         client: &'a super::Client,
@@ -2088,14 +2401,19 @@ pub mod builder {
             Self { client: client }
         }
         ///Sends a `GET` request to `/ping`
-        pub async fn send(self) -> Result<ResponseValue<types::Ping>, Error<types::Problem>> {
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Ping>, Error<types::Problem>> {
             let Self { client } = self;
             let url = format!("{}/ping", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -2115,19 +2433,27 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                400u16..=499u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                500u16..=599u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
+                400u16..=499u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16..=599u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::healthz`]
 
-    [`Client::healthz`]: super::Client::healthz*/
+[`Client::healthz`]: super::Client::healthz*/
     #[derive(Debug, Clone)]
     pub struct Healthz<'a> {
         client: &'a super::Client,
@@ -2137,14 +2463,19 @@ pub mod builder {
             Self { client: client }
         }
         ///Sends a `GET` request to `/healthz`
-        pub async fn send(self) -> Result<ResponseValue<types::Health>, Error<types::Problem>> {
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Health>, Error<types::Problem>> {
             let Self { client } = self;
             let url = format!("{}/healthz", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -2164,19 +2495,27 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                400u16..=499u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                500u16..=599u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
+                400u16..=499u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16..=599u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::readyz`]
 
-    [`Client::readyz`]: super::Client::readyz*/
+[`Client::readyz`]: super::Client::readyz*/
     #[derive(Debug, Clone)]
     pub struct Readyz<'a> {
         client: &'a super::Client,
@@ -2186,14 +2525,19 @@ pub mod builder {
             Self { client: client }
         }
         ///Sends a `GET` request to `/readyz`
-        pub async fn send(self) -> Result<ResponseValue<types::Health>, Error<types::Problem>> {
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Health>, Error<types::Problem>> {
             let Self { client } = self;
             let url = format!("{}/readyz", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -2213,19 +2557,27 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                400u16..=499u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                500u16..=599u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
+                400u16..=499u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16..=599u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::version`]
 
-    [`Client::version`]: super::Client::version*/
+[`Client::version`]: super::Client::version*/
     #[derive(Debug, Clone)]
     pub struct Version<'a> {
         client: &'a super::Client,
@@ -2235,14 +2587,19 @@ pub mod builder {
             Self { client: client }
         }
         ///Sends a `GET` request to `/version`
-        pub async fn send(self) -> Result<ResponseValue<types::Version>, Error<types::Problem>> {
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Version>, Error<types::Problem>> {
             let Self { client } = self;
             let url = format!("{}/version", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -2262,19 +2619,27 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                400u16..=499u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                500u16..=599u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
+                400u16..=499u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16..=599u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::list_users`]
 
-    [`Client::list_users`]: super::Client::list_users*/
+[`Client::list_users`]: super::Client::list_users*/
     #[derive(Debug, Clone)]
     pub struct ListUsers<'a> {
         client: &'a super::Client,
@@ -2293,35 +2658,44 @@ pub mod builder {
         where
             V: std::convert::TryInto<::std::num::NonZeroU32>,
         {
-            self.limit = value.try_into().map(Some).map_err(|_| {
-                "conversion to `:: std :: num :: NonZeroU32` for limit failed".to_string()
-            });
+            self.limit = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `:: std :: num :: NonZeroU32` for limit failed"
+                        .to_string()
+                });
             self
         }
         pub fn page_token<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<types::ListUsersPageToken>,
         {
-            self.page_token = value.try_into().map(Some).map_err(|_| {
-                "conversion to `ListUsersPageToken` for page_token failed".to_string()
-            });
+            self.page_token = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `ListUsersPageToken` for page_token failed"
+                        .to_string()
+                });
             self
         }
         ///Sends a `GET` request to `/v1/users`
-        pub async fn send(self) -> Result<ResponseValue<types::UserPage>, Error<types::Problem>> {
-            let Self {
-                client,
-                limit,
-                page_token,
-            } = self;
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::UserPage>, Error<types::Problem>> {
+            let Self { client, limit, page_token } = self;
             let limit = limit.map_err(Error::InvalidRequest)?;
             let page_token = page_token.map_err(Error::InvalidRequest)?;
             let url = format!("{}/v1/users", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -2331,10 +2705,7 @@ pub mod builder {
                     ::reqwest::header::HeaderValue::from_static("application/json"),
                 )
                 .query(&progenitor_client::QueryParam::new("limit", &limit))
-                .query(&progenitor_client::QueryParam::new(
-                    "page_token",
-                    &page_token,
-                ))
+                .query(&progenitor_client::QueryParam::new("page_token", &page_token))
                 .headers(header_map)
                 .build()?;
             let info = OperationInfo {
@@ -2346,19 +2717,27 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                400u16..=499u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                500u16..=599u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
+                400u16..=499u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16..=599u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::create_user`]
 
-    [`Client::create_user`]: super::Client::create_user*/
+[`Client::create_user`]: super::Client::create_user*/
     #[derive(Debug, Clone)]
     pub struct CreateUser<'a> {
         client: &'a super::Client,
@@ -2379,28 +2758,37 @@ pub mod builder {
             self.body = value
                 .try_into()
                 .map(From::from)
-                .map_err(|s| format!("conversion to `CreateUser` for body failed: {}", s));
+                .map_err(|s| {
+                    format!("conversion to `CreateUser` for body failed: {}", s)
+                });
             self
         }
         pub fn body_map<F>(mut self, f: F) -> Self
         where
-            F: std::ops::FnOnce(types::builder::CreateUser) -> types::builder::CreateUser,
+            F: std::ops::FnOnce(
+                types::builder::CreateUser,
+            ) -> types::builder::CreateUser,
         {
             self.body = self.body.map(f);
             self
         }
         ///Sends a `POST` request to `/v1/users`
-        pub async fn send(self) -> Result<ResponseValue<types::User>, Error<types::Problem>> {
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::User>, Error<types::Problem>> {
             let Self { client, body } = self;
             let body = body
                 .and_then(|v| types::CreateUser::try_from(v).map_err(|e| e.to_string()))
                 .map_err(Error::InvalidRequest)?;
             let url = format!("{}/v1/users", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -2421,22 +2809,34 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 201u16 => ResponseValue::from_response(response).await,
-                400u16..=499u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                409u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                500u16..=599u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
+                400u16..=499u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16..=599u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::get_user`]
 
-    [`Client::get_user`]: super::Client::get_user*/
+[`Client::get_user`]: super::Client::get_user*/
     #[derive(Debug, Clone)]
     pub struct GetUser<'a> {
         client: &'a super::Client,
@@ -2455,23 +2855,28 @@ pub mod builder {
         {
             self.user_id = value
                 .try_into()
-                .map_err(|_| "conversion to `:: uuid :: Uuid` for user_id failed".to_string());
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for user_id failed".to_string()
+                });
             self
         }
         ///Sends a `GET` request to `/v1/users/{user_id}`
-        pub async fn send(self) -> Result<ResponseValue<types::User>, Error<types::Problem>> {
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::User>, Error<types::Problem>> {
             let Self { client, user_id } = self;
             let user_id = user_id.map_err(Error::InvalidRequest)?;
             let url = format!(
-                "{}/v1/users/{}",
-                client.baseurl,
-                encode_path(&user_id.to_string()),
+                "{}/v1/users/{}", client.baseurl, encode_path(& user_id.to_string()),
             );
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -2491,22 +2896,34 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                400u16..=499u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                404u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                500u16..=599u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
+                400u16..=499u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16..=599u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::delete_user`]
 
-    [`Client::delete_user`]: super::Client::delete_user*/
+[`Client::delete_user`]: super::Client::delete_user*/
     #[derive(Debug, Clone)]
     pub struct DeleteUser<'a> {
         client: &'a super::Client,
@@ -2525,7 +2942,9 @@ pub mod builder {
         {
             self.user_id = value
                 .try_into()
-                .map_err(|_| "conversion to `:: uuid :: Uuid` for user_id failed".to_string());
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for user_id failed".to_string()
+                });
             self
         }
         ///Sends a `DELETE` request to `/v1/users/{user_id}`
@@ -2533,15 +2952,16 @@ pub mod builder {
             let Self { client, user_id } = self;
             let user_id = user_id.map_err(Error::InvalidRequest)?;
             let url = format!(
-                "{}/v1/users/{}",
-                client.baseurl,
-                encode_path(&user_id.to_string()),
+                "{}/v1/users/{}", client.baseurl, encode_path(& user_id.to_string()),
             );
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -2561,22 +2981,34 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 204u16 => Ok(ResponseValue::empty(response)),
-                400u16..=499u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                404u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                500u16..=599u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
+                400u16..=499u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16..=599u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::update_user`]
 
-    [`Client::update_user`]: super::Client::update_user*/
+[`Client::update_user`]: super::Client::update_user*/
     #[derive(Debug, Clone)]
     pub struct UpdateUser<'a> {
         client: &'a super::Client,
@@ -2597,7 +3029,9 @@ pub mod builder {
         {
             self.user_id = value
                 .try_into()
-                .map_err(|_| "conversion to `:: uuid :: Uuid` for user_id failed".to_string());
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for user_id failed".to_string()
+                });
             self
         }
         pub fn body<V>(mut self, value: V) -> Self
@@ -2608,37 +3042,40 @@ pub mod builder {
             self.body = value
                 .try_into()
                 .map(From::from)
-                .map_err(|s| format!("conversion to `UpdateUser` for body failed: {}", s));
+                .map_err(|s| {
+                    format!("conversion to `UpdateUser` for body failed: {}", s)
+                });
             self
         }
         pub fn body_map<F>(mut self, f: F) -> Self
         where
-            F: std::ops::FnOnce(types::builder::UpdateUser) -> types::builder::UpdateUser,
+            F: std::ops::FnOnce(
+                types::builder::UpdateUser,
+            ) -> types::builder::UpdateUser,
         {
             self.body = self.body.map(f);
             self
         }
         ///Sends a `PATCH` request to `/v1/users/{user_id}`
-        pub async fn send(self) -> Result<ResponseValue<types::User>, Error<types::Problem>> {
-            let Self {
-                client,
-                user_id,
-                body,
-            } = self;
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::User>, Error<types::Problem>> {
+            let Self { client, user_id, body } = self;
             let user_id = user_id.map_err(Error::InvalidRequest)?;
             let body = body
                 .and_then(|v| types::UpdateUser::try_from(v).map_err(|e| e.to_string()))
                 .map_err(Error::InvalidRequest)?;
             let url = format!(
-                "{}/v1/users/{}",
-                client.baseurl,
-                encode_path(&user_id.to_string()),
+                "{}/v1/users/{}", client.baseurl, encode_path(& user_id.to_string()),
             );
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -2659,25 +3096,41 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                400u16..=499u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                404u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                409u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                500u16..=599u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
+                400u16..=499u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                409u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16..=599u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::create_token`]
 
-    [`Client::create_token`]: super::Client::create_token*/
+[`Client::create_token`]: super::Client::create_token*/
     #[derive(Debug, Clone)]
     pub struct CreateToken<'a> {
         client: &'a super::Client,
@@ -2698,28 +3151,37 @@ pub mod builder {
             self.body = value
                 .try_into()
                 .map(From::from)
-                .map_err(|s| format!("conversion to `Credentials` for body failed: {}", s));
+                .map_err(|s| {
+                    format!("conversion to `Credentials` for body failed: {}", s)
+                });
             self
         }
         pub fn body_map<F>(mut self, f: F) -> Self
         where
-            F: std::ops::FnOnce(types::builder::Credentials) -> types::builder::Credentials,
+            F: std::ops::FnOnce(
+                types::builder::Credentials,
+            ) -> types::builder::Credentials,
         {
             self.body = self.body.map(f);
             self
         }
         ///Sends a `POST` request to `/v1/auth/token`
-        pub async fn send(self) -> Result<ResponseValue<types::Token>, Error<types::Problem>> {
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Token>, Error<types::Problem>> {
             let Self { client, body } = self;
             let body = body
                 .and_then(|v| types::Credentials::try_from(v).map_err(|e| e.to_string()))
                 .map_err(Error::InvalidRequest)?;
             let url = format!("{}/v1/auth/token", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -2740,19 +3202,27 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                400u16..=499u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                500u16..=599u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
+                400u16..=499u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16..=599u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::get_current_user`]
 
-    [`Client::get_current_user`]: super::Client::get_current_user*/
+[`Client::get_current_user`]: super::Client::get_current_user*/
     #[derive(Debug, Clone)]
     pub struct GetCurrentUser<'a> {
         client: &'a super::Client,
@@ -2762,14 +3232,19 @@ pub mod builder {
             Self { client: client }
         }
         ///Sends a `GET` request to `/v1/auth/me`
-        pub async fn send(self) -> Result<ResponseValue<types::User>, Error<types::Problem>> {
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::User>, Error<types::Problem>> {
             let Self { client } = self;
             let url = format!("{}/v1/auth/me", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -2789,19 +3264,27 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                400u16..=499u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                500u16..=599u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
+                400u16..=499u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16..=599u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
     }
     /**Builder for [`Client::get_jwks`]
 
-    [`Client::get_jwks`]: super::Client::get_jwks*/
+[`Client::get_jwks`]: super::Client::get_jwks*/
     #[derive(Debug, Clone)]
     pub struct GetJwks<'a> {
         client: &'a super::Client,
@@ -2811,14 +3294,19 @@ pub mod builder {
             Self { client: client }
         }
         ///Sends a `GET` request to `/.well-known/jwks.json`
-        pub async fn send(self) -> Result<ResponseValue<types::Jwks>, Error<types::Problem>> {
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Jwks>, Error<types::Problem>> {
             let Self { client } = self;
             let url = format!("{}/.well-known/jwks.json", client.baseurl,);
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map.append(
-                ::reqwest::header::HeaderName::from_static("api-version"),
-                ::reqwest::header::HeaderValue::from_static(super::Client::api_version()),
-            );
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -2838,12 +3326,20 @@ pub mod builder {
             let response = result?;
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
-                400u16..=499u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
-                500u16..=599u16 => Err(Error::ErrorResponse(
-                    ResponseValue::from_response(response).await?,
-                )),
+                400u16..=499u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16..=599u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 _ => Err(Error::UnexpectedResponse(response)),
             }
         }
