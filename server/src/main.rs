@@ -66,7 +66,7 @@ async fn run(cli: Cli) -> Result<()> {
             let log = logger(&config.log_level)?;
             let server = users::start(&config, &log).await?;
             println!(
-                "users      listening on http://{0}  docs: http://{0}/openapi.yaml",
+                "users      listening on http://{0}  docs: http://{0}/docs",
                 server.local_addr()
             );
             shutdown_signal().await;

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod db;
+pub mod docs;
 pub mod extract;
 pub mod infra;
 pub mod problem;

@@ -33,6 +33,7 @@ pub fn start<C: ServiceContext>(
         .with_context(|| format!("{service}: compiling validators"))?;
     let mut api = api.map_err(|e| anyhow::anyhow!("{service}: {e}"))?;
     infra::register_spec_endpoints(&mut api)?;
+    super::docs::register(&mut api)?;
     let bind = config.bind(service);
     let server = ServerBuilder::new(api, context, log.new(slog::o!("service" => service)))
         .config(ConfigDropshot {

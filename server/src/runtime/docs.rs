@@ -1,0 +1,121 @@
+//! `/docs`: an interactive API reference (Swagger UI) for the service's own spec. The
+//! assets are vendored (`server/assets/swagger-ui`) and embedded, so the page works with
+//! no network access.
+
+use super::ServiceContext;
+use dropshot::{
+    ApiDescription, ApiEndpoint, ApiEndpointVersions, Body, HttpError, Path, RequestContext,
+};
+use http::{Method, Response};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+const SWAGGER_UI_VERSION: &str = "5.35.0";
+const BUNDLE_JS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js");
+const CSS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui.css");
+
+fn page(title: &str) -> String {
+    format!(
+        r##"<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>{title}</title>
+  <link rel="stylesheet" href="/docs/swagger-ui.css?v={SWAGGER_UI_VERSION}">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="/docs/swagger-ui-bundle.js?v={SWAGGER_UI_VERSION}"></script>
+  <script>
+    window.ui = SwaggerUIBundle({{
+      url: "/openapi.json",
+      dom_id: "#swagger-ui",
+      deepLinking: true,
+      tryItOutEnabled: true,
+      persistAuthorization: true,
+      displayRequestDuration: true
+    }});
+  </script>
+</body>
+</html>
+"##
+    )
+}
+
+fn respond(content_type: &str, cache: &str, body: Body) -> Result<Response<Body>, HttpError> {
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::CACHE_CONTROL, cache)
+        .body(body)
+        .map_err(|e| HttpError::for_internal_error(e.to_string()))
+}
+
+async fn docs_page<C: ServiceContext>(
+    rqctx: RequestContext<C>,
+) -> Result<Response<Body>, HttpError> {
+    let spec = rqctx.context().spec();
+    let title = spec
+        .value
+        .pointer("/info/title")
+        .and_then(|t| t.as_str())
+        .unwrap_or(spec.service);
+    respond(
+        "text/html; charset=utf-8",
+        "no-cache",
+        Body::from(page(title)),
+    )
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct Asset {
+    asset: String,
+}
+
+async fn docs_asset<C: ServiceContext>(
+    _rqctx: RequestContext<C>,
+    path: Path<Asset>,
+) -> Result<Response<Body>, HttpError> {
+    // The version is in the page's asset URLs, so browsers may keep these for long.
+    let cache = "public, max-age=604800, immutable";
+    match path.into_inner().asset.as_str() {
+        "swagger-ui-bundle.js" => respond(
+            "text/javascript; charset=utf-8",
+            cache,
+            Body::from(bytes::Bytes::from_static(BUNDLE_JS)),
+        ),
+        "swagger-ui.css" => respond(
+            "text/css; charset=utf-8",
+            cache,
+            Body::from(bytes::Bytes::from_static(CSS)),
+        ),
+        _ => Err(HttpError::for_not_found(None, "no such docs asset".into())),
+    }
+}
+
+/// Adds the unpublished `/docs` endpoints to a service's API.
+pub fn register<C: ServiceContext>(api: &mut ApiDescription<C>) -> anyhow::Result<()> {
+    let endpoints = [
+        ApiEndpoint::new(
+            "docs".into(),
+            docs_page::<C>,
+            Method::GET,
+            "application/json",
+            "/docs",
+            ApiEndpointVersions::All,
+        ),
+        ApiEndpoint::new(
+            "docs_asset".into(),
+            docs_asset::<C>,
+            Method::GET,
+            "application/json",
+            "/docs/{asset}",
+            ApiEndpointVersions::All,
+        ),
+    ];
+    for endpoint in endpoints {
+        api.register(endpoint.visible(false))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! The `/docs` page in a real headless browser: Debian's `chromium` driven through
+//! `chromedriver` (WebDriver). It loads the embedded Swagger UI, runs `ping` with
+//! "Try it out" → "Execute", and reads the live response off the page.
+//!
+//! Needs `chromium` and `chromedriver` on PATH (Debian: `apt-get install chromium
+//! chromium-driver`; `.ci/run` installs them). Set `CHROMEDRIVER` to use another driver binary.
+
+use fantoccini::{ClientBuilder, Locator};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use taproom_tests::{Backend, Users};
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_chromedriver() -> (Driver, String) {
+    let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+    let port = free_port();
+    let child = Command::new(&binary)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {binary:?} ({e}): install chromium and chromium-driver (see README)")
+        });
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if reqwest::get(format!("{url}/status")).await.is_ok() {
+            return (Driver(child), url);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start on port {port}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_page_runs_an_operation_in_a_real_browser() {
+    let users = Users::start(Backend::Sqlite).await;
+    let (_driver, driver_url) = start_chromedriver().await;
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-dev-shm-usage", "--window-size=1200,900"]
+        }),
+    );
+    let browser = ClientBuilder::rustls()
+        .expect("TLS roots")
+        .capabilities(caps)
+        .connect(&driver_url)
+        .await
+        .expect("a chromium session");
+    let outcome = async {
+        browser.goto(&format!("{}/docs", users.base_url)).await?;
+        let title = browser
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css("#swagger-ui .information-container .title"))
+            .await?
+            .text()
+            .await?;
+        assert!(title.contains("Taproom users"), "docs title: {title:?}");
+        // Every operation of the spec is listed.
+        for op in [
+            "ping",
+            "create_user",
+            "list_users",
+            "get_user",
+            "update_user",
+            "delete_user",
+        ] {
+            browser
+                .find(Locator::Css(&format!("[id$='-{op}']")))
+                .await?;
+        }
+        // Open `ping`, try it out and execute it against the running service.
+        browser
+            .find(Locator::Css("[id$='-ping'] .opblock-summary-control"))
+            .await?
+            .click()
+            .await?;
+        if let Ok(button) = browser
+            .find(Locator::Css("[id$='-ping'] .try-out__btn"))
+            .await
+        {
+            if button.text().await?.contains("Try it out") {
+                button.click().await?;
+            }
+        }
+        browser
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("[id$='-ping'] .execute"))
+            .await?
+            .click()
+            .await?;
+        let response = browser
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(
+                "[id$='-ping'] .live-responses-table .response .response-col_description",
+            ))
+            .await?
+            .text()
+            .await?;
+        let status = browser
+            .find(Locator::Css(
+                "[id$='-ping'] .live-responses-table .response .response-col_status",
+            ))
+            .await?
+            .text()
+            .await?;
+        Ok::<_, fantoccini::error::CmdError>((status, response))
+    }
+    .await;
+    browser.close().await.ok();
+    let (status, response) = outcome.expect("driving the docs page");
+    assert_eq!(status.trim(), "200", "status shown on the page");
+    assert!(
+        response.contains("pong!"),
+        "response shown on the page: {response:?}"
+    );
+}
