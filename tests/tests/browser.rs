@@ -38,7 +38,8 @@ async fn start_chromedriver() -> (Driver, String) {
         .spawn()
         .unwrap_or_else(|e| {
             panic!("cannot run {binary:?} ({e}): install chromium and chromium-driver (see README)")
-        });
+        }),
+    );
     let url = format!("http://127.0.0.1:{port}");
     for _ in 0..100 {
         if reqwest::get(format!("{url}/status")).await.is_ok() {
