@@ -24,6 +24,9 @@ enum Command {
     Users,
     /// Create or upgrade every service's database, then exit.
     Migrate,
+    /// Exit 0 when every service answers 200 on /readyz at its configured port (for
+    /// container health checks, which have no curl in the runtime image).
+    Healthcheck,
     /// Print the OpenAPI document dropshot derives from a service's trait (used by
     /// `cargo xtask check` to compare it with the YAML).
     #[command(hide = true)]
@@ -57,6 +60,22 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(())
         }
+        Command::Healthcheck => {
+            let host = match config.bind_address {
+                ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            };
+            let client =
+                taproom_client::users::Client::new(&format!("http://{host}:{}", config.users_port));
+            client
+                .readyz()
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("users not ready: {e}"))?;
+            println!("users: ready");
+            Ok(())
+        }
         Command::Migrate => {
             users::connect(&config).await?;
             println!("users: migrated");
@@ -70,9 +89,16 @@ async fn run(cli: Cli) -> Result<()> {
                 server.local_addr()
             );
             shutdown_signal().await;
-            slog::info!(log, "shutting down");
-            server.close().await.map_err(|e| anyhow::anyhow!(e))?;
-            Ok(())
+            // Stop accepting; requests already in flight finish, up to the deadline.
+            slog::info!(log, "shutting down"; "deadline_secs" => config.shutdown_timeout_secs);
+            let deadline = std::time::Duration::from_secs(config.shutdown_timeout_secs);
+            match tokio::time::timeout(deadline, server.close()).await {
+                Ok(result) => result.map_err(|e| anyhow::anyhow!(e)),
+                Err(_) => anyhow::bail!(
+                    "in-flight requests still running after {}s; exiting anyway",
+                    deadline.as_secs()
+                ),
+            }
         }
     }
 }

@@ -72,6 +72,7 @@ impl TestDb {
             users_port: 0,
             database_max_connections: 5,
             request_body_max_bytes: 1024 * 1024,
+            shutdown_timeout_secs: 5,
             log_level: std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "critical".into()),
         }
     }

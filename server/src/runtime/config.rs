@@ -41,6 +41,15 @@ pub struct Config {
     #[arg(long, env = "REQUEST_BODY_MAX_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub request_body_max_bytes: usize,
 
+    /// Seconds to let in-flight requests finish after SIGTERM/SIGINT before exiting anyway.
+    #[arg(
+        long,
+        env = "SHUTDOWN_TIMEOUT_SECS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub shutdown_timeout_secs: u64,
+
     /// Log level: trace, debug, info, warn, error or critical.
     #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,
