@@ -82,9 +82,10 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::All | Command::Users => {
-            let log = logger(&config.log_level)?;
+            let log = logger(&config.log_level, config.log_format)?;
             let server = users::start(&config, &log).await?;
-            println!(
+            // For the person at the terminal; stdout carries the JSON log.
+            eprintln!(
                 "users      listening on http://{0}  docs: http://{0}/docs",
                 server.local_addr()
             );

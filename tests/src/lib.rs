@@ -74,6 +74,7 @@ impl TestDb {
             request_body_max_bytes: 1024 * 1024,
             shutdown_timeout_secs: 5,
             log_level: std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "critical".into()),
+            log_format: taproom_server::runtime::server::LogFormat::Text,
         }
     }
 }
@@ -130,7 +131,8 @@ impl Users {
 
     async fn launch(db: &TestDb) -> HttpServer<UsersContext> {
         let config = db.config();
-        let log = taproom_server::runtime::server::logger(&config.log_level).expect("logger");
+        let log = taproom_server::runtime::server::logger(&config.log_level, config.log_format)
+            .expect("logger");
         users::start(&config, &log)
             .await
             .expect("users service starts")

@@ -50,9 +50,13 @@ pub struct Config {
     )]
     pub shutdown_timeout_secs: u64,
 
-    /// Log level: trace, debug, info, warn, error or critical.
+    /// Log level: trace, debug, info, warning, error or critical.
     #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,
+
+    /// Log line format on stdout.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = super::server::LogFormat::Json, global = true)]
+    pub log_format: super::server::LogFormat,
 }
 
 impl Config {

@@ -10,16 +10,45 @@ use dropshot::{
 };
 use slog::Logger;
 
-pub fn logger(level: &str) -> Result<Logger> {
-    let level = serde_json::from_value(serde_json::Value::String(level.to_ascii_lowercase()))
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "LOG_LEVEL: {level:?} is not one of trace, debug, info, warn, error, critical"
-            )
-        })?;
-    dropshot::ConfigLogging::StderrTerminal { level }
-        .to_logger("taproom")
-        .context("creating the logger")
+/// How log lines are written to stdout.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One JSON object per line (for log shippers).
+    #[default]
+    Json,
+    /// Human-readable lines (for a terminal).
+    Text,
+}
+
+/// The root logger: JSON or text lines on stdout, written by a background thread so a
+/// slow terminal or pipe never stalls request handling (lines are dropped, and counted,
+/// if it falls far behind).
+pub fn logger(level: &str, format: LogFormat) -> Result<Logger> {
+    use slog::Drain;
+    let level: slog::Level = level.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "LOG_LEVEL: {level:?} is not one of trace, debug, info, warning, error, critical"
+        )
+    })?;
+    let drain: Box<dyn Drain<Ok = (), Err = slog::Never> + Send> = match format {
+        LogFormat::Json => Box::new(
+            slog_json::Json::new(std::io::stdout())
+                .add_default_keys()
+                .build()
+                .fuse(),
+        ),
+        LogFormat::Text => {
+            let decorator = slog_term::PlainDecorator::new(std::io::stdout());
+            Box::new(slog_term::CompactFormat::new(decorator).build().fuse())
+        }
+    };
+    let drain = slog_async::Async::new(drain)
+        .chan_size(8192)
+        .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
+        .thread_name("taproom-log".into())
+        .build()
+        .fuse();
+    Ok(Logger::root(drain.filter_level(level).fuse(), slog::o!()))
 }
 
 pub fn start<C: ServiceContext>(

@@ -1,0 +1,189 @@
+//! The real `server` binary: graceful shutdown and start-up configuration errors.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn server() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
+    // Nothing from the developer's environment or a .env file leaks in.
+    for var in [
+        "DATABASE_URL",
+        "USERS_DATABASE_URL",
+        "USERS_PORT",
+        "LOG_LEVEL",
+        "DATA_DIR",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = server()
+        .current_dir(dir.path())
+        .args(["users", "--users-port", "0", "--log-level", "warn"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first line on stderr says where it listens.
+    let mut line = String::new();
+    BufReader::new(child.stderr.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .expect("listen line")
+        .to_string();
+    let url = format!("http://{addr}");
+
+    // create_user hashes a password with argon2id: slow enough to still be running
+    // when the signal arrives.
+    let request = tokio::spawn({
+        let url = url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{url}/v1/users"))
+                .json(&serde_json::json!({"username": "inflight", "email": "inflight@example.com", "password": "long enough pw"}))
+                .send()
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+
+    let response = request
+        .await
+        .unwrap()
+        .expect("the in-flight request gets its answer");
+    assert_eq!(response.status(), 201);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    // And it no longer accepts connections.
+    assert!(reqwest::get(format!("{url}/ping")).await.is_err());
+}
+
+#[test]
+fn invalid_configuration_stops_start_up_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (vec![("USERS_PORT", "not-a-port")], "--users-port"),
+        (vec![("LOG_LEVEL", "loud")], "LOG_LEVEL"),
+        (vec![("DATABASE_URL", "mysql://x/y")], "DATABASE_URL"),
+        (vec![("BIND_ADDRESS", "nowhere")], "--bind-address"),
+    ];
+    for (env, setting) in cases {
+        let out = server()
+            .current_dir(dir.path())
+            .envs(env.clone())
+            .arg("users")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{env:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(setting),
+            "{env:?}: message does not name {setting}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn logs_are_one_json_object_per_line_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = server()
+        .current_dir(dir.path())
+        .args([
+            "users",
+            "--users-port",
+            "0",
+            "--log-level",
+            "info",
+            "--log-format",
+            "json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stderr.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let password = "s3cret-Passw0rd-never-logged";
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let created = client
+            .post(format!("http://{addr}/v1/users"))
+            .basic_auth("someone", Some(password))
+            .json(&serde_json::json!({"username": "logme", "email": "logme@example.com", "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 201);
+        // A refused request, whose body also carries the password.
+        let refused = client
+            .post(format!("http://{addr}/v1/users"))
+            .json(&serde_json::json!({"username": "x", "email": "bad", "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400);
+    });
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines.len() >= 3, "expected request log lines, got {stdout}");
+    for line in &lines {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            value.get("msg").is_some() && value.get("level").is_some(),
+            "{line}"
+        );
+    }
+    let completed: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["msg"] == "request completed")
+        .collect();
+    assert_eq!(completed.len(), 2, "one line per request: {stdout}");
+    for v in &completed {
+        assert!(
+            v["req_id"].is_string()
+                && v["latency_us"].is_number()
+                && v["response_code"].is_number(),
+            "{v}"
+        );
+    }
+    assert!(
+        !stdout.contains(password),
+        "the password leaked into the log"
+    );
+    assert!(
+        !stdout.to_ascii_lowercase().contains("authorization"),
+        "an Authorization header was logged"
+    );
+}
