@@ -403,6 +403,15 @@ async fn list_users_rejects_bad_parameters(backend: Backend) {
     assert_eq!(resp.status(), 200);
 }
 
+/// What, content type, body, expected status, pointers that must be reported.
+type BadBody = (
+    &'static str,
+    Option<&'static str>,
+    Vec<u8>,
+    u16,
+    Vec<&'static str>,
+);
+
 async fn bad_bodies_get_a_4xx_problem_and_write_nothing(backend: Backend) {
     let users = Users::start(backend).await;
     let json = Some("application/json");
@@ -412,8 +421,7 @@ async fn bad_bodies_get_a_4xx_problem_and_write_nothing(backend: Backend) {
         v[key] = value;
         v.to_string()
     };
-    // (what, content type, body, expected status, pointers that must be reported)
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, Vec<&str>)> = vec![
+    let cases: Vec<BadBody> = vec![
         (
             "wrong type",
             json,
