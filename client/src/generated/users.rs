@@ -402,11 +402,10 @@ pub mod types {
         fn from_str(
             value: &str,
         ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 512usize {
-                return Err("longer than 512 characters".into());
-            }
-            if value.chars().count() < 1usize {
-                return Err("shorter than 1 characters".into());
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            { ::regress::Regex::new("^[A-Za-z0-9_-]{22}$").unwrap() });
+            if PATTERN.find(value).is_none() {
+                return Err("doesn't match pattern \"^[A-Za-z0-9_-]{22}$\"".into());
             }
             Ok(Self(value.to_string()))
         }
@@ -2278,7 +2277,7 @@ Sends a `GET` request to `/v1/users`
 
 Arguments:
 - `limit`: Page size.
-- `page_token`: Opaque token from a previous page's `next_page_token`.
+- `page_token`: `next_page_token` of the previous page. Treat it as opaque; any string of this shape names a position, so a well-formed token is never refused.
 ```ignore
 let response = client.list_users()
     .limit(limit)

@@ -6,6 +6,7 @@ pub mod db;
 pub mod docs;
 pub mod extract;
 pub mod infra;
+pub mod pagination;
 pub mod problem;
 pub mod server;
 

@@ -14,7 +14,7 @@ pub struct ListUsersQuery {
     /// Page size.
     pub limit: Option<u32>,
 
-    /// Opaque token from a previous page's `next_page_token`.
+    /// `next_page_token` of the previous page. Treat it as opaque; any string of this shape names a position, so a well-formed token is never refused.
     pub page_token: Option<String>,
 }
 

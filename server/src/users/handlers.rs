@@ -3,15 +3,15 @@
 use super::api::*;
 use super::store::{self, Changes, NewUser, StoreError};
 use super::UsersContext;
-use crate::runtime::{FieldError, Problem, ValidatedBody, ValidatedPath, ValidatedQuery};
+use crate::runtime::{
+    pagination, FieldError, Problem, ValidatedBody, ValidatedPath, ValidatedQuery,
+};
 use dropshot::{
     HttpResponseCreated, HttpResponseDeleted, HttpResponseHeaders, HttpResponseOk, RequestContext,
 };
 use taproom_client::users::types;
 
 pub enum UsersImpl {}
-
-const DEFAULT_LIMIT: u32 = 20;
 
 fn store_problem(rqctx: &RequestContext<UsersContext>, e: StoreError) -> Problem {
     let p = match e {
@@ -41,20 +41,6 @@ async fn hash_password(
     .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))
 }
 
-/// Opaque page tokens: the last id of the previous page, base64url-encoded.
-fn encode_token(last: uuid::Uuid) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.as_bytes())
-}
-
-fn decode_token(token: &str) -> Option<uuid::Uuid> {
-    use base64::Engine;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token)
-        .ok()?;
-    uuid::Uuid::from_slice(&bytes).ok()
-}
-
 fn non_empty(name: Option<types::PersonName>) -> Option<String> {
     name.map(|n| n.to_string()).filter(|n| !n.is_empty())
 }
@@ -69,7 +55,7 @@ impl UsersApi for UsersImpl {
         let query = query.into_inner();
         let after = match query.page_token.as_deref() {
             None => None,
-            Some(token) => Some(decode_token(token).ok_or_else(|| {
+            Some(token) => Some(pagination::decode(token).ok_or_else(|| {
                 Problem::validation(vec![FieldError {
                     pointer: "/query/page_token".into(),
                     message: "is not a page token this service issued".into(),
@@ -77,12 +63,12 @@ impl UsersApi for UsersImpl {
                 .request(&rqctx.request_id)
             })?),
         };
-        let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+        let limit = query.limit.unwrap_or(pagination::DEFAULT_LIMIT);
         let (items, more) = store::list(&rqctx.context().db, after, limit)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
         let next_page_token = if more {
-            items.last().map(|u| encode_token(u.id))
+            items.last().map(|u| pagination::encode(u.id))
         } else {
             None
         };
