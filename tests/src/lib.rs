@@ -29,11 +29,15 @@ fn with_database(base: &str, name: &str) -> String {
     url.to_string()
 }
 
+/// A change to the test configuration.
+type Adjust = std::sync::Arc<dyn Fn(&mut Config) + Send + Sync>;
+
 /// One fresh database for a test, removed when dropped.
 pub struct TestDb {
     pub backend: Backend,
     dir: tempfile::TempDir,
     pg_name: Option<String>,
+    adjust: Option<Adjust>,
 }
 
 impl TestDb {
@@ -44,6 +48,7 @@ impl TestDb {
             backend,
             dir: tempfile::tempdir().expect("temp dir"),
             pg_name,
+            adjust: None,
         }
     }
 
@@ -64,7 +69,7 @@ impl TestDb {
 
     /// Configuration for services on ephemeral ports against this database.
     pub fn config(&self) -> Config {
-        Config {
+        let mut config = Config {
             data_dir: self.data_dir(),
             database_url: None,
             users_database_url: Some(self.url(users::NAME)),
@@ -73,9 +78,14 @@ impl TestDb {
             database_max_connections: 5,
             request_body_max_bytes: 1024 * 1024,
             shutdown_timeout_secs: 5,
+            cors_allowed_origins: vec!["https://app.example".into()],
             log_level: std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "critical".into()),
             log_format: taproom_server::runtime::server::LogFormat::Text,
+        };
+        if let Some(adjust) = &self.adjust {
+            adjust(&mut config);
         }
+        config
     }
 }
 
@@ -118,7 +128,16 @@ pub struct Users {
 
 impl Users {
     pub async fn start(backend: Backend) -> Users {
-        let db = TestDb::new(backend);
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts with the test configuration changed by `adjust`.
+    pub async fn start_with(
+        backend: Backend,
+        adjust: impl Fn(&mut Config) + Send + Sync + 'static,
+    ) -> Users {
+        let mut db = TestDb::new(backend);
+        db.adjust = Some(std::sync::Arc::new(adjust));
         let server = Self::launch(&db).await;
         let base_url = format!("http://{}", server.local_addr());
         Users {

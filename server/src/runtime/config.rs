@@ -41,6 +41,16 @@ pub struct Config {
     #[arg(long, env = "REQUEST_BODY_MAX_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub request_body_max_bytes: usize,
 
+    /// Origins allowed to call the services from a browser (CORS), comma-separated;
+    /// `*` allows any origin. Empty (the default): no cross-origin access.
+    #[arg(
+        long,
+        env = "CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub cors_allowed_origins: Vec<String>,
+
     /// Seconds to let in-flight requests finish after SIGTERM/SIGINT before exiting anyway.
     #[arg(
         long,

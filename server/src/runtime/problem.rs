@@ -25,6 +25,10 @@ pub struct Problem {
     pub request_id: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Response headers that go with this problem (Retry-After, WWW-Authenticate, ...).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub headers: Option<http::HeaderMap>,
 }
 
 /// What the extractors in `runtime::extract` put into an `HttpError` so that the
@@ -49,12 +53,23 @@ impl Problem {
             instance: None,
             request_id: String::new(),
             errors: Vec::new(),
+            headers: None,
         }
     }
 
     /// Attaches the request id (every problem a handler returns should have one).
     pub fn request(mut self, request_id: &str) -> Self {
         self.request_id = request_id.to_string();
+        self
+    }
+
+    /// Adds a response header (values that are not valid header text are dropped).
+    pub fn header(mut self, name: http::header::HeaderName, value: &str) -> Self {
+        if let Ok(value) = http::HeaderValue::from_str(value) {
+            self.headers
+                .get_or_insert_with(http::HeaderMap::new)
+                .insert(name, value);
+        }
         self
     }
 
@@ -123,6 +138,7 @@ impl std::fmt::Display for Problem {
 impl From<HttpError> for Problem {
     fn from(e: HttpError) -> Self {
         let mut p = Problem::new(e.status_code.as_u16(), e.external_message);
+        p.headers = e.headers.map(|h| *h);
         if e.error_code.as_deref() == Some(CARRIED_CODE) {
             if let Ok(c) = serde_json::from_str::<Carried>(&e.internal_message) {
                 p.request_id = c.request_id;
@@ -139,5 +155,9 @@ impl From<HttpError> for Problem {
 impl HttpResponseError for Problem {
     fn status_code(&self) -> ErrorStatusCode {
         ErrorStatusCode::from_u16(self.status).unwrap_or(ErrorStatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn response_headers(&self) -> Option<http::HeaderMap> {
+        self.headers.clone()
     }
 }

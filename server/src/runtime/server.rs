@@ -61,6 +61,7 @@ pub fn start<C: ServiceContext>(
     extract::register_spec(&context.spec().value)
         .with_context(|| format!("{service}: compiling validators"))?;
     let mut api = api.map_err(|e| anyhow::anyhow!("{service}: {e}"))?;
+    let routes = published_routes(&context.spec().value);
     infra::register_spec_endpoints(&mut api)?;
     super::docs::register(&mut api)?;
     let bind = config.bind(service);
@@ -72,7 +73,34 @@ pub fn start<C: ServiceContext>(
             default_handler_task_mode: HandlerTaskMode::Detached,
             ..Default::default()
         })
+        .response_hook(std::sync::Arc::new(super::http::Hook::new(
+            config.cors_allowed_origins.clone(),
+            &routes,
+        )))
         .start()
         .map_err(|e| anyhow::anyhow!("{service}: cannot listen on {bind}: {e}"))?;
     Ok(server)
+}
+
+/// Every (path, METHOD) in a spec, plus the unpublished documentation endpoints.
+fn published_routes(spec: &serde_json::Value) -> Vec<(String, String)> {
+    let mut routes = vec![
+        ("/openapi.json".to_string(), "GET".to_string()),
+        ("/openapi.yaml".to_string(), "GET".to_string()),
+        ("/docs".to_string(), "GET".to_string()),
+        ("/docs/{asset}".to_string(), "GET".to_string()),
+    ];
+    for (path, item) in spec
+        .get("paths")
+        .and_then(|p| p.as_object())
+        .into_iter()
+        .flatten()
+    {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_some() {
+                routes.push((path.clone(), method.to_uppercase()));
+            }
+        }
+    }
+    routes
 }

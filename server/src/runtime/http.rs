@@ -1,0 +1,163 @@
+//! The last word on every response (dropshot's response hook, a Taproom patch): errors
+//! dropshot renders itself (unknown route, wrong method) become problems, every error
+//! is sent as `application/problem+json`, and CORS headers are added for allowed origins.
+
+use super::Problem;
+use dropshot::{Body, ResponseContext, ResponseHook};
+use http::header::{self, HeaderValue};
+use http::{Method, Response, StatusCode};
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Response headers browsers may read from cross-origin responses.
+const EXPOSED: &str = "x-request-id, location, etag, retry-after, www-authenticate";
+const ALLOWED_METHODS: &str = "GET, POST, PUT, PATCH, DELETE";
+const ALLOWED_HEADERS: &str =
+    "authorization, content-type, x-request-id, if-match, if-none-match, idempotency-key";
+
+pub struct Hook {
+    /// Allowed CORS origins; `*` allows any. Empty: no CORS headers at all.
+    pub cors_origins: Vec<String>,
+    /// Path templates (split into segments) and the methods each serves, for `Allow`.
+    routes: Vec<(Vec<String>, String)>,
+}
+
+impl Hook {
+    /// `routes`: every (path template, method) the service serves.
+    pub fn new(cors_origins: Vec<String>, routes: &[(String, String)]) -> Hook {
+        let mut table: Vec<(Vec<String>, String)> = Vec::new();
+        for (path, method) in routes {
+            let segments: Vec<String> = path.split('/').map(String::from).collect();
+            match table.iter_mut().find(|(s, _)| *s == segments) {
+                Some((_, methods)) => {
+                    methods.push_str(", ");
+                    methods.push_str(method);
+                }
+                None => table.push((segments, method.clone())),
+            }
+        }
+        Hook {
+            cors_origins,
+            routes: table,
+        }
+    }
+
+    /// The `Allow` value for a concrete request path, if some route matches it.
+    fn allow(&self, path: &str) -> Option<&str> {
+        let parts: Vec<&str> = path.split('/').collect();
+        self.routes.iter().find_map(|(template, methods)| {
+            let matches = template.len() == parts.len()
+                && template
+                    .iter()
+                    .zip(&parts)
+                    .all(|(t, p)| t == p || (t.starts_with('{') && !p.is_empty()));
+            matches.then_some(methods.as_str())
+        })
+    }
+
+    fn allowed_origin<'a>(&self, origin: Option<&'a HeaderValue>) -> Option<&'a HeaderValue> {
+        let origin = origin?;
+        let text = origin.to_str().ok()?;
+        self.cors_origins
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(text))
+            .then_some(origin)
+    }
+}
+
+fn problem_response(problem: &Problem) -> Response<Body> {
+    let body = serde_json::to_string(problem).unwrap_or_else(|_| "{}".into());
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() =
+        StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response
+}
+
+impl ResponseHook for Hook {
+    fn on_response(
+        &self,
+        cx: &ResponseContext<'_>,
+        mut response: Response<Body>,
+    ) -> Response<Body> {
+        let origin = self
+            .allowed_origin(cx.request_headers.get(header::ORIGIN))
+            .cloned();
+        let preflight = cx.method == Method::OPTIONS
+            && cx
+                .request_headers
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+
+        if let (Some(origin), true) = (&origin, preflight) {
+            // No OPTIONS routes exist, so the router answered 405 (or 404). A preflight
+            // for an allowed origin gets its answer instead.
+            if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+                let mut ok = Response::new(Body::empty());
+                *ok.status_mut() = StatusCode::NO_CONTENT;
+                let h = ok.headers_mut();
+                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    HeaderValue::from_static(ALLOWED_METHODS),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    HeaderValue::from_static(ALLOWED_HEADERS),
+                );
+                h.insert(
+                    header::ACCESS_CONTROL_MAX_AGE,
+                    HeaderValue::from_static("600"),
+                );
+                h.insert(header::VARY, HeaderValue::from_static("origin"));
+                return with_request_id(ok, cx.request_id);
+            }
+        }
+
+        if let Some(error) = cx.error {
+            // dropshot's own body is `{request_id, message}`; make it a problem.
+            let mut problem =
+                Problem::new(error.status_code.as_u16(), error.external_message.clone());
+            problem.request_id = cx.request_id.to_string();
+            if let Some(headers) = &error.headers {
+                let mut rewritten = problem_response(&problem);
+                rewritten.headers_mut().extend(headers.as_ref().clone());
+                response = rewritten;
+            } else {
+                response = problem_response(&problem);
+            }
+        }
+        if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+            // RFC 9110: a 405 says which methods the resource supports.
+            if let Some(allow) = self
+                .allow(cx.uri.path())
+                .and_then(|a| HeaderValue::from_str(a).ok())
+            {
+                response.headers_mut().insert(header::ALLOW, allow);
+            }
+        }
+        if response.status().is_client_error() || response.status().is_server_error() {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        }
+        if let Some(origin) = origin {
+            let h = response.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(EXPOSED),
+            );
+            h.append(header::VARY, HeaderValue::from_static("origin"));
+        }
+        with_request_id(response, cx.request_id)
+    }
+}
+
+/// Responses built here replace dropshot's, so they need the request id header again.
+fn with_request_id(mut response: Response<Body>, request_id: &str) -> Response<Body> {
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response
+            .headers_mut()
+            .insert(dropshot::HEADER_REQUEST_ID, value);
+    }
+    response
+}

@@ -1,0 +1,205 @@
+//! What every service gets from the shared runtime, checked on the users service:
+//! problems for every error (including dropshot's own routing errors), request ids,
+//! and CORS.
+
+use reqwest::header::{HeaderMap, CONTENT_TYPE};
+use serde_json::Value;
+use taproom_tests::{on_both_databases, Backend, Users};
+
+const ORIGIN: &str = "https://app.example"; // allowed by the test configuration
+
+async fn send(req: reqwest::RequestBuilder) -> (u16, HeaderMap, Value) {
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+fn assert_problem(status: u16, headers: &HeaderMap, body: &Value, what: &str) {
+    assert_eq!(headers[CONTENT_TYPE], "application/problem+json", "{what}");
+    assert_eq!(body["status"], status, "{what}: {body}");
+    assert!(
+        body["type"].is_string() && body["title"].is_string() && body["detail"].is_string(),
+        "{what}: {body}"
+    );
+    assert_eq!(
+        body["request_id"],
+        headers["x-request-id"].to_str().unwrap(),
+        "{what}: request id in body and header"
+    );
+}
+
+async fn every_error_is_a_problem(backend: Backend) {
+    let users = Users::start(backend).await;
+    let base = &users.base_url;
+    let http = users.raw();
+    let (status, headers, body) = send(http.get(format!("{base}/no/such/route"))).await;
+    assert_eq!(status, 404);
+    assert_problem(status, &headers, &body, "unknown route");
+
+    let (status, headers, body) = send(http.put(format!("{base}/v1/users"))).await;
+    assert_eq!(status, 405);
+    assert_problem(status, &headers, &body, "wrong method");
+    assert_eq!(
+        headers["allow"], "GET, POST",
+        "405 lists the methods (RFC 9110)"
+    );
+    let (_, headers, _) =
+        send(http.post(format!("{base}/v1/users/{}", uuid::Uuid::now_v7()))).await;
+    assert_eq!(headers["allow"], "GET, PATCH, DELETE");
+
+    let (status, headers, body) = send(
+        http.post(format!("{base}/v1/users"))
+            .header(CONTENT_TYPE, "application/json")
+            .body("{}"),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_problem(status, &headers, &body, "validation");
+    assert_eq!(body["errors"].as_array().unwrap().len(), 3);
+
+    let (status, headers, body) = send(
+        http.post(format!("{base}/v1/users"))
+            .header(CONTENT_TYPE, "text/plain")
+            .body("{}"),
+    )
+    .await;
+    assert_eq!(status, 415);
+    assert_problem(status, &headers, &body, "content type");
+
+    let (status, headers, body) = send(http.get(format!("{base}/docs/nothing-here.js"))).await;
+    assert_eq!(status, 404);
+    assert_problem(status, &headers, &body, "unknown docs asset");
+
+    // Successes keep their own media type.
+    let (status, headers, _) = send(http.get(format!("{base}/ping"))).await;
+    assert_eq!(
+        (status, headers[CONTENT_TYPE].to_str().unwrap()),
+        (200, "application/json")
+    );
+}
+
+async fn request_ids_are_accepted_or_made(backend: Backend) {
+    let users = Users::start(backend).await;
+    let url = format!("{}/v1/users/not-a-uuid", users.base_url);
+    let (_, headers, body) = send(
+        users
+            .raw()
+            .get(&url)
+            .header("x-request-id", "trace-42.a:b_c"),
+    )
+    .await;
+    assert_eq!(headers["x-request-id"], "trace-42.a:b_c");
+    assert_eq!(body["request_id"], "trace-42.a:b_c");
+    for bad in ["has spaces", &"x".repeat(129), "quote\"d", ""] {
+        let (_, headers, body) = send(users.raw().get(&url).header("x-request-id", bad)).await;
+        let made = headers["x-request-id"].to_str().unwrap().to_string();
+        assert_ne!(made, bad);
+        assert!(
+            uuid::Uuid::parse_str(&made).is_ok(),
+            "a fresh id replaces {bad:?}: {made}"
+        );
+        assert_eq!(body["request_id"], made.as_str());
+    }
+    let (_, a, _) = send(users.raw().get(format!("{}/ping", users.base_url))).await;
+    let (_, b, _) = send(users.raw().get(format!("{}/ping", users.base_url))).await;
+    assert_ne!(
+        a["x-request-id"], b["x-request-id"],
+        "each request gets its own id"
+    );
+}
+
+async fn cors_for_allowed_origins_only(backend: Backend) {
+    let users = Users::start(backend).await;
+    let url = format!("{}/v1/users", users.base_url);
+    let preflight = |origin: &str| {
+        users
+            .raw()
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "content-type, authorization",
+            )
+    };
+    let resp = preflight(ORIGIN).send().await.unwrap();
+    assert_eq!(resp.status(), 204);
+    let h = resp.headers();
+    assert_eq!(h["access-control-allow-origin"], ORIGIN);
+    assert!(h["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+    let allowed = h["access-control-allow-headers"].to_str().unwrap();
+    assert!(allowed.contains("content-type") && allowed.contains("authorization"));
+
+    let resp = preflight("https://evil.example").send().await.unwrap();
+    assert_eq!(resp.status(), 405, "no preflight answer for other origins");
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+
+    let resp = users
+        .raw()
+        .get(format!("{url}?limit=1"))
+        .header("origin", ORIGIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["access-control-allow-origin"], ORIGIN);
+    assert!(resp.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("x-request-id"));
+    let resp = users
+        .raw()
+        .get(format!("{url}?limit=1"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    // Errors carry CORS headers too, so a browser app can read the problem.
+    let resp = users
+        .raw()
+        .get(format!("{url}?limit=0"))
+        .header("origin", ORIGIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.headers()["access-control-allow-origin"], ORIGIN);
+}
+
+async fn no_cors_by_default(backend: Backend) {
+    let users = Users::start_with(backend, |c| c.cors_allowed_origins.clear()).await;
+    let resp = users
+        .raw()
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/v1/users", users.base_url),
+        )
+        .header("origin", ORIGIN)
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+    let resp = users
+        .raw()
+        .get(format!("{}/ping", users.base_url))
+        .header("origin", ORIGIN)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+}
+
+on_both_databases!(
+    every_error_is_a_problem,
+    request_ids_are_accepted_or_made,
+    cors_for_allowed_origins_only,
+    no_cors_by_default
+);
