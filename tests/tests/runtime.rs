@@ -197,9 +197,52 @@ async fn no_cors_by_default(backend: Backend) {
     assert!(resp.headers().get("access-control-allow-origin").is_none());
 }
 
+/// Runs SQL directly against the service's database, behind its back.
+async fn sabotage(users: &Users, sql: &str) {
+    use sqlx::{Connection, Executor};
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&users.db.url("users"))
+        .await
+        .unwrap();
+    // Test-only SQL, written in this file.
+    conn.execute(sqlx::AssertSqlSafe(sql.to_string()))
+        .await
+        .unwrap();
+}
+
+async fn readyz_is_503_when_the_database_is_not_migrated(backend: Backend) {
+    let users = Users::start(backend).await;
+    assert_eq!(users.client.readyz().send().await.unwrap().status(), 200);
+    sabotage(&users, "DELETE FROM _sqlx_migrations").await;
+    let (status, headers, body) = send(users.raw().get(format!("{}/readyz", users.base_url))).await;
+    assert_eq!(status, 503);
+    assert_problem(status, &headers, &body, "readyz");
+    assert!(
+        body["detail"].as_str().unwrap().contains("migrations"),
+        "{body}"
+    );
+    // Liveness does not depend on the database.
+    assert_eq!(users.client.healthz().send().await.unwrap().status(), 200);
+}
+
+async fn internal_errors_are_500_problems_without_internals(backend: Backend) {
+    let users = Users::start(backend).await;
+    sabotage(&users, "DROP TABLE users").await;
+    let (status, headers, body) =
+        send(users.raw().get(format!("{}/v1/users", users.base_url))).await;
+    assert_eq!(status, 500);
+    assert_problem(status, &headers, &body, "internal error");
+    let text = body.to_string().to_lowercase();
+    for internal in ["users", "table", "sql", "relation"] {
+        assert!(!text.contains(internal), "{internal:?} leaked: {body}");
+    }
+}
+
 on_both_databases!(
     every_error_is_a_problem,
     request_ids_are_accepted_or_made,
     cors_for_allowed_origins_only,
-    no_cors_by_default
+    no_cors_by_default,
+    readyz_is_503_when_the_database_is_not_migrated,
+    internal_errors_are_500_problems_without_internals,
 );
