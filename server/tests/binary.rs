@@ -19,17 +19,25 @@ fn server() -> Command {
     cmd
 }
 
-#[tokio::test]
-async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts `server users` on a free port with its data in `dir`, stdout captured when
+/// `capture_stdout`; returns the process and its base URL (from the first stderr line).
+fn start_users(
+    dir: &std::path::Path,
+    extra: &[&str],
+    capture_stdout: bool,
+) -> (std::process::Child, String) {
     let mut child = server()
-        .current_dir(dir.path())
-        .args(["users", "--users-port", "0", "--log-level", "warn"])
-        .stdout(Stdio::null())
+        .current_dir(dir)
+        .args(["users", "--users-port", "0"])
+        .args(extra)
+        .stdout(if capture_stdout {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The first line on stderr says where it listens.
     let mut line = String::new();
     BufReader::new(child.stderr.as_mut().unwrap())
         .read_line(&mut line)
@@ -38,9 +46,15 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
         .split("http://")
         .nth(1)
         .and_then(|s| s.split_whitespace().next())
-        .expect("listen line")
-        .to_string();
+        .expect("listen line");
     let url = format!("http://{addr}");
+    (child, url)
+}
+
+#[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url) = start_users(dir.path(), &["--log-level", "warn"], false);
 
     // create_user hashes a password with argon2id: slow enough to still be running
     // when the signal arrives.
@@ -104,37 +118,17 @@ fn invalid_configuration_stops_start_up_naming_the_setting() {
 #[test]
 fn logs_are_one_json_object_per_line_without_secrets() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = server()
-        .current_dir(dir.path())
-        .args([
-            "users",
-            "--users-port",
-            "0",
-            "--log-level",
-            "info",
-            "--log-format",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stderr.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap()
-        .to_string();
+    let (child, url) = start_users(
+        dir.path(),
+        &["--log-level", "info", "--log-format", "json"],
+        true,
+    );
     let password = "s3cret-Passw0rd-never-logged";
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let client = reqwest::Client::new();
         let created = client
-            .post(format!("http://{addr}/v1/users"))
+            .post(format!("{url}/v1/users"))
             .basic_auth("someone", Some(password))
             .json(&serde_json::json!({"username": "logme", "email": "logme@example.com", "password": password}))
             .send()
@@ -143,7 +137,7 @@ fn logs_are_one_json_object_per_line_without_secrets() {
         assert_eq!(created.status(), 201);
         // A refused request, whose body also carries the password.
         let refused = client
-            .post(format!("http://{addr}/v1/users"))
+            .post(format!("{url}/v1/users"))
             .json(&serde_json::json!({"username": "x", "email": "bad", "password": password}))
             .send()
             .await

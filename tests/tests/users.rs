@@ -38,18 +38,23 @@ fn problem<T: std::fmt::Debug>(result: Result<T, Error<types::Problem>>) -> (u16
     }
 }
 
+/// One page of `list_users`, after `token` when given.
+async fn page(users: &Users, limit: u32, token: Option<&str>) -> types::UserPage {
+    let mut req = users
+        .client
+        .list_users()
+        .limit(std::num::NonZeroU32::new(limit).unwrap());
+    if let Some(t) = token {
+        req = req.page_token(t);
+    }
+    req.send().await.unwrap().into_inner()
+}
+
 async fn count(users: &Users) -> usize {
     let mut n = 0;
     let mut token: Option<String> = None;
     loop {
-        let mut req = users
-            .client
-            .list_users()
-            .limit(100u32.try_into().ok().unwrap_or(std::num::NonZeroU32::MIN));
-        if let Some(t) = &token {
-            req = req.page_token(t.as_str());
-        }
-        let page = req.send().await.unwrap().into_inner();
+        let page = page(users, 100, token.as_deref()).await;
         n += page.items.len();
         match page.next_page_token {
             Some(t) => token = Some(t),
@@ -303,14 +308,7 @@ async fn list_users_pages_oldest_first_without_gaps(backend: Backend) {
     let mut sizes = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let mut req = users
-            .client
-            .list_users()
-            .limit(std::num::NonZeroU32::new(10).unwrap());
-        if let Some(t) = &token {
-            req = req.page_token(t.as_str());
-        }
-        let page = req.send().await.unwrap().into_inner();
+        let page = page(&users, 10, token.as_deref()).await;
         sizes.push(page.items.len());
         seen.extend(page.items.iter().map(|u| u.id));
         match page.next_page_token {
@@ -332,14 +330,7 @@ async fn pagination_survives_concurrent_inserts(backend: Backend) {
     let mut token: Option<String> = None;
     let mut inserted = 0;
     loop {
-        let mut req = users
-            .client
-            .list_users()
-            .limit(std::num::NonZeroU32::new(5).unwrap());
-        if let Some(t) = &token {
-            req = req.page_token(t.as_str());
-        }
-        let page = req.send().await.unwrap().into_inner();
+        let page = page(&users, 5, token.as_deref()).await;
         seen.extend(page.items.iter().map(|u| u.id));
         // Someone registers while we walk.
         create(&users, &format!("late{inserted:02}")).await;

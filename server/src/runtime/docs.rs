@@ -3,10 +3,8 @@
 //! no network access.
 
 use super::ServiceContext;
-use dropshot::{
-    ApiDescription, ApiEndpoint, ApiEndpointVersions, Body, HttpError, Path, RequestContext,
-};
-use http::{Method, Response};
+use dropshot::{ApiEndpoint, Body, HttpError, Path, RequestContext};
+use http::Response;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -93,29 +91,10 @@ async fn docs_asset<C: ServiceContext>(
     }
 }
 
-/// Adds the unpublished `/docs` endpoints to a service's API.
-pub fn register<C: ServiceContext>(api: &mut ApiDescription<C>) -> anyhow::Result<()> {
-    let endpoints = [
-        ApiEndpoint::new(
-            "docs".into(),
-            docs_page::<C>,
-            Method::GET,
-            "application/json",
-            "/docs",
-            ApiEndpointVersions::All,
-        ),
-        ApiEndpoint::new(
-            "docs_asset".into(),
-            docs_asset::<C>,
-            Method::GET,
-            "application/json",
-            "/docs/{asset}",
-            ApiEndpointVersions::All,
-        ),
-    ];
-    for endpoint in endpoints {
-        api.register(endpoint.visible(false))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
-    Ok(())
+/// The unpublished `/docs` endpoints.
+pub fn endpoints<C: ServiceContext>() -> Vec<ApiEndpoint<C>> {
+    vec![
+        unpublished_get!("docs", docs_page::<C>, "/docs"),
+        unpublished_get!("docs_asset", docs_asset::<C>, "/docs/{asset}"),
+    ]
 }

@@ -3,11 +3,8 @@
 //! endpoints that serve the spec itself.
 
 use super::{Problem, ServiceContext};
-use dropshot::{
-    ApiDescription, ApiEndpoint, ApiEndpointVersions, Body, HttpError, HttpResponseOk,
-    RequestContext,
-};
-use http::{Method, Response};
+use dropshot::{ApiEndpoint, Body, HttpError, HttpResponseOk, RequestContext};
+use http::Response;
 use serde::de::DeserializeOwned;
 
 /// A response type the generated code can return.
@@ -88,31 +85,10 @@ fn document(text: &str, content_type: &str) -> Result<Response<Body>, HttpError>
         .map_err(|e| HttpError::for_internal_error(e.to_string()))
 }
 
-/// Adds the unpublished spec endpoints to a service's API.
-pub fn register_spec_endpoints<C: ServiceContext>(
-    api: &mut ApiDescription<C>,
-) -> anyhow::Result<()> {
-    let endpoints = [
-        ApiEndpoint::new(
-            "openapi_json".into(),
-            openapi_json::<C>,
-            Method::GET,
-            "application/json",
-            "/openapi.json",
-            ApiEndpointVersions::All,
-        ),
-        ApiEndpoint::new(
-            "openapi_yaml".into(),
-            openapi_yaml::<C>,
-            Method::GET,
-            "application/json",
-            "/openapi.yaml",
-            ApiEndpointVersions::All,
-        ),
-    ];
-    for endpoint in endpoints {
-        api.register(endpoint.visible(false))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
-    Ok(())
+/// The unpublished endpoints that serve the spec itself.
+pub fn endpoints<C: ServiceContext>() -> Vec<ApiEndpoint<C>> {
+    vec![
+        unpublished_get!("openapi_json", openapi_json::<C>, "/openapi.json"),
+        unpublished_get!("openapi_yaml", openapi_yaml::<C>, "/openapi.yaml"),
+    ]
 }

@@ -1,6 +1,22 @@
 //! What every service shares: errors, validation, database, infrastructure endpoints,
 //! configuration and the server start-up.
 
+/// An unpublished `GET` endpoint (not in the spec; e.g. the docs UI), as an
+/// `ApiEndpoint` for `server::start` to register.
+macro_rules! unpublished_get {
+    ($name:literal, $handler:expr, $path:literal) => {
+        dropshot::ApiEndpoint::new(
+            $name.into(),
+            $handler,
+            http::Method::GET,
+            "application/json",
+            $path,
+            dropshot::ApiEndpointVersions::All,
+        )
+        .visible(false)
+    };
+}
+
 pub mod config;
 pub mod db;
 pub mod docs;

@@ -62,8 +62,13 @@ pub fn start<C: ServiceContext>(
         .with_context(|| format!("{service}: compiling validators"))?;
     let mut api = api.map_err(|e| anyhow::anyhow!("{service}: {e}"))?;
     let routes = published_routes(&context.spec().value);
-    infra::register_spec_endpoints(&mut api)?;
-    super::docs::register(&mut api)?;
+    for endpoint in infra::endpoints()
+        .into_iter()
+        .chain(super::docs::endpoints())
+    {
+        api.register(endpoint)
+            .map_err(|e| anyhow::anyhow!("{service}: {e}"))?;
+    }
     let bind = config.bind(service);
     let server = ServerBuilder::new(api, context, log.new(slog::o!("service" => service)))
         .config(ConfigDropshot {
