@@ -24,6 +24,11 @@ enum Command {
     Users,
     /// Create or upgrade every service's database, then exit.
     Migrate,
+    /// Manage accounts from the command line.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Exit 0 when every service answers 200 on /readyz at its configured port (for
     /// container health checks, which have no curl in the runtime image).
     Healthcheck,
@@ -31,6 +36,18 @@ enum Command {
     /// `cargo xtask check` to compare it with the YAML).
     #[command(hide = true)]
     ServedOpenapi { service: String },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an admin account (the first admin is made this way). The password comes
+    /// from TAPROOM_ADMIN_PASSWORD, or is asked for on the terminal.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[tokio::main]
@@ -58,6 +75,17 @@ async fn run(cli: Cli) -> Result<()> {
                 other => anyhow::bail!("unknown service {other:?}"),
             };
             println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::Create { username, email },
+        } => {
+            let password = match std::env::var("TAPROOM_ADMIN_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => rpassword::prompt_password(format!("Password for {username}: "))?,
+            };
+            let user = users::create_admin(&config, &username, &email, password).await?;
+            println!("created admin {} ({})", user.username, user.id);
             Ok(())
         }
         Command::Healthcheck => {

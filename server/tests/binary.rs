@@ -181,3 +181,61 @@ fn logs_are_one_json_object_per_line_without_secrets() {
         "an Authorization header was logged"
     );
 }
+
+#[tokio::test]
+async fn admin_create_makes_an_admin_who_can_log_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let create = |username: &str, password: &str| {
+        server()
+            .current_dir(dir.path())
+            .env("TAPROOM_ADMIN_PASSWORD", password)
+            .args([
+                "admin",
+                "create",
+                "--username",
+                username,
+                "--email",
+                &format!("{username}@example.com"),
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = create("root", "a strong password");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created admin root"));
+    // The same checks as the API: a bad name or short password is refused, and so is a
+    // taken name.
+    let out = create("no spaces", "short");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("username") && err.contains("password"),
+        "{err}"
+    );
+    assert!(!create("root", "a strong password").status.success());
+
+    let (mut child, url) = start_users(dir.path(), &["--log-level", "warn"], false);
+    let client = reqwest::Client::new();
+    let token: serde_json::Value = client
+        .post(format!("{url}/v1/auth/token"))
+        .basic_auth("root", Some("a strong password"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = client
+        .get(format!("{url}/v1/users"))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200, "the admin may list users");
+    let _ = child.kill();
+    let _ = child.wait();
+}

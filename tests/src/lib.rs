@@ -78,6 +78,7 @@ impl TestDb {
             database_max_connections: 5,
             request_body_max_bytes: 1024 * 1024,
             shutdown_timeout_secs: 5,
+            token_ttl_secs: 3600,
             cors_allowed_origins: vec!["https://app.example".into()],
             log_level: std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "critical".into()),
             log_format: taproom_server::runtime::server::LogFormat::Text,
@@ -168,11 +169,67 @@ impl Users {
         self.server = Some(server);
     }
 
+    /// A client that sends `token` as its bearer token.
+    pub fn client_with_token(&self, token: &str) -> taproom_client::users::Client {
+        taproom_client::users::Client::new_with_client(&self.base_url, bearer_client(token))
+    }
+
+    /// Logs in through `create_token` (JSON credentials); the access token.
+    pub async fn login(&self, login: &str, password: &str) -> String {
+        let body = taproom_client::users::types::Credentials {
+            username: Some(login.parse().unwrap()),
+            email: None,
+            password: password.parse().unwrap(),
+        };
+        self.client
+            .create_token()
+            .body(body)
+            .send()
+            .await
+            .expect("login")
+            .into_inner()
+            .access_token
+    }
+
+    /// The token of a new admin (made as `server admin create` does).
+    pub async fn admin_token(&self) -> String {
+        let name = format!("admin_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let password = "admin password 123";
+        users::create_admin(
+            &self.db.config(),
+            &name,
+            &format!("{name}@example.com"),
+            password.into(),
+        )
+        .await
+        .expect("admin created");
+        self.login(&name, password).await
+    }
+
+    /// A typed client and a raw HTTP client, both logged in as a new admin.
+    pub async fn admin(&self) -> (taproom_client::users::Client, reqwest::Client) {
+        let token = self.admin_token().await;
+        (self.client_with_token(&token), bearer_client(&token))
+    }
+
     /// Raw HTTP, for requests the typed client cannot even express (malformed JSON,
     /// wrong content types, unknown fields).
     pub fn raw(&self) -> reqwest::Client {
         reqwest::Client::new()
     }
+}
+
+/// A reqwest client that sends `Authorization: Bearer <token>` on every request.
+pub fn bearer_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+        .expect("token is header text");
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
 }
 
 /// Declares each `async fn name(backend: Backend)` as two tests, `sqlite::name` and

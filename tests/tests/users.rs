@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use taproom_client::users::{types, Error};
+use taproom_client::users::{types, Client, Error};
 use taproom_tests::{on_both_databases, Backend, Users};
 use uuid::Uuid;
 
@@ -38,10 +38,9 @@ fn problem<T: std::fmt::Debug>(result: Result<T, Error<types::Problem>>) -> (u16
     }
 }
 
-/// One page of `list_users`, after `token` when given.
-async fn page(users: &Users, limit: u32, token: Option<&str>) -> types::UserPage {
-    let mut req = users
-        .client
+/// One page of `list_users` (an admin's client), after `token` when given.
+async fn page(admin: &Client, limit: u32, token: Option<&str>) -> types::UserPage {
+    let mut req = admin
         .list_users()
         .limit(std::num::NonZeroU32::new(limit).unwrap());
     if let Some(t) = token {
@@ -50,11 +49,11 @@ async fn page(users: &Users, limit: u32, token: Option<&str>) -> types::UserPage
     req.send().await.unwrap().into_inner()
 }
 
-async fn count(users: &Users) -> usize {
+async fn count(admin: &Client) -> usize {
     let mut n = 0;
     let mut token: Option<String> = None;
     loop {
-        let page = page(users, 100, token.as_deref()).await;
+        let page = page(admin, 100, token.as_deref()).await;
         n += page.items.len();
         match page.next_page_token {
             Some(t) => token = Some(t),
@@ -95,6 +94,7 @@ fn pointers(problem: &Value) -> Vec<String> {
 
 async fn create_user_returns_the_user_and_its_location(backend: Backend) {
     let users = Users::start(backend).await;
+    let (admin, _) = users.admin().await;
     let resp = users
         .raw()
         .post(format!("{}/v1/users", users.base_url))
@@ -119,8 +119,7 @@ async fn create_user_returns_the_user_and_its_location(backend: Backend) {
     assert_eq!(user.created_at, user.updated_at);
     assert_eq!(user.id.get_version_num(), 7, "ids are UUIDv7");
     // And it is what get_user returns.
-    let fetched = users
-        .client
+    let fetched = admin
         .get_user()
         .user_id(user.id)
         .send()
@@ -132,6 +131,7 @@ async fn create_user_returns_the_user_and_its_location(backend: Backend) {
 
 async fn taken_username_or_email_is_a_conflict_naming_the_field(backend: Backend) {
     let users = Users::start(backend).await;
+    let (admin, _) = users.admin().await;
     create(&users, "ada").await;
     let mut same_name = new_user("ADA");
     same_name.email = "other@example.com".parse().unwrap();
@@ -145,15 +145,19 @@ async fn taken_username_or_email_is_a_conflict_naming_the_field(backend: Backend
     let (status, p) = problem(users.client.create_user().body(same_email).send().await);
     assert_eq!(status, 409);
     assert!(p.detail.as_deref().unwrap().contains("email"), "{p:?}");
-    assert_eq!(count(&users).await, 1, "a conflict wrote nothing");
+    assert_eq!(
+        count(&admin).await,
+        2,
+        "a conflict wrote nothing (the admin and ada)"
+    );
 }
 
 async fn get_user_errors(backend: Backend) {
     let users = Users::start(backend).await;
-    let (status, p) = problem(users.client.get_user().user_id(Uuid::now_v7()).send().await);
+    let (admin, admin_http) = users.admin().await;
+    let (status, p) = problem(admin.get_user().user_id(Uuid::now_v7()).send().await);
     assert_eq!((status, p.status), (404, 404));
-    let resp = users
-        .raw()
+    let resp = admin_http
         .get(format!("{}/v1/users/not-a-uuid", users.base_url))
         .send()
         .await
@@ -165,10 +169,10 @@ async fn get_user_errors(backend: Backend) {
 
 async fn update_user_is_partial(backend: Backend) {
     let users = Users::start(backend).await;
+    let (admin, admin_http) = users.admin().await;
     let ada = create(&users, "ada").await;
     let grace = create(&users, "grace").await;
-    let change =
-        |body: types::UpdateUser| users.client.update_user().user_id(ada.id).body(body).send();
+    let change = |body: types::UpdateUser| admin.update_user().user_id(ada.id).body(body).send();
 
     let renamed = change(types::UpdateUser {
         last_name: Some("Lovelace".parse().unwrap()),
@@ -228,8 +232,7 @@ async fn update_user_is_partial(backend: Backend) {
     .into_inner();
     assert_eq!(same.username, "Ada");
 
-    let resp = users
-        .raw()
+    let resp = admin_http
         .patch(format!("{}/v1/users/{}", users.base_url, ada.id))
         .json(&json!({"password": "a brand new password"}))
         .send()
@@ -239,8 +242,7 @@ async fn update_user_is_partial(backend: Backend) {
     assert!(!resp.text().await.unwrap().contains("a brand new password"));
 
     let (status, _) = problem(
-        users
-            .client
+        admin
             .update_user()
             .user_id(Uuid::now_v7())
             .body(types::UpdateUser::default())
@@ -249,10 +251,9 @@ async fn update_user_is_partial(backend: Backend) {
     );
     assert_eq!(status, 404);
     // Bad input in a PATCH: every violation, nothing changed.
-    let resp = users
-        .raw()
+    let resp = admin_http
         .patch(format!("{}/v1/users/{}", users.base_url, ada.id))
-        .json(&json!({"username": "no spaces allowed", "email": "nope", "role": "admin"}))
+        .json(&json!({"username": "no spaces allowed", "email": "nope", "role": "superuser"}))
         .send()
         .await
         .unwrap();
@@ -261,8 +262,7 @@ async fn update_user_is_partial(backend: Backend) {
     let mut found = pointers(&body);
     found.sort();
     assert_eq!(found, vec!["/email", "/role", "/username"]);
-    let after = users
-        .client
+    let after = admin
         .get_user()
         .user_id(ada.id)
         .send()
@@ -274,21 +274,16 @@ async fn update_user_is_partial(backend: Backend) {
 
 async fn delete_user_then_it_is_gone(backend: Backend) {
     let users = Users::start(backend).await;
+    let (admin, _) = users.admin().await;
     let ada = create(&users, "ada").await;
-    let resp = users
-        .client
-        .delete_user()
-        .user_id(ada.id)
-        .send()
-        .await
-        .unwrap();
+    let resp = admin.delete_user().user_id(ada.id).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 204);
     assert_eq!(
-        problem(users.client.get_user().user_id(ada.id).send().await).0,
+        problem(admin.get_user().user_id(ada.id).send().await).0,
         404
     );
     assert_eq!(
-        problem(users.client.delete_user().user_id(ada.id).send().await).0,
+        problem(admin.delete_user().user_id(ada.id).send().await).0,
         404
     );
     // The name is free again.
@@ -297,18 +292,28 @@ async fn delete_user_then_it_is_gone(backend: Backend) {
 
 async fn list_users_pages_oldest_first_without_gaps(backend: Backend) {
     let users = Users::start(backend).await;
-    let mut created = Vec::new();
+    let (admin, _) = users.admin().await;
+    // The admin is the oldest user.
+    let mut created = vec![
+        admin
+            .get_current_user()
+            .send()
+            .await
+            .unwrap()
+            .into_inner()
+            .id,
+    ];
     for i in 0..25 {
         created.push(create(&users, &format!("user{i:02}")).await.id);
     }
-    let first = users.client.list_users().send().await.unwrap().into_inner();
+    let first = admin.list_users().send().await.unwrap().into_inner();
     assert_eq!(first.items.len(), 20, "default limit");
 
     let mut seen = Vec::new();
     let mut sizes = Vec::new();
     let mut token: Option<String> = None;
     loop {
-        let page = page(&users, 10, token.as_deref()).await;
+        let page = page(&admin, 10, token.as_deref()).await;
         sizes.push(page.items.len());
         seen.extend(page.items.iter().map(|u| u.id));
         match page.next_page_token {
@@ -316,13 +321,22 @@ async fn list_users_pages_oldest_first_without_gaps(backend: Backend) {
             None => break,
         }
     }
-    assert_eq!(sizes, vec![10, 10, 5]);
+    assert_eq!(sizes, vec![10, 10, 6]);
     assert_eq!(seen, created, "every user once, oldest first");
 }
 
 async fn pagination_survives_concurrent_inserts(backend: Backend) {
     let users = Users::start(backend).await;
-    let mut before = Vec::new();
+    let (admin, _) = users.admin().await;
+    let mut before = vec![
+        admin
+            .get_current_user()
+            .send()
+            .await
+            .unwrap()
+            .into_inner()
+            .id,
+    ];
     for i in 0..12 {
         before.push(create(&users, &format!("early{i:02}")).await.id);
     }
@@ -330,7 +344,7 @@ async fn pagination_survives_concurrent_inserts(backend: Backend) {
     let mut token: Option<String> = None;
     let mut inserted = 0;
     loop {
-        let page = page(&users, 5, token.as_deref()).await;
+        let page = page(&admin, 5, token.as_deref()).await;
         seen.extend(page.items.iter().map(|u| u.id));
         // Someone registers while we walk.
         create(&users, &format!("late{inserted:02}")).await;
@@ -355,6 +369,7 @@ async fn pagination_survives_concurrent_inserts(backend: Backend) {
 
 async fn list_users_rejects_bad_parameters(backend: Backend) {
     let users = Users::start(backend).await;
+    let (_, admin_http) = users.admin().await;
     create(&users, "ada").await;
     for (query, pointer) in [
         ("limit=0", "/query/limit"),
@@ -367,8 +382,7 @@ async fn list_users_rejects_bad_parameters(backend: Backend) {
         ("colour=red", "/query/colour"),
         ("limit=5&limit=6", "/query/limit"),
     ] {
-        let resp = users
-            .raw()
+        let resp = admin_http
             .get(format!("{}/v1/users?{query}", users.base_url))
             .send()
             .await
@@ -385,8 +399,7 @@ async fn list_users_rejects_bad_parameters(backend: Backend) {
             "{query}: {body}"
         );
     }
-    let resp = users
-        .raw()
+    let resp = admin_http
         .get(format!("{}/v1/users?limit=100", users.base_url))
         .send()
         .await
@@ -405,6 +418,7 @@ type BadBody = (
 
 async fn bad_bodies_get_a_4xx_problem_and_write_nothing(backend: Backend) {
     let users = Users::start(backend).await;
+    let (admin, _) = users.admin().await;
     let json = Some("application/json");
     let valid = || json!({"username": "ok_name", "email": "ok@example.com", "password": PASSWORD});
     let with = |key: &str, value: Value| {
@@ -577,7 +591,11 @@ async fn bad_bodies_get_a_4xx_problem_and_write_nothing(backend: Backend) {
             "{what}: the password is echoed"
         );
     }
-    assert_eq!(count(&users).await, 0, "nothing was written");
+    assert_eq!(
+        count(&admin).await,
+        1,
+        "nothing was written (only the admin exists)"
+    );
 }
 
 async fn password_is_never_echoed_in_errors(backend: Backend) {
@@ -676,10 +694,12 @@ async fn infrastructure_endpoints(backend: Backend) {
 
 async fn users_survive_a_restart(backend: Backend) {
     let mut users = Users::start(backend).await;
+    let token = users.admin_token().await;
     let ada = create(&users, "ada").await;
     users.restart().await;
+    // The signing key persists, so tokens issued before the restart still work.
     let after = users
-        .client
+        .client_with_token(&token)
         .get_user()
         .user_id(ada.id)
         .send()

@@ -40,6 +40,13 @@ pub fn bundle(mut spec: Value, common: &Value) -> Result<Value> {
     if let Some(components) = spec.get_mut("components") {
         b.walk(components, Origin::Service)?;
     }
+    // Security schemes are referenced by name, not by `$ref`: a spec that requires any
+    // gets common's.
+    if spec.to_string().contains("\"security\"") {
+        if let Some(schemes) = common.pointer("/components/securitySchemes") {
+            imported.insert("securitySchemes".into(), schemes.clone());
+        }
+    }
     // Merge imported common components into the spec's own components.
     let components = spec
         .as_object_mut()

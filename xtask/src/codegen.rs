@@ -181,7 +181,8 @@ pub fn server_code(service: &str, bundled: &Value) -> Result<String> {
         #![allow(clippy::too_many_arguments)]
         use dropshot::RequestContext;
         use taproom_client::#trait_ident as _unused;
-        use crate::runtime::{Problem, ValidatedBody, ValidatedPath, ValidatedQuery};
+        #[allow(unused_imports)]
+        use crate::runtime::{OptionalBody, Problem, ValidatedBody, ValidatedPath, ValidatedQuery};
 
         /// The bundled OpenAPI document this trait was generated from, as served.
         pub const SPEC_YAML: &str = include_str!(#bundled_path);
@@ -307,7 +308,15 @@ fn operation(
             .pointer("/content/application~1json/schema")
             .ok_or_else(|| anyhow!("request body must be application/json"))?;
         let ty = body_type(schema)?;
-        args.push(quote! { body: ValidatedBody<#ty> });
+        if body
+            .get("required")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+        {
+            args.push(quote! { body: ValidatedBody<#ty> });
+        } else {
+            args.push(quote! { body: OptionalBody<#ty> });
+        }
     }
 
     let responses = op["responses"]

@@ -32,7 +32,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///Give `username` or `email`, and `password`.
+    ///Give `username` or `email`, and `password`. Without either, the credentials are wrong like any others (401).
     #[derive(
         ::serde::Deserialize,
         ::serde::Serialize,
@@ -787,6 +787,8 @@ pub mod types {
         pub last_name: ::std::option::Option<PersonName>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub password: ::std::option::Option<Password>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub role: ::std::option::Option<Role>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub username: ::std::option::Option<Username>,
     }
@@ -1713,6 +1715,10 @@ pub mod types {
                 ::std::option::Option<super::Password>,
                 ::std::string::String,
             >,
+            role: ::std::result::Result<
+                ::std::option::Option<super::Role>,
+                ::std::string::String,
+            >,
             username: ::std::result::Result<
                 ::std::option::Option<super::Username>,
                 ::std::string::String,
@@ -1725,6 +1731,7 @@ pub mod types {
                     first_name: Ok(Default::default()),
                     last_name: Ok(Default::default()),
                     password: Ok(Default::default()),
+                    role: Ok(Default::default()),
                     username: Ok(Default::default()),
                 }
             }
@@ -1778,6 +1785,18 @@ pub mod types {
                     });
                 self
             }
+            pub fn role<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::Role>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.role = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for role: {e}")
+                    });
+                self
+            }
             pub fn username<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<super::Username>>,
@@ -1801,6 +1820,7 @@ pub mod types {
                     first_name: value.first_name?,
                     last_name: value.last_name?,
                     password: value.password?,
+                    role: value.role?,
                     username: value.username?,
                 })
             }
@@ -1812,6 +1832,7 @@ pub mod types {
                     first_name: Ok(value.first_name),
                     last_name: Ok(value.last_name),
                     password: Ok(value.password),
+                    role: Ok(value.role),
                     username: Ok(value.username),
                 }
             }
@@ -2271,7 +2292,7 @@ let response = client.version()
     }
     /**List users
 
-Keyset-paginated, oldest first. Pass `next_page_token` back as `page_token` for the next page.
+Admins only (others get 403). Keyset-paginated, oldest first. Pass `next_page_token` back as `page_token` for the next page.
 
 Sends a `GET` request to `/v1/users`
 
@@ -2305,6 +2326,8 @@ let response = client.create_user()
     }
     /**Get a user
 
+The user themself or an admin; anyone else gets 404, as if the user did not exist.
+
 Sends a `GET` request to `/v1/users/{user_id}`
 
 Arguments:
@@ -2319,6 +2342,8 @@ let response = client.get_user()
         builder::GetUser::new(self)
     }
     /**Delete a user
+
+The user themself or an admin; anyone else gets 404.
 
 Sends a `DELETE` request to `/v1/users/{user_id}`
 
@@ -2335,7 +2360,7 @@ let response = client.delete_user()
     }
     /**Update a user
 
-Partial update; fields left out keep their value. An empty `first_name` or `last_name` clears it.
+Partial update by the user themself or an admin (anyone else: 404); fields left out keep their value. An empty `first_name` or `last_name` clears it. Only an admin may change `role` (403 otherwise).
 
 Sends a `PATCH` request to `/v1/users/{user_id}`
 
@@ -2354,7 +2379,7 @@ let response = client.update_user()
     }
     /**Log in and get an access token
 
-Credentials as JSON (`username` or `email`, and `password`) or as HTTP Basic. 401 on bad credentials, without saying which part was wrong.
+Credentials as JSON (`username` or `email`, and `password`) or as HTTP Basic (`username` may be the email). 401 on bad credentials, without saying which part was wrong. After 5 failures in a row for one account, further attempts get 429 with `Retry-After` until the wait (growing with each failure, at most 15 minutes) is over.
 
 Sends a `POST` request to `/v1/auth/token`
 
@@ -2736,6 +2761,13 @@ pub mod builder {
                         ),
                     )
                 }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 500u16..=599u16 => {
                     Err(
                         Error::ErrorResponse(
@@ -2915,6 +2947,13 @@ pub mod builder {
                         ),
                     )
                 }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 404u16 => {
                     Err(
                         Error::ErrorResponse(
@@ -2994,6 +3033,13 @@ pub mod builder {
             match response.status().as_u16() {
                 204u16 => Ok(ResponseValue::empty(response)),
                 400u16..=499u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
                     Err(
                         Error::ErrorResponse(
                             ResponseValue::from_response(response).await?,
@@ -3115,6 +3161,13 @@ pub mod builder {
                         ),
                     )
                 }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 404u16 => {
                     Err(
                         Error::ErrorResponse(
@@ -3221,6 +3274,20 @@ pub mod builder {
                         ),
                     )
                 }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
                 500u16..=599u16 => {
                     Err(
                         Error::ErrorResponse(
@@ -3277,6 +3344,13 @@ pub mod builder {
             match response.status().as_u16() {
                 200u16 => ResponseValue::from_response(response).await,
                 400u16..=499u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
                     Err(
                         Error::ErrorResponse(
                             ResponseValue::from_response(response).await?,

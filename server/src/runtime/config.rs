@@ -41,6 +41,10 @@ pub struct Config {
     #[arg(long, env = "REQUEST_BODY_MAX_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub request_body_max_bytes: usize,
 
+    /// Lifetime of the access tokens the users service issues, in seconds.
+    #[arg(long, env = "TOKEN_TTL_SECS", default_value_t = 3600, global = true)]
+    pub token_ttl_secs: u64,
+
     /// Origins allowed to call the services from a browser (CORS), comma-separated;
     /// `*` allows any origin. Empty (the default): no cross-origin access.
     #[arg(

@@ -220,6 +220,101 @@ fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// Reads, checks and validates a JSON body. `Ok(None)`: no body, and `optional` allows that.
+async fn json_body<Context: ServerContext, T: DeserializeOwned>(
+    rqctx: &RequestContext<Context>,
+    request: hyper::Request<dropshot::Body>,
+    optional: bool,
+) -> Result<Option<T>, dropshot::HttpError> {
+    let rid = rqctx.request_id.as_str();
+    let content_type = request
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("?").to_string());
+    let limit = rqctx.request_body_max_bytes();
+    let body = http_body_util::Limited::new(request.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                fail(
+                    rid,
+                    Problem::new(
+                        413,
+                        format!("The request body is larger than {limit} bytes."),
+                    ),
+                )
+            } else {
+                fail(
+                    rid,
+                    Problem::bad_request("The request body could not be read."),
+                )
+            }
+        })?
+        .to_bytes();
+    if body.is_empty() && optional {
+        return Ok(None);
+    }
+    match content_type.as_deref() {
+        Some(ct) if is_json(ct) => {}
+        Some(ct) => {
+            return Err(fail(
+                rid,
+                Problem::new(
+                    415,
+                    format!("Content-Type {ct:?} is not supported; send application/json."),
+                ),
+            ))
+        }
+        None if body.is_empty() => {}
+        None => {
+            return Err(fail(
+                rid,
+                Problem::new(415, "Content-Type is missing; send application/json."),
+            ))
+        }
+    }
+    if body.is_empty() {
+        return Err(fail(
+            rid,
+            Problem::bad_request("A JSON request body is required."),
+        ));
+    }
+    let text = std::str::from_utf8(&body).map_err(|e| {
+        fail(
+            rid,
+            Problem::bad_request(format!("The request body is not valid UTF-8 ({e}).")),
+        )
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        fail(
+            rid,
+            Problem::bad_request(format!("The request body is not valid JSON: {e}.")),
+        )
+    })?;
+    let mut errors = Vec::new();
+    if let Some(checks) = checks_for(&rqctx.endpoint.operation_id) {
+        if let Some(validator) = &checks.body {
+            violations(validator, &value, "", &mut errors);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(fail(rid, Problem::validation(errors)));
+    }
+    // The schema accepted it; serde can still refuse what JSON Schema cannot say.
+    serde_json::from_value(value).map(Some).map_err(|e| {
+        fail(
+            rid,
+            Problem::validation(vec![FieldError {
+                pointer: String::new(),
+                message: e.to_string(),
+            }]),
+        )
+    })
+}
+
 /// A JSON request body, validated against the operation's schema before deserialising.
 #[derive(Debug)]
 pub struct ValidatedBody<T>(T);
@@ -239,96 +334,44 @@ where
         rqctx: &RequestContext<Context>,
         request: hyper::Request<dropshot::Body>,
     ) -> Result<Self, dropshot::HttpError> {
-        let rid = rqctx.request_id.as_str();
-        let content_type = request
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .map(|v| v.to_str().unwrap_or("?").to_string());
-        let limit = rqctx.request_body_max_bytes();
-        let body = http_body_util::Limited::new(request.into_body(), limit)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    fail(
-                        rid,
-                        Problem::new(
-                            413,
-                            format!("The request body is larger than {limit} bytes."),
-                        ),
-                    )
-                } else {
-                    fail(
-                        rid,
-                        Problem::bad_request("The request body could not be read."),
-                    )
-                }
-            })?
-            .to_bytes();
-        match content_type.as_deref() {
-            Some(ct) if is_json(ct) => {}
-            Some(ct) => {
-                return Err(fail(
-                    rid,
-                    Problem::new(
-                        415,
-                        format!("Content-Type {ct:?} is not supported; send application/json."),
-                    ),
-                ))
-            }
-            None if body.is_empty() => {}
-            None => {
-                return Err(fail(
-                    rid,
-                    Problem::new(415, "Content-Type is missing; send application/json."),
-                ))
-            }
-        }
-        if body.is_empty() {
-            return Err(fail(
-                rid,
-                Problem::bad_request("A JSON request body is required."),
-            ));
-        }
-        let text = std::str::from_utf8(&body).map_err(|e| {
-            fail(
-                rid,
-                Problem::bad_request(format!("The request body is not valid UTF-8 ({e}).")),
-            )
-        })?;
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            fail(
-                rid,
-                Problem::bad_request(format!("The request body is not valid JSON: {e}.")),
-            )
-        })?;
-        let mut errors = Vec::new();
-        if let Some(checks) = checks_for(&rqctx.endpoint.operation_id) {
-            if let Some(validator) = &checks.body {
-                violations(validator, &value, "", &mut errors);
-            }
-        }
-        if !errors.is_empty() {
-            return Err(fail(rid, Problem::validation(errors)));
-        }
-        // The schema accepted it; serde can still refuse what JSON Schema cannot say.
-        serde_json::from_value(value)
-            .map(ValidatedBody)
-            .map_err(|e| {
-                fail(
-                    rid,
-                    Problem::validation(vec![FieldError {
-                        pointer: String::new(),
-                        message: e.to_string(),
-                    }]),
-                )
-            })
+        let body = json_body(rqctx, request, false).await?;
+        Ok(ValidatedBody(body.expect("a required body is present")))
     }
 
     fn metadata(content_type: ApiEndpointBodyContentType) -> ExtractorMetadata {
         TypedBody::<T>::metadata(content_type)
+    }
+}
+
+/// A JSON request body the operation does not require (`requestBody.required: false`):
+/// `None` when the request has no body; validated like `ValidatedBody` when it has one.
+#[derive(Debug)]
+pub struct OptionalBody<T>(Option<T>);
+
+impl<T> OptionalBody<T> {
+    pub fn into_inner(self) -> Option<T> {
+        self.0
+    }
+}
+
+#[async_trait]
+impl<T> ExclusiveExtractor for OptionalBody<T>
+where
+    T: JsonSchema + DeserializeOwned + Send + Sync + 'static,
+{
+    async fn from_request<Context: ServerContext>(
+        rqctx: &RequestContext<Context>,
+        request: hyper::Request<dropshot::Body>,
+    ) -> Result<Self, dropshot::HttpError> {
+        json_body(rqctx, request, true).await.map(OptionalBody)
+    }
+
+    fn metadata(content_type: ApiEndpointBodyContentType) -> ExtractorMetadata {
+        let mut metadata = TypedBody::<T>::metadata(content_type);
+        for parameter in &mut metadata.parameters {
+            parameter.required = false;
+        }
+        metadata
     }
 }
 
@@ -488,4 +531,17 @@ where
     fn metadata(content_type: ApiEndpointBodyContentType) -> ExtractorMetadata {
         <dropshot::Path<T> as SharedExtractor>::metadata(content_type)
     }
+}
+
+/// Validates `value` against the request body schema of `operation_id` (registered by
+/// `register_spec`), for input that arrives some other way than HTTP (e.g. the CLI).
+pub fn validate_body(operation_id: &str, value: &Value) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if let Some(validator) = checks_for(operation_id)
+        .as_ref()
+        .and_then(|c| c.body.as_ref())
+    {
+        violations(validator, value, "", &mut errors);
+    }
+    errors
 }

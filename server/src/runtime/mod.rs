@@ -17,6 +17,7 @@ macro_rules! unpublished_get {
     };
 }
 
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod docs;
@@ -28,7 +29,7 @@ pub mod problem;
 pub mod server;
 
 pub use db::Db;
-pub use extract::{ValidatedBody, ValidatedPath, ValidatedQuery};
+pub use extract::{OptionalBody, ValidatedBody, ValidatedPath, ValidatedQuery};
 pub use problem::{FieldError, Problem};
 
 use serde_json::Value;

@@ -2,7 +2,8 @@
 // Do not edit by hand: change the YAML and run `cargo xtask gen`.
 
 #![allow(clippy::too_many_arguments)]
-use crate::runtime::{Problem, ValidatedBody, ValidatedPath, ValidatedQuery};
+#[allow(unused_imports)]
+use crate::runtime::{OptionalBody, Problem, ValidatedBody, ValidatedPath, ValidatedQuery};
 use dropshot::RequestContext;
 use taproom_client::users::types;
 
@@ -112,7 +113,7 @@ pub trait UsersApi {
     #[endpoint { method = POST, path = "/v1/auth/token", tags = ["auth"] }]
     async fn create_token(
         rqctx: RequestContext<Self::Context>,
-        body: ValidatedBody<types::Credentials>,
+        body: OptionalBody<types::Credentials>,
     ) -> Result<dropshot::HttpResponseOk<types::Token>, Problem>;
 
     /// The user the token belongs to

@@ -3,8 +3,9 @@
 use super::api::*;
 use super::store::{self, Changes, NewUser, StoreError};
 use super::UsersContext;
+use crate::runtime::auth::{self, Caller};
 use crate::runtime::{
-    pagination, FieldError, Problem, ValidatedBody, ValidatedPath, ValidatedQuery,
+    pagination, FieldError, OptionalBody, Problem, ValidatedBody, ValidatedPath, ValidatedQuery,
 };
 use dropshot::{
     HttpResponseCreated, HttpResponseDeleted, HttpResponseHeaders, HttpResponseOk, RequestContext,
@@ -25,7 +26,7 @@ fn store_problem(rqctx: &RequestContext<UsersContext>, e: StoreError) -> Problem
 
 /// argon2id with the crate's defaults (OWASP's recommended parameters), off the async
 /// workers because it deliberately takes tens of milliseconds.
-async fn hash_password(
+pub(super) async fn hash_password(
     rqctx: &RequestContext<UsersContext>,
     password: String,
 ) -> Result<String, Problem> {
@@ -41,6 +42,19 @@ async fn hash_password(
     .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))
 }
 
+fn caller(rqctx: &RequestContext<UsersContext>) -> Result<Caller, Problem> {
+    auth::caller(rqctx, &rqctx.context().tokens.keyring)
+}
+
+/// The user themself or an admin; to anyone else the user does not exist.
+fn act_for(rqctx: &RequestContext<UsersContext>, user_id: uuid::Uuid) -> Result<Caller, Problem> {
+    let caller = caller(rqctx)?;
+    if !caller.may_act_for(user_id) {
+        return Err(Problem::not_found("No such user.").request(&rqctx.request_id));
+    }
+    Ok(caller)
+}
+
 fn non_empty(name: Option<types::PersonName>) -> Option<String> {
     name.map(|n| n.to_string()).filter(|n| !n.is_empty())
 }
@@ -52,6 +66,12 @@ impl UsersApi for UsersImpl {
         rqctx: RequestContext<UsersContext>,
         query: ValidatedQuery<ListUsersQuery>,
     ) -> Result<HttpResponseOk<types::UserPage>, Problem> {
+        if !caller(&rqctx)?.admin {
+            return Err(auth::forbidden(
+                &rqctx.request_id,
+                "Only admins may list users.",
+            ));
+        }
         let query = query.into_inner();
         let after = match query.page_token.as_deref() {
             None => None,
@@ -108,6 +128,7 @@ impl UsersApi for UsersImpl {
         path: ValidatedPath<GetUserPath>,
     ) -> Result<HttpResponseOk<types::User>, Problem> {
         let id = path.into_inner().user_id;
+        act_for(&rqctx, id)?;
         let user = store::get(&rqctx.context().db, id)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
@@ -120,7 +141,14 @@ impl UsersApi for UsersImpl {
         body: ValidatedBody<types::UpdateUser>,
     ) -> Result<HttpResponseOk<types::User>, Problem> {
         let id = path.into_inner().user_id;
+        let caller = act_for(&rqctx, id)?;
         let body = body.into_inner();
+        if body.role.is_some() && !caller.admin {
+            return Err(auth::forbidden(
+                &rqctx.request_id,
+                "Only admins may change roles.",
+            ));
+        }
         let password_hash = match body.password {
             Some(p) => Some(hash_password(&rqctx, p.to_string()).await?),
             None => None,
@@ -131,6 +159,7 @@ impl UsersApi for UsersImpl {
             password_hash,
             first_name: body.first_name.map(|n| non_empty(Some(n))),
             last_name: body.last_name.map(|n| non_empty(Some(n))),
+            role: body.role,
         };
         let user = store::update(&rqctx.context().db, id, changes)
             .await
@@ -143,6 +172,7 @@ impl UsersApi for UsersImpl {
         path: ValidatedPath<DeleteUserPath>,
     ) -> Result<HttpResponseDeleted, Problem> {
         let id = path.into_inner().user_id;
+        act_for(&rqctx, id)?;
         store::delete(&rqctx.context().db, id)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
@@ -151,25 +181,37 @@ impl UsersApi for UsersImpl {
 
     async fn create_token(
         rqctx: RequestContext<UsersContext>,
-        _body: ValidatedBody<types::Credentials>,
+        body: OptionalBody<types::Credentials>,
     ) -> Result<HttpResponseOk<types::Token>, Problem> {
-        Err(not_yet(&rqctx))
+        let (login, password) = super::login::credentials(&rqctx, body.into_inner())?;
+        let (user_id, role) = super::login::check(&rqctx, &login, password).await?;
+        let token = rqctx
+            .context()
+            .tokens
+            .mint(user_id, role)
+            .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))?;
+        Ok(HttpResponseOk(token))
     }
 
     async fn get_current_user(
         rqctx: RequestContext<UsersContext>,
     ) -> Result<HttpResponseOk<types::User>, Problem> {
-        Err(not_yet(&rqctx))
+        let caller = caller(&rqctx)?;
+        match store::get(&rqctx.context().db, caller.user_id).await {
+            Ok(user) => Ok(HttpResponseOk(user)),
+            // A valid token of an account deleted since it was issued.
+            Err(StoreError::NotFound) => Err(auth::unauthorized(
+                &rqctx.request_id,
+                "the account no longer exists",
+                true,
+            )),
+            Err(e) => Err(store_problem(&rqctx, e)),
+        }
     }
 
     async fn get_jwks(
         rqctx: RequestContext<UsersContext>,
     ) -> Result<HttpResponseOk<types::Jwks>, Problem> {
-        Err(not_yet(&rqctx))
+        Ok(HttpResponseOk(rqctx.context().tokens.jwks()))
     }
-}
-
-/// Token operations are specified but arrive with the authentication work (issue 5).
-fn not_yet(rqctx: &RequestContext<UsersContext>) -> Problem {
-    Problem::new(501, "Authentication is not implemented yet.").request(&rqctx.request_id)
 }

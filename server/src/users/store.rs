@@ -21,6 +21,7 @@ pub struct Changes {
     pub password_hash: Option<String>,
     pub first_name: Option<Option<String>>,
     pub last_name: Option<Option<String>>,
+    pub role: Option<types::Role>,
 }
 
 #[derive(Debug)]
@@ -102,10 +103,18 @@ async fn taken_field(
 }
 
 pub async fn create(db: &Db, new: NewUser) -> Result<types::User, StoreError> {
+    create_with_role(db, new, types::Role::User).await
+}
+
+pub async fn create_with_role(
+    db: &Db,
+    new: NewUser,
+    role: types::Role,
+) -> Result<types::User, StoreError> {
     let id = Uuid::now_v7();
     let now = now_text();
     let result = sqlx::query(concat!("INSERT INTO users (id, username, username_key, email, email_key, password_hash, first_name, last_name, role, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'user', $9, $9) RETURNING ", columns!(), ""))
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $9, $9) RETURNING ", columns!(), ""))
     .bind(id.to_string())
     .bind(&new.username)
     .bind(new.username.to_lowercase())
@@ -115,6 +124,7 @@ pub async fn create(db: &Db, new: NewUser) -> Result<types::User, StoreError> {
     .bind(&new.first_name)
     .bind(&new.last_name)
     .bind(&now)
+    .bind(role.to_string())
     .fetch_one(&db.pool)
     .await;
     match result {
@@ -172,7 +182,7 @@ pub async fn update(db: &Db, id: Uuid, changes: Changes) -> Result<types::User, 
            password_hash = COALESCE($6, password_hash), \
            first_name = CASE WHEN $7 = 1 THEN $8 ELSE first_name END, \
            last_name = CASE WHEN $9 = 1 THEN $10 ELSE last_name END, \
-           updated_at = $11 \
+           updated_at = $11, role = COALESCE($12, role) \
          WHERE id = $1 RETURNING ",
         columns!(),
         ""
@@ -188,6 +198,7 @@ pub async fn update(db: &Db, id: Uuid, changes: Changes) -> Result<types::User, 
     .bind(i32::from(changes.last_name.is_some()))
     .bind(changes.last_name.clone().flatten())
     .bind(now_text())
+    .bind(changes.role.map(|r| r.to_string()))
     .fetch_optional(&db.pool)
     .await;
     match result {
@@ -215,5 +226,105 @@ pub async fn delete(db: &Db, id: Uuid) -> Result<(), StoreError> {
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound);
     }
+    Ok(())
+}
+
+/// The id, role and password hash of the account a login names (username or email,
+/// case-insensitively).
+pub async fn credentials(
+    db: &Db,
+    login: &str,
+) -> Result<Option<(Uuid, types::Role, String)>, StoreError> {
+    let key = login.to_lowercase();
+    let row = sqlx::query(
+        "SELECT id, role, password_hash FROM users WHERE username_key = $1 OR email_key = $1",
+    )
+    .bind(&key)
+    .fetch_optional(&db.pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let id: String = row.try_get("id")?;
+    let role: String = row.try_get("role")?;
+    Ok(Some((
+        Uuid::parse_str(&id).map_err(|e| anyhow::anyhow!("stored id {id:?}: {e}"))?,
+        role.parse()
+            .map_err(|e| anyhow::anyhow!("stored role {role:?}: {e}"))?,
+        row.try_get("password_hash")?,
+    )))
+}
+
+/// Until when an account's logins are refused, if they are.
+pub async fn locked_until(db: &Db, account: &str) -> Result<Option<String>, StoreError> {
+    let row = sqlx::query("SELECT locked_until FROM login_failures WHERE account = $1")
+        .bind(account)
+        .fetch_optional(&db.pool)
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get::<Option<String>, _>("locked_until")?,
+        None => None,
+    })
+}
+
+/// Counts one more failed login; returns the new count of consecutive failures.
+pub async fn record_failure(db: &Db, account: &str) -> Result<i64, StoreError> {
+    let failures: i64 = sqlx::query_scalar(
+        "INSERT INTO login_failures (account, failures) VALUES ($1, 1) \
+         ON CONFLICT (account) DO UPDATE SET failures = login_failures.failures + 1 \
+         RETURNING failures",
+    )
+    .bind(account)
+    .fetch_one(&db.pool)
+    .await?;
+    Ok(failures)
+}
+
+pub async fn lock(db: &Db, account: &str, until: &str) -> Result<(), StoreError> {
+    sqlx::query("UPDATE login_failures SET locked_until = $2 WHERE account = $1")
+        .bind(account)
+        .bind(until)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn clear_failures(db: &Db, account: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM login_failures WHERE account = $1")
+        .bind(account)
+        .execute(&db.pool)
+        .await?;
+    Ok(())
+}
+
+/// Every signing key: (kid, private PKCS#8 base64, public x base64url), newest first.
+pub async fn signing_keys(db: &Db) -> Result<Vec<(String, String, String)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT kid, private_key, public_key FROM signing_keys ORDER BY created_at DESC, kid DESC",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("kid")?,
+                r.try_get("private_key")?,
+                r.try_get("public_key")?,
+            ))
+        })
+        .collect()
+}
+
+pub async fn insert_signing_key(
+    db: &Db,
+    kid: &str,
+    private_key: &str,
+    public_key: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO signing_keys (kid, private_key, public_key, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(kid)
+        .bind(private_key)
+        .bind(public_key)
+        .bind(now_text())
+        .execute(&db.pool)
+        .await?;
     Ok(())
 }

@@ -878,7 +878,8 @@ impl<Context: ServerContext> ApiDescription<Context> {
 
                     Some(openapiv3::ReferenceOr::Item(openapiv3::RequestBody {
                         content,
-                        required: true,
+                        // TAPROOM PATCH: an extractor may declare its body optional.
+                        required: param.required,
                         ..Default::default()
                     }))
                 })

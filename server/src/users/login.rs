@@ -1,0 +1,158 @@
+//! Checking credentials for `create_token`: JSON or HTTP Basic, argon2id verification
+//! that costs the same whether or not the account exists, and throttling of repeated
+//! failures per account identifier.
+
+use super::store::{self, StoreError};
+use super::UsersContext;
+use crate::runtime::Problem;
+use dropshot::RequestContext;
+use std::sync::OnceLock;
+use taproom_client::users::types;
+use uuid::Uuid;
+
+/// Consecutive failures allowed before an account's logins are refused for a while.
+const FREE_FAILURES: i64 = 5;
+/// The first wait, doubling with each further failure, up to `MAX_LOCK_SECS`.
+const FIRST_LOCK_SECS: i64 = 30;
+const MAX_LOCK_SECS: i64 = 15 * 60;
+
+fn bad_credentials(rqctx: &RequestContext<UsersContext>) -> Problem {
+    // Same answer for an unknown account and a wrong password.
+    Problem::new(401, "The username, email or password is not right.")
+        .request(&rqctx.request_id)
+        .header(http::header::WWW_AUTHENTICATE, "Basic realm=\"taproom\"")
+}
+
+/// (login, password) from the JSON body, else from an `Authorization: Basic` header.
+pub fn credentials(
+    rqctx: &RequestContext<UsersContext>,
+    body: Option<types::Credentials>,
+) -> Result<(String, String), Problem> {
+    if let Some(body) = body {
+        // No login at all is just wrong credentials: the same 401 as any other.
+        let login = body
+            .username
+            .map(|u| u.to_string())
+            .or_else(|| body.email.map(|e| e.to_string()));
+        return match login {
+            Some(login) => Ok((login, body.password.to_string())),
+            None => Err(bad_credentials(rqctx)),
+        };
+    }
+    let basic = rqctx
+        .request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| {
+            h.strip_prefix("Basic ")
+                .or_else(|| h.strip_prefix("basic "))
+        })
+        .and_then(|b64| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|pair| {
+            pair.split_once(':')
+                .map(|(u, p)| (u.to_string(), p.to_string()))
+        });
+    basic.ok_or_else(|| {
+        Problem::new(
+            401,
+            "Send credentials as JSON or with HTTP Basic authentication.",
+        )
+        .request(&rqctx.request_id)
+        .header(http::header::WWW_AUTHENTICATE, "Basic realm=\"taproom\"")
+    })
+}
+
+/// A hash of a random password, verified against when the account does not exist so
+/// that both failures take the same time.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+        let salt = SaltString::generate(&mut OsRng);
+        argon2::Argon2::default()
+            .hash_password(Uuid::new_v4().as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+fn db_problem(rqctx: &RequestContext<UsersContext>, e: StoreError) -> Problem {
+    Problem::internal(&rqctx.log, &format!("{e:?}")).request(&rqctx.request_id)
+}
+
+/// Checks a login and password; the account's id and role when they are right.
+pub async fn check(
+    rqctx: &RequestContext<UsersContext>,
+    login: &str,
+    password: String,
+) -> Result<(Uuid, types::Role), Problem> {
+    let db = &rqctx.context().db;
+    let account = login.to_lowercase();
+    let now = chrono::Utc::now();
+    if let Some(until) = store::locked_until(db, &account)
+        .await
+        .map_err(|e| db_problem(rqctx, e))?
+    {
+        if let Ok(until) = chrono::DateTime::parse_from_rfc3339(&until) {
+            let wait = (until.with_timezone(&chrono::Utc) - now).num_seconds();
+            if wait > 0 {
+                return Err(Problem::new(
+                    429,
+                    "Too many failed logins for this account; try again later.",
+                )
+                .request(&rqctx.request_id)
+                .header(http::header::RETRY_AFTER, &wait.to_string()));
+            }
+        }
+    }
+    let found = store::credentials(db, login)
+        .await
+        .map_err(|e| db_problem(rqctx, e))?;
+    let hash = found
+        .as_ref()
+        .map(|(_, _, h)| h.clone())
+        .unwrap_or_else(|| dummy_hash().to_string());
+    let matches = tokio::task::spawn_blocking(move || {
+        use argon2::password_hash::{PasswordHash, PasswordVerifier};
+        PasswordHash::new(&hash)
+            .map(|parsed| {
+                argon2::Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    })
+    .await
+    .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))?;
+    match (found, matches) {
+        (Some((id, role, _)), true) => {
+            store::clear_failures(db, &account)
+                .await
+                .map_err(|e| db_problem(rqctx, e))?;
+            Ok((id, role))
+        }
+        _ => {
+            let failures = store::record_failure(db, &account)
+                .await
+                .map_err(|e| db_problem(rqctx, e))?;
+            if failures >= FREE_FAILURES {
+                let secs =
+                    (FIRST_LOCK_SECS << (failures - FREE_FAILURES).min(10)).min(MAX_LOCK_SECS);
+                let until = (now + chrono::Duration::seconds(secs))
+                    .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+                    .to_string();
+                store::lock(db, &account, &until)
+                    .await
+                    .map_err(|e| db_problem(rqctx, e))?;
+            }
+            Err(bad_credentials(rqctx))
+        }
+    }
+}
