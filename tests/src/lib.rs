@@ -158,6 +158,13 @@ impl Users {
             .expect("users service starts")
     }
 
+    /// Stops the service (its port refuses connections afterwards).
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.close().await.expect("clean shutdown");
+        }
+    }
+
     /// Stops the service and starts it again on the same database (new port).
     pub async fn restart(&mut self) {
         if let Some(server) = self.server.take() {

@@ -39,10 +39,31 @@ impl Caller {
     }
 }
 
-/// Public keys by key id.
+/// Public keys by key id: the users service's own, or those other services fetch from
+/// its JWKS (through the generated client) and refresh when a token names a key they do
+/// not know yet.
 #[derive(Default)]
 pub struct Keyring {
     keys: RwLock<HashMap<String, DecodingKey>>,
+    remote: Option<Remote>,
+}
+
+struct Remote {
+    users: taproom_client::users::Client,
+    /// When the key set was last fetched: unknown key ids trigger at most one fetch per
+    /// `REFETCH_INTERVAL`, so forged kids cannot turn into a flood of requests to users.
+    last_fetch: tokio::sync::Mutex<Option<std::time::Instant>>,
+}
+
+const REFETCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Why a token was not accepted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// The token is not good: 401.
+    Invalid(&'static str),
+    /// The keys could not be fetched from the users service: 503.
+    KeysUnavailable,
 }
 
 impl Keyring {
@@ -60,28 +81,76 @@ impl Keyring {
         self.keys.read().expect("keyring lock").get(kid).cloned()
     }
 
-    /// Checks a token: signature by a known key, EdDSA only, our issuer, not expired.
-    pub fn verify(&self, token: &str) -> Result<Claims, &'static str> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| "the token is malformed")?;
-        if header.alg != Algorithm::EdDSA {
-            return Err("the token is not signed with EdDSA");
+    /// A keyring filled from the users service's `get_jwks` at `users_url`, on demand.
+    pub fn remote(users_url: &str, timeout: std::time::Duration) -> anyhow::Result<Keyring> {
+        let http = reqwest::Client::builder().timeout(timeout).build()?;
+        Ok(Keyring {
+            keys: RwLock::default(),
+            remote: Some(Remote {
+                users: taproom_client::users::Client::new_with_client(users_url, http),
+                last_fetch: tokio::sync::Mutex::new(None),
+            }),
+        })
+    }
+
+    /// The key `kid`, fetching the key set again if it is unknown and may be new.
+    async fn key(&self, kid: &str) -> Result<DecodingKey, Rejection> {
+        if let Some(key) = self.get(kid) {
+            return Ok(key);
         }
-        let kid = header.kid.ok_or("the token names no key")?;
-        let key = self
-            .get(&kid)
-            .ok_or("the token is signed by an unknown key")?;
+        let Some(remote) = &self.remote else {
+            return Err(Rejection::Invalid("the token is signed by an unknown key"));
+        };
+        let mut last = remote.last_fetch.lock().await;
+        // Another request may have fetched while this one waited.
+        if let Some(key) = self.get(kid) {
+            return Ok(key);
+        }
+        if last.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
+            return Err(Rejection::Invalid("the token is signed by an unknown key"));
+        }
+        let jwks = remote
+            .users
+            .get_jwks()
+            .send()
+            .await
+            .map_err(|_| Rejection::KeysUnavailable)?;
+        *last = Some(std::time::Instant::now());
+        for jwk in &jwks.into_inner().keys {
+            if let (Some(x), Some("Ed25519")) = (&jwk.x, jwk.crv.as_deref()) {
+                // A key we cannot read is skipped; tokens naming it are refused.
+                let _ = self.insert(&jwk.kid, x);
+            }
+        }
+        self.get(kid)
+            .ok_or(Rejection::Invalid("the token is signed by an unknown key"))
+    }
+
+    /// Checks a token: signature by a known key, EdDSA only, our issuer, not expired.
+    pub async fn verify(&self, token: &str) -> Result<Claims, Rejection> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| Rejection::Invalid("the token is malformed"))?;
+        if header.alg != Algorithm::EdDSA {
+            return Err(Rejection::Invalid("the token is not signed with EdDSA"));
+        }
+        let kid = header
+            .kid
+            .ok_or(Rejection::Invalid("the token names no key"))?;
+        let key = self.key(&kid).await?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.leeway = 5;
         jsonwebtoken::decode::<Claims>(token, &key, &validation)
             .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired",
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
-                    "the token's signature is not valid"
-                }
-                _ => "the token is not valid",
+            .map_err(|e| {
+                Rejection::Invalid(match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired",
+                    jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                        "the token's signature is not valid"
+                    }
+                    _ => "the token is not valid",
+                })
             })
     }
 }
@@ -99,7 +168,7 @@ pub fn unauthorized(request_id: &str, detail: &str, token_given: bool) -> Proble
 }
 
 /// The caller of a request, from its `Authorization: Bearer` header.
-pub fn caller<C: ServerContext>(
+pub async fn caller<C: ServerContext>(
     rqctx: &RequestContext<C>,
     keyring: &Keyring,
 ) -> Result<Caller, Problem> {
@@ -122,7 +191,15 @@ pub fn caller<C: ServerContext>(
         .ok_or_else(|| unauthorized(rid, "the Authorization header is not a Bearer token", true))?;
     let claims = keyring
         .verify(token)
-        .map_err(|why| unauthorized(rid, why, true))?;
+        .await
+        .map_err(|rejection| match rejection {
+            Rejection::Invalid(why) => unauthorized(rid, why, true),
+            Rejection::KeysUnavailable => Problem::unavailable(
+                "Tokens cannot be checked right now: the users service's keys are unreachable.",
+            )
+            .request(rid)
+            .header(http::header::RETRY_AFTER, "5"),
+        })?;
     let user_id = Uuid::parse_str(&claims.sub)
         .map_err(|_| unauthorized(rid, "the token is not valid", true))?;
     Ok(Caller {

@@ -42,13 +42,16 @@ pub(super) async fn hash_password(
     .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))
 }
 
-fn caller(rqctx: &RequestContext<UsersContext>) -> Result<Caller, Problem> {
-    auth::caller(rqctx, &rqctx.context().tokens.keyring)
+async fn caller(rqctx: &RequestContext<UsersContext>) -> Result<Caller, Problem> {
+    auth::caller(rqctx, &rqctx.context().tokens.keyring).await
 }
 
 /// The user themself or an admin; to anyone else the user does not exist.
-fn act_for(rqctx: &RequestContext<UsersContext>, user_id: uuid::Uuid) -> Result<Caller, Problem> {
-    let caller = caller(rqctx)?;
+async fn act_for(
+    rqctx: &RequestContext<UsersContext>,
+    user_id: uuid::Uuid,
+) -> Result<Caller, Problem> {
+    let caller = caller(rqctx).await?;
     if !caller.may_act_for(user_id) {
         return Err(Problem::not_found("No such user.").request(&rqctx.request_id));
     }
@@ -66,7 +69,7 @@ impl UsersApi for UsersImpl {
         rqctx: RequestContext<UsersContext>,
         query: ValidatedQuery<ListUsersQuery>,
     ) -> Result<HttpResponseOk<types::UserPage>, Problem> {
-        if !caller(&rqctx)?.admin {
+        if !caller(&rqctx).await?.admin {
             return Err(auth::forbidden(
                 &rqctx.request_id,
                 "Only admins may list users.",
@@ -128,7 +131,7 @@ impl UsersApi for UsersImpl {
         path: ValidatedPath<GetUserPath>,
     ) -> Result<HttpResponseOk<types::User>, Problem> {
         let id = path.into_inner().user_id;
-        act_for(&rqctx, id)?;
+        act_for(&rqctx, id).await?;
         let user = store::get(&rqctx.context().db, id)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
@@ -141,7 +144,7 @@ impl UsersApi for UsersImpl {
         body: ValidatedBody<types::UpdateUser>,
     ) -> Result<HttpResponseOk<types::User>, Problem> {
         let id = path.into_inner().user_id;
-        let caller = act_for(&rqctx, id)?;
+        let caller = act_for(&rqctx, id).await?;
         let body = body.into_inner();
         if body.role.is_some() && !caller.admin {
             return Err(auth::forbidden(
@@ -172,7 +175,7 @@ impl UsersApi for UsersImpl {
         path: ValidatedPath<DeleteUserPath>,
     ) -> Result<HttpResponseDeleted, Problem> {
         let id = path.into_inner().user_id;
-        act_for(&rqctx, id)?;
+        act_for(&rqctx, id).await?;
         store::delete(&rqctx.context().db, id)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
@@ -196,7 +199,7 @@ impl UsersApi for UsersImpl {
     async fn get_current_user(
         rqctx: RequestContext<UsersContext>,
     ) -> Result<HttpResponseOk<types::User>, Problem> {
-        let caller = caller(&rqctx)?;
+        let caller = caller(&rqctx).await?;
         match store::get(&rqctx.context().db, caller.user_id).await {
             Ok(user) => Ok(HttpResponseOk(user)),
             // A valid token of an account deleted since it was issued.
