@@ -5,7 +5,8 @@
 #![allow(clippy::result_large_err)]
 
 pub mod runtime;
+pub mod tasks;
 pub mod users;
 
 /// Every service, in port order.
-pub const SERVICES: &[&str] = &[users::NAME];
+pub const SERVICES: &[&str] = &[users::NAME, tasks::NAME];

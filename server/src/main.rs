@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use taproom_server::runtime::config::Config;
 use taproom_server::runtime::server::logger;
-use taproom_server::users;
+use taproom_server::{tasks, users};
 
 #[derive(Parser)]
 #[command(name = "server", version, about = "Taproom: spec-first microservices", long_about = None)]
@@ -22,6 +22,8 @@ enum Command {
     All,
     /// Run the users service.
     Users,
+    /// Run the tasks service (verifies tokens with the users service at USERS_URL).
+    Tasks,
     /// Create or upgrade every service's database, then exit.
     Migrate,
     /// Manage accounts from the command line.
@@ -72,6 +74,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::ServedOpenapi { service } => {
             let doc = match service.as_str() {
                 users::NAME => users::served_openapi()?,
+                tasks::NAME => tasks::served_openapi()?,
                 other => anyhow::bail!("unknown service {other:?}"),
             };
             println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -101,34 +104,78 @@ async fn run(cli: Cli) -> Result<()> {
                 .send()
                 .await
                 .map_err(|e| anyhow::anyhow!("users not ready: {e}"))?;
-            println!("users: ready");
+            let client =
+                taproom_client::tasks::Client::new(&format!("http://{host}:{}", config.tasks_port));
+            client
+                .readyz()
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("tasks not ready: {e}"))?;
+            println!("users, tasks: ready");
             Ok(())
         }
         Command::Migrate => {
             users::connect(&config).await?;
             println!("users: migrated");
+            tasks::connect(&config).await?;
+            println!("tasks: migrated");
             Ok(())
         }
-        Command::All | Command::Users => {
+        command @ (Command::All | Command::Users | Command::Tasks) => {
             let log = logger(&config.log_level, config.log_format)?;
-            let server = users::start(&config, &log).await?;
-            // For the person at the terminal; stdout carries the JSON log.
-            eprintln!(
-                "users      listening on http://{0}  docs: http://{0}/docs",
-                server.local_addr()
-            );
+            let mut running = Vec::new();
+            let mut users_url = config.users_url.clone();
+            if matches!(command, Command::All | Command::Users) {
+                let server = users::start(&config, &log).await?;
+                users_url = format!("http://{}", server.local_addr());
+                running.push(Running::Users(server));
+            }
+            if matches!(command, Command::All | Command::Tasks) {
+                running.push(Running::Tasks(
+                    tasks::start(&config, &users_url, &log).await?,
+                ));
+            }
+            for service in &running {
+                // For the person at the terminal; stdout carries the JSON log.
+                let (name, addr) = service.describe();
+                eprintln!("{name:<10} listening on http://{addr}  docs: http://{addr}/docs");
+            }
             shutdown_signal().await;
             // Stop accepting; requests already in flight finish, up to the deadline.
             slog::info!(log, "shutting down"; "deadline_secs" => config.shutdown_timeout_secs);
             let deadline = std::time::Duration::from_secs(config.shutdown_timeout_secs);
-            match tokio::time::timeout(deadline, server.close()).await {
-                Ok(result) => result.map_err(|e| anyhow::anyhow!(e)),
+            let closing = futures::future::join_all(running.into_iter().map(Running::close));
+            match tokio::time::timeout(deadline, closing).await {
+                Ok(results) => results.into_iter().collect::<Result<Vec<()>>>().map(|_| ()),
                 Err(_) => anyhow::bail!(
                     "in-flight requests still running after {}s; exiting anyway",
                     deadline.as_secs()
                 ),
             }
         }
+    }
+}
+
+/// A running service, whatever its context type.
+enum Running {
+    Users(dropshot::HttpServer<users::UsersContext>),
+    Tasks(dropshot::HttpServer<tasks::TasksContext>),
+}
+
+impl Running {
+    fn describe(&self) -> (&'static str, std::net::SocketAddr) {
+        match self {
+            Running::Users(s) => (users::NAME, s.local_addr()),
+            Running::Tasks(s) => (tasks::NAME, s.local_addr()),
+        }
+    }
+
+    async fn close(self) -> Result<()> {
+        match self {
+            Running::Users(s) => s.close().await,
+            Running::Tasks(s) => s.close().await,
+        }
+        .map_err(|e| anyhow::anyhow!(e))
     }
 }
 

@@ -75,6 +75,10 @@ impl TestDb {
             users_database_url: Some(self.url(users::NAME)),
             bind_address: "127.0.0.1".parse().unwrap(),
             users_port: 0,
+            tasks_database_url: Some(self.url("tasks")),
+            tasks_port: 0,
+            users_url: String::new(),
+            service_timeout_ms: 2000,
             database_max_connections: 5,
             request_body_max_bytes: 1024 * 1024,
             shutdown_timeout_secs: 5,
@@ -223,6 +227,57 @@ impl Users {
     /// wrong content types, unknown fields).
     pub fn raw(&self) -> reqwest::Client {
         reqwest::Client::new()
+    }
+}
+
+/// The tasks service, running beside its own users service (whose keys it trusts).
+pub struct Tasks {
+    pub users: Users,
+    pub base_url: String,
+    pub client: taproom_client::tasks::Client,
+    _server: HttpServer<taproom_server::tasks::TasksContext>,
+}
+
+impl Tasks {
+    pub async fn start(backend: Backend) -> Tasks {
+        let users = Users::start(backend).await;
+        let config = users.db.config();
+        let log = taproom_server::runtime::server::logger(&config.log_level, config.log_format)
+            .expect("logger");
+        let server = taproom_server::tasks::start(&config, &users.base_url, &log)
+            .await
+            .expect("tasks service starts");
+        let base_url = format!("http://{}", server.local_addr());
+        Tasks {
+            client: taproom_client::tasks::Client::new(&base_url),
+            base_url,
+            users,
+            _server: server,
+        }
+    }
+
+    /// A new user, registered and logged in: their id, a tasks client with their token,
+    /// and a raw HTTP client with it.
+    pub async fn user(
+        &self,
+        name: &str,
+    ) -> (uuid::Uuid, taproom_client::tasks::Client, reqwest::Client) {
+        let password = "a user password";
+        let body = serde_json::json!({"username": name, "email": format!("{name}@example.com"), "password": password});
+        let created: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/v1/users", self.users.base_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = uuid::Uuid::parse_str(created["id"].as_str().expect("user created")).unwrap();
+        let token = self.users.login(name, password).await;
+        let client =
+            taproom_client::tasks::Client::new_with_client(&self.base_url, bearer_client(&token));
+        (id, client, bearer_client(&token))
     }
 }
 

@@ -4,3 +4,7 @@
 #[allow(unreachable_patterns)]
 #[rustfmt::skip]
 pub mod users;
+/// Client and types for the tasks service (`openapi/tasks.yaml`).
+#[allow(unreachable_patterns)]
+#[rustfmt::skip]
+pub mod tasks;

@@ -20,6 +20,10 @@ pub struct Config {
     #[arg(long, env = "USERS_DATABASE_URL", global = true)]
     pub users_database_url: Option<String>,
 
+    /// Database URL for the tasks service; overrides DATABASE_URL.
+    #[arg(long, env = "TASKS_DATABASE_URL", global = true)]
+    pub tasks_database_url: Option<String>,
+
     /// Address every service binds to (0.0.0.0 in a container).
     #[arg(long, env = "BIND_ADDRESS", default_value = "127.0.0.1", global = true)]
     pub bind_address: IpAddr,
@@ -27,6 +31,29 @@ pub struct Config {
     /// Port of the users service (0 picks a free one).
     #[arg(long, env = "USERS_PORT", default_value_t = 5001, global = true)]
     pub users_port: u16,
+
+    /// Port of the tasks service (0 picks a free one).
+    #[arg(long, env = "TASKS_PORT", default_value_t = 5004, global = true)]
+    pub tasks_port: u16,
+
+    /// Base URL of the users service, whose public keys the other services verify tokens
+    /// with. `server all` points it at its own users service.
+    #[arg(
+        long,
+        env = "USERS_URL",
+        default_value = "http://127.0.0.1:5001",
+        global = true
+    )]
+    pub users_url: String,
+
+    /// Timeout, in milliseconds, for calls to other services.
+    #[arg(
+        long,
+        env = "SERVICE_TIMEOUT_MS",
+        default_value_t = 2000,
+        global = true
+    )]
+    pub service_timeout_ms: u64,
 
     /// Maximum connections in each service's database pool.
     #[arg(
@@ -87,6 +114,7 @@ impl Config {
     pub fn port(&self, service: &str) -> u16 {
         match service {
             "users" => self.users_port,
+            "tasks" => self.tasks_port,
             _ => 0,
         }
     }
@@ -100,6 +128,7 @@ impl Config {
     pub fn database_url(&self, service: &str) -> Result<String> {
         let own = match service {
             "users" => self.users_database_url.clone(),
+            "tasks" => self.tasks_database_url.clone(),
             _ => None,
         };
         if let Some(url) = own {

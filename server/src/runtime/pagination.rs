@@ -29,6 +29,29 @@ pub fn decode(token: &str) -> Option<Uuid> {
     Uuid::from_slice(&bytes).ok()
 }
 
+/// The position a `page_token` query parameter names, or a 400 problem pointing at it.
+pub fn position(token: Option<&str>, request_id: &str) -> Result<Option<Uuid>, super::Problem> {
+    match token {
+        None => Ok(None),
+        Some(token) => decode(token).map(Some).ok_or_else(|| {
+            super::Problem::validation(vec![super::FieldError {
+                pointer: "/query/page_token".into(),
+                message: "is not a page token this service issued".into(),
+            }])
+            .request(request_id)
+        }),
+    }
+}
+
+/// `next_page_token` for a page whose last item has id `last`, when more follow.
+pub fn next(last: Option<Uuid>, more: bool) -> Option<String> {
+    if more {
+        last.map(encode)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

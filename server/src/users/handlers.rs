@@ -5,7 +5,7 @@ use super::store::{self, Changes, NewUser, StoreError};
 use super::UsersContext;
 use crate::runtime::auth::{self, Caller};
 use crate::runtime::{
-    pagination, FieldError, OptionalBody, Problem, ValidatedBody, ValidatedPath, ValidatedQuery,
+    pagination, OptionalBody, Problem, ValidatedBody, ValidatedPath, ValidatedQuery,
 };
 use dropshot::{
     HttpResponseCreated, HttpResponseDeleted, HttpResponseHeaders, HttpResponseOk, RequestContext,
@@ -76,25 +76,12 @@ impl UsersApi for UsersImpl {
             ));
         }
         let query = query.into_inner();
-        let after = match query.page_token.as_deref() {
-            None => None,
-            Some(token) => Some(pagination::decode(token).ok_or_else(|| {
-                Problem::validation(vec![FieldError {
-                    pointer: "/query/page_token".into(),
-                    message: "is not a page token this service issued".into(),
-                }])
-                .request(&rqctx.request_id)
-            })?),
-        };
+        let after = pagination::position(query.page_token.as_deref(), &rqctx.request_id)?;
         let limit = query.limit.unwrap_or(pagination::DEFAULT_LIMIT);
         let (items, more) = store::list(&rqctx.context().db, after, limit)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
-        let next_page_token = if more {
-            items.last().map(|u| pagination::encode(u.id))
-        } else {
-            None
-        };
+        let next_page_token = pagination::next(items.last().map(|u| u.id), more);
         Ok(HttpResponseOk(types::UserPage {
             items,
             next_page_token,

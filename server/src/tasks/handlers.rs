@@ -1,0 +1,124 @@
+//! The tasks service: the generated `TasksApi` trait, implemented. Every operation acts
+//! for the caller of its bearer token, on the caller's own tasks only.
+
+use super::api::*;
+use super::store::{self, Changes, StoreError};
+use super::TasksContext;
+use crate::runtime::auth::{self, Caller};
+use crate::runtime::{pagination, Problem, ValidatedBody, ValidatedPath, ValidatedQuery};
+use dropshot::{
+    HttpResponseCreated, HttpResponseDeleted, HttpResponseHeaders, HttpResponseOk, RequestContext,
+};
+use taproom_client::tasks::types;
+
+pub enum TasksImpl {}
+
+async fn caller(rqctx: &RequestContext<TasksContext>) -> Result<Caller, Problem> {
+    auth::caller(rqctx, &rqctx.context().keyring).await
+}
+
+fn store_problem(rqctx: &RequestContext<TasksContext>, e: StoreError) -> Problem {
+    let p = match e {
+        // Also what another user's task looks like.
+        StoreError::NotFound => Problem::not_found("No such task."),
+        StoreError::Db(e) => Problem::internal(&rqctx.log, &format!("{e:#}")),
+    };
+    p.request(&rqctx.request_id)
+}
+
+/// Empty text means "none".
+fn non_empty(text: Option<String>) -> Option<String> {
+    text.filter(|t| !t.is_empty())
+}
+
+impl TasksApi for TasksImpl {
+    type Context = TasksContext;
+
+    async fn list_tasks(
+        rqctx: RequestContext<TasksContext>,
+        query: ValidatedQuery<ListTasksQuery>,
+    ) -> Result<HttpResponseOk<types::TaskPage>, Problem> {
+        let me = caller(&rqctx).await?;
+        let query = query.into_inner();
+        let after = pagination::position(query.page_token.as_deref(), &rqctx.request_id)?;
+        let limit = query.limit.unwrap_or(pagination::DEFAULT_LIMIT);
+        let (items, more) = store::list(&rqctx.context().db, me.user_id, query.done, after, limit)
+            .await
+            .map_err(|e| store_problem(&rqctx, e))?;
+        let next_page_token = pagination::next(items.last().map(|t| t.id), more);
+        Ok(HttpResponseOk(types::TaskPage {
+            items,
+            next_page_token,
+        }))
+    }
+
+    async fn create_task(
+        rqctx: RequestContext<TasksContext>,
+        body: ValidatedBody<types::CreateTask>,
+    ) -> Result<HttpResponseHeaders<HttpResponseCreated<types::Task>>, Problem> {
+        let me = caller(&rqctx).await?;
+        let body = body.into_inner();
+        let description = non_empty(body.description.map(|d| d.to_string()));
+        let task = store::create(
+            &rqctx.context().db,
+            me.user_id,
+            &body.title,
+            description.as_deref(),
+        )
+        .await
+        .map_err(|e| store_problem(&rqctx, e))?;
+        let location = format!("/v1/tasks/{}", task.id);
+        let mut response = HttpResponseHeaders::new_unnamed(HttpResponseCreated(task));
+        response.headers_mut().insert(
+            http::header::LOCATION,
+            http::HeaderValue::from_str(&location)
+                .map_err(|e| Problem::internal(&rqctx.log, &e))?,
+        );
+        Ok(response)
+    }
+
+    async fn get_task(
+        rqctx: RequestContext<TasksContext>,
+        path: ValidatedPath<GetTaskPath>,
+    ) -> Result<HttpResponseOk<types::Task>, Problem> {
+        let me = caller(&rqctx).await?;
+        let task = store::get(&rqctx.context().db, me.user_id, path.into_inner().task_id)
+            .await
+            .map_err(|e| store_problem(&rqctx, e))?;
+        Ok(HttpResponseOk(task))
+    }
+
+    async fn update_task(
+        rqctx: RequestContext<TasksContext>,
+        path: ValidatedPath<UpdateTaskPath>,
+        body: ValidatedBody<types::UpdateTask>,
+    ) -> Result<HttpResponseOk<types::Task>, Problem> {
+        let me = caller(&rqctx).await?;
+        let body = body.into_inner();
+        let changes = Changes {
+            title: body.title.map(|t| t.to_string()),
+            description: body.description.map(|d| non_empty(Some(d.to_string()))),
+            done: body.done,
+        };
+        let task = store::update(
+            &rqctx.context().db,
+            me.user_id,
+            path.into_inner().task_id,
+            changes,
+        )
+        .await
+        .map_err(|e| store_problem(&rqctx, e))?;
+        Ok(HttpResponseOk(task))
+    }
+
+    async fn delete_task(
+        rqctx: RequestContext<TasksContext>,
+        path: ValidatedPath<DeleteTaskPath>,
+    ) -> Result<HttpResponseDeleted, Problem> {
+        let me = caller(&rqctx).await?;
+        store::delete(&rqctx.context().db, me.user_id, path.into_inner().task_id)
+            .await
+            .map_err(|e| store_problem(&rqctx, e))?;
+        Ok(HttpResponseDeleted())
+    }
+}

@@ -1,0 +1,67 @@
+//! The tasks service: each user's to-do tasks (port 5004). It verifies bearer tokens
+//! with the users service's published keys and stores tasks in its own database.
+
+pub mod api;
+mod handlers;
+mod store;
+
+use crate::runtime::auth::Keyring;
+use crate::runtime::config::Config;
+use crate::runtime::{server, Db, ServiceContext, Spec};
+use dropshot::HttpServer;
+
+pub const NAME: &str = "tasks";
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/tasks");
+
+pub struct TasksContext {
+    spec: Spec,
+    db: Db,
+    keyring: Keyring,
+}
+
+impl ServiceContext for TasksContext {
+    fn spec(&self) -> &Spec {
+        &self.spec
+    }
+    fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
+pub async fn connect(config: &Config) -> anyhow::Result<Db> {
+    Db::connect(
+        &config.database_url(NAME)?,
+        config.database_max_connections,
+        &MIGRATOR,
+    )
+    .await
+}
+
+/// Starts the service; `users_url` is where the users service publishes its keys.
+pub async fn start(
+    config: &Config,
+    users_url: &str,
+    log: &slog::Logger,
+) -> anyhow::Result<HttpServer<TasksContext>> {
+    let db = connect(config).await?;
+    let timeout = std::time::Duration::from_millis(config.service_timeout_ms);
+    let keyring = Keyring::remote(users_url, timeout)?;
+    let context = TasksContext {
+        spec: Spec::parse(NAME, api::SPEC_YAML)?,
+        db,
+        keyring,
+    };
+    server::start(
+        api::tasks_api_mod::api_description::<handlers::TasksImpl>(),
+        context,
+        config,
+        log,
+    )
+}
+
+/// The OpenAPI document dropshot derives from the trait, for `cargo xtask check`.
+pub fn served_openapi() -> anyhow::Result<serde_json::Value> {
+    let api = api::tasks_api_mod::stub_api_description().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(api.openapi("tasks", semver::Version::new(1, 0, 0)).json()?)
+}

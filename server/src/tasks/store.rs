@@ -1,0 +1,157 @@
+//! The tasks database. Every query is scoped to the owner: another user's task is
+//! indistinguishable from a missing one.
+
+use crate::runtime::db::{now_text, parse_time, Db};
+use sqlx::Row;
+use taproom_client::tasks::types;
+use uuid::Uuid;
+
+// A macro, not a const, so that queries stay string literals (sqlx refuses dynamic SQL).
+macro_rules! columns {
+    () => {
+        "id, title, description, done, created_at, updated_at"
+    };
+}
+
+#[derive(Debug)]
+pub enum StoreError {
+    NotFound,
+    Db(anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e.into())
+    }
+}
+
+impl From<anyhow::Error> for StoreError {
+    fn from(e: anyhow::Error) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+fn to_task(row: &sqlx::any::AnyRow) -> Result<types::Task, StoreError> {
+    let id: String = row.try_get("id")?;
+    Ok(types::Task {
+        id: Uuid::parse_str(&id).map_err(|e| anyhow::anyhow!("stored id {id:?}: {e}"))?,
+        title: row.try_get("title")?,
+        description: row.try_get("description")?,
+        done: row.try_get::<i64, _>("done")? != 0,
+        created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
+        updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
+    })
+}
+
+pub async fn create(
+    db: &Db,
+    owner: Uuid,
+    title: &str,
+    description: Option<&str>,
+) -> Result<types::Task, StoreError> {
+    let now = now_text();
+    let row = sqlx::query(concat!(
+        "INSERT INTO tasks (id, owner_id, title, description, done, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, 0, $5, $5) RETURNING ",
+        columns!()
+    ))
+    .bind(Uuid::now_v7().to_string())
+    .bind(owner.to_string())
+    .bind(title)
+    .bind(description)
+    .bind(&now)
+    .fetch_one(&db.pool)
+    .await?;
+    to_task(&row)
+}
+
+pub async fn get(db: &Db, owner: Uuid, id: Uuid) -> Result<types::Task, StoreError> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM tasks WHERE id = $1 AND owner_id = $2"
+    ))
+    .bind(id.to_string())
+    .bind(owner.to_string())
+    .fetch_optional(&db.pool)
+    .await?;
+    row.as_ref()
+        .map(to_task)
+        .unwrap_or(Err(StoreError::NotFound))
+}
+
+/// One page of the owner's tasks in id order, after `after`, optionally only those
+/// whose `done` matches. Returns the page and whether more follow.
+pub async fn list(
+    db: &Db,
+    owner: Uuid,
+    done: Option<bool>,
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<(Vec<types::Task>, bool), StoreError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM tasks WHERE owner_id = $1 AND id > $2 AND ($3 < 0 OR done = $3) ORDER BY id LIMIT $4"
+    ))
+    .bind(owner.to_string())
+    .bind(after.map(|u| u.to_string()).unwrap_or_default())
+    .bind(done.map(i32::from).unwrap_or(-1))
+    .bind(i64::from(limit) + 1)
+    .fetch_all(&db.pool)
+    .await?;
+    let more = rows.len() > limit as usize;
+    let tasks = rows
+        .iter()
+        .take(limit as usize)
+        .map(to_task)
+        .collect::<Result<_, _>>()?;
+    Ok((tasks, more))
+}
+
+/// Fields to change; `None` keeps the value. `description: Some(None)` clears it.
+pub struct Changes {
+    pub title: Option<String>,
+    pub description: Option<Option<String>>,
+    pub done: Option<bool>,
+}
+
+pub async fn update(
+    db: &Db,
+    owner: Uuid,
+    id: Uuid,
+    changes: Changes,
+) -> Result<types::Task, StoreError> {
+    // One statement: concurrent partial updates of different fields do not undo each other.
+    let row = sqlx::query(concat!(
+        "UPDATE tasks SET title = COALESCE($3, title), \
+           description = CASE WHEN $4 = 1 THEN $5 ELSE description END, \
+           done = COALESCE($6, done), updated_at = $7 \
+         WHERE id = $1 AND owner_id = $2 RETURNING ",
+        columns!()
+    ))
+    .bind(id.to_string())
+    .bind(owner.to_string())
+    .bind(&changes.title)
+    .bind(i32::from(changes.description.is_some()))
+    .bind(changes.description.clone().flatten())
+    .bind(changes.done.map(i32::from))
+    .bind(now_text())
+    .fetch_optional(&db.pool)
+    .await?;
+    row.as_ref()
+        .map(to_task)
+        .unwrap_or(Err(StoreError::NotFound))
+}
+
+pub async fn delete(db: &Db, owner: Uuid, id: Uuid) -> Result<(), StoreError> {
+    let done = sqlx::query("DELETE FROM tasks WHERE id = $1 AND owner_id = $2")
+        .bind(id.to_string())
+        .bind(owner.to_string())
+        .execute(&db.pool)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
