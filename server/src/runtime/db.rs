@@ -115,6 +115,44 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// What a service's store can fail with.
+#[derive(Debug)]
+pub enum StoreError {
+    /// No such row, or not one the caller may see.
+    NotFound,
+    /// A unique field is taken; names the field.
+    Taken(&'static str),
+    Db(anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e.into())
+    }
+}
+
+impl From<anyhow::Error> for StoreError {
+    fn from(e: anyhow::Error) -> Self {
+        StoreError::Db(e)
+    }
+}
+
+impl StoreError {
+    /// The problem a handler returns; `what` names the resource ("user", "task").
+    pub fn problem(self, log: &slog::Logger, request_id: &str, what: &str) -> super::Problem {
+        use super::Problem;
+        let p = match self {
+            StoreError::Taken(field) => {
+                Problem::conflict(format!("That {field} is already taken."))
+            }
+            // Also what a caller who may not see the row gets: existence is not revealed.
+            StoreError::NotFound => Problem::not_found(format!("No such {what}.")),
+            StoreError::Db(e) => Problem::internal(log, &format!("{e:#}")),
+        };
+        p.request(request_id)
+    }
+}
+
 /// Whether a database error is a unique-constraint violation (SQLite or PostgreSQL).
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())

@@ -65,6 +65,22 @@ impl Spec {
     }
 }
 
+/// A service's context: its published spec, its database, and its own state `S`.
+pub struct Service<S> {
+    pub spec: Spec,
+    pub db: Db,
+    pub state: S,
+}
+
+impl<S: Send + Sync + 'static> ServiceContext for Service<S> {
+    fn spec(&self) -> &Spec {
+        &self.spec
+    }
+    fn db(&self) -> &Db {
+        &self.db
+    }
+}
+
 /// What the runtime needs from a service's context.
 pub trait ServiceContext: Send + Sync + 'static {
     fn spec(&self) -> &Spec;

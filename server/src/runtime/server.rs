@@ -51,6 +51,30 @@ pub fn logger(level: &str, format: LogFormat) -> Result<Logger> {
     Ok(Logger::root(drain.filter_level(level).fuse(), slog::o!()))
 }
 
+/// Connects to a service's database (creating and migrating it as needed).
+pub async fn connect(
+    config: &Config,
+    service: &str,
+    migrator: &'static sqlx::migrate::Migrator,
+) -> Result<super::Db> {
+    super::Db::connect(
+        &config.database_url(service)?,
+        config.database_max_connections,
+        migrator,
+    )
+    .await
+}
+
+/// The OpenAPI document dropshot derives from a service's trait (its stub description),
+/// for `cargo xtask check` to compare with the YAML.
+pub fn served_openapi<C: dropshot::ServerContext>(
+    api: Result<ApiDescription<C>, ApiDescriptionBuildErrors>,
+    service: &str,
+) -> Result<serde_json::Value> {
+    let api = api.map_err(|e| anyhow::anyhow!("{service}: {e}"))?;
+    Ok(api.openapi(service, semver::Version::new(1, 0, 0)).json()?)
+}
+
 pub fn start<C: ServiceContext>(
     api: Result<ApiDescription<C>, ApiDescriptionBuildErrors>,
     context: C,

@@ -2,9 +2,10 @@
 //! for the caller of its bearer token, on the caller's own tasks only.
 
 use super::api::*;
-use super::store::{self, Changes, StoreError};
+use super::store::{self, Changes};
 use super::TasksContext;
 use crate::runtime::auth::{self, Caller};
+use crate::runtime::db::StoreError;
 use crate::runtime::{pagination, Problem, ValidatedBody, ValidatedPath, ValidatedQuery};
 use dropshot::{
     HttpResponseCreated, HttpResponseDeleted, HttpResponseHeaders, HttpResponseOk, RequestContext,
@@ -14,16 +15,11 @@ use taproom_client::tasks::types;
 pub enum TasksImpl {}
 
 async fn caller(rqctx: &RequestContext<TasksContext>) -> Result<Caller, Problem> {
-    auth::caller(rqctx, &rqctx.context().keyring).await
+    auth::caller(rqctx, &rqctx.context().state).await
 }
 
 fn store_problem(rqctx: &RequestContext<TasksContext>, e: StoreError) -> Problem {
-    let p = match e {
-        // Also what another user's task looks like.
-        StoreError::NotFound => Problem::not_found("No such task."),
-        StoreError::Db(e) => Problem::internal(&rqctx.log, &format!("{e:#}")),
-    };
-    p.request(&rqctx.request_id)
+    e.problem(&rqctx.log, &rqctx.request_id, "task")
 }
 
 /// Empty text means "none".

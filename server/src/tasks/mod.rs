@@ -7,35 +7,18 @@ mod store;
 
 use crate::runtime::auth::Keyring;
 use crate::runtime::config::Config;
-use crate::runtime::{server, Db, ServiceContext, Spec};
+use crate::runtime::{server, Db, Service, Spec};
 use dropshot::HttpServer;
 
 pub const NAME: &str = "tasks";
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/tasks");
 
-pub struct TasksContext {
-    spec: Spec,
-    db: Db,
-    keyring: Keyring,
-}
-
-impl ServiceContext for TasksContext {
-    fn spec(&self) -> &Spec {
-        &self.spec
-    }
-    fn db(&self) -> &Db {
-        &self.db
-    }
-}
+/// The tasks service's context: its own state is the keys tokens are checked with.
+pub type TasksContext = Service<Keyring>;
 
 pub async fn connect(config: &Config) -> anyhow::Result<Db> {
-    Db::connect(
-        &config.database_url(NAME)?,
-        config.database_max_connections,
-        &MIGRATOR,
-    )
-    .await
+    server::connect(config, NAME, &MIGRATOR).await
 }
 
 /// Starts the service; `users_url` is where the users service publishes its keys.
@@ -47,10 +30,10 @@ pub async fn start(
     let db = connect(config).await?;
     let timeout = std::time::Duration::from_millis(config.service_timeout_ms);
     let keyring = Keyring::remote(users_url, timeout)?;
-    let context = TasksContext {
+    let context = Service {
         spec: Spec::parse(NAME, api::SPEC_YAML)?,
         db,
-        keyring,
+        state: keyring,
     };
     server::start(
         api::tasks_api_mod::api_description::<handlers::TasksImpl>(),
@@ -62,6 +45,5 @@ pub async fn start(
 
 /// The OpenAPI document dropshot derives from the trait, for `cargo xtask check`.
 pub fn served_openapi() -> anyhow::Result<serde_json::Value> {
-    let api = api::tasks_api_mod::stub_api_description().map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(api.openapi("tasks", semver::Version::new(1, 0, 0)).json()?)
+    server::served_openapi(api::tasks_api_mod::stub_api_description(), NAME)
 }

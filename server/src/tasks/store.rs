@@ -1,7 +1,7 @@
 //! The tasks database. Every query is scoped to the owner: another user's task is
 //! indistinguishable from a missing one.
 
-use crate::runtime::db::{now_text, parse_time, Db};
+use crate::runtime::db::{now_text, parse_time, Db, StoreError};
 use sqlx::Row;
 use taproom_client::tasks::types;
 use uuid::Uuid;
@@ -11,24 +11,6 @@ macro_rules! columns {
     () => {
         "id, title, description, done, created_at, updated_at"
     };
-}
-
-#[derive(Debug)]
-pub enum StoreError {
-    NotFound,
-    Db(anyhow::Error),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError::Db(e.into())
-    }
-}
-
-impl From<anyhow::Error> for StoreError {
-    fn from(e: anyhow::Error) -> Self {
-        StoreError::Db(e)
-    }
 }
 
 fn to_task(row: &sqlx::any::AnyRow) -> Result<types::Task, StoreError> {

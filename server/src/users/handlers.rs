@@ -1,9 +1,10 @@
 //! The users service: the generated `UsersApi` trait, implemented.
 
 use super::api::*;
-use super::store::{self, Changes, NewUser, StoreError};
+use super::store::{self, Changes, NewUser};
 use super::UsersContext;
 use crate::runtime::auth::{self, Caller};
+use crate::runtime::db::StoreError;
 use crate::runtime::{
     pagination, OptionalBody, Problem, ValidatedBody, ValidatedPath, ValidatedQuery,
 };
@@ -15,13 +16,7 @@ use taproom_client::users::types;
 pub enum UsersImpl {}
 
 fn store_problem(rqctx: &RequestContext<UsersContext>, e: StoreError) -> Problem {
-    let p = match e {
-        StoreError::Taken(field) => Problem::conflict(format!("That {field} is already taken.")),
-        // Also what a caller who may not see the user gets: existence is not revealed.
-        StoreError::NotFound => Problem::not_found("No such user."),
-        StoreError::Db(e) => Problem::internal(&rqctx.log, &format!("{e:#}")),
-    };
-    p.request(&rqctx.request_id)
+    e.problem(&rqctx.log, &rqctx.request_id, "user")
 }
 
 /// argon2id with the crate's defaults (OWASP's recommended parameters), off the async
@@ -43,7 +38,7 @@ pub(super) async fn hash_password(
 }
 
 async fn caller(rqctx: &RequestContext<UsersContext>) -> Result<Caller, Problem> {
-    auth::caller(rqctx, &rqctx.context().tokens.keyring).await
+    auth::caller(rqctx, &rqctx.context().state.keyring).await
 }
 
 /// The user themself or an admin; to anyone else the user does not exist.
@@ -177,7 +172,7 @@ impl UsersApi for UsersImpl {
         let (user_id, role) = super::login::check(&rqctx, &login, password).await?;
         let token = rqctx
             .context()
-            .tokens
+            .state
             .mint(user_id, role)
             .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))?;
         Ok(HttpResponseOk(token))
@@ -202,6 +197,6 @@ impl UsersApi for UsersImpl {
     async fn get_jwks(
         rqctx: RequestContext<UsersContext>,
     ) -> Result<HttpResponseOk<types::Jwks>, Problem> {
-        Ok(HttpResponseOk(rqctx.context().tokens.jwks()))
+        Ok(HttpResponseOk(rqctx.context().state.jwks()))
     }
 }

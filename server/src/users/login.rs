@@ -2,8 +2,9 @@
 //! that costs the same whether or not the account exists, and throttling of repeated
 //! failures per account identifier.
 
-use super::store::{self, StoreError};
+use super::store;
 use super::UsersContext;
+use crate::runtime::db::StoreError;
 use crate::runtime::Problem;
 use dropshot::RequestContext;
 use std::sync::OnceLock;

@@ -7,35 +7,18 @@ mod store;
 mod tokens;
 
 use crate::runtime::config::Config;
-use crate::runtime::{server, Db, ServiceContext, Spec};
+use crate::runtime::{server, Db, Service, Spec};
 use dropshot::HttpServer;
 
 pub const NAME: &str = "users";
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/users");
 
-pub struct UsersContext {
-    spec: Spec,
-    db: Db,
-    tokens: tokens::Tokens,
-}
-
-impl ServiceContext for UsersContext {
-    fn spec(&self) -> &Spec {
-        &self.spec
-    }
-    fn db(&self) -> &Db {
-        &self.db
-    }
-}
+/// The users service's context: its own state is the token keys.
+pub type UsersContext = Service<tokens::Tokens>;
 
 pub async fn connect(config: &Config) -> anyhow::Result<Db> {
-    Db::connect(
-        &config.database_url(NAME)?,
-        config.database_max_connections,
-        &MIGRATOR,
-    )
-    .await
+    server::connect(config, NAME, &MIGRATOR).await
 }
 
 pub async fn start(
@@ -44,10 +27,10 @@ pub async fn start(
 ) -> anyhow::Result<HttpServer<UsersContext>> {
     let db = connect(config).await?;
     let tokens = tokens::Tokens::load(&db, config.token_ttl_secs).await?;
-    let context = UsersContext {
+    let context = Service {
         spec: Spec::parse(NAME, api::SPEC_YAML)?,
         db,
-        tokens,
+        state: tokens,
     };
     server::start(
         api::users_api_mod::api_description::<handlers::UsersImpl>(),
@@ -96,13 +79,14 @@ pub async fn create_admin(
     store::create_with_role(&db, new, taproom_client::users::types::Role::Admin)
         .await
         .map_err(|e| match e {
-            store::StoreError::Taken(field) => anyhow::anyhow!("that {field} is already taken"),
+            crate::runtime::db::StoreError::Taken(field) => {
+                anyhow::anyhow!("that {field} is already taken")
+            }
             other => anyhow::anyhow!("{other:?}"),
         })
 }
 
 /// The OpenAPI document dropshot derives from the trait, for `cargo xtask check`.
 pub fn served_openapi() -> anyhow::Result<serde_json::Value> {
-    let api = api::users_api_mod::stub_api_description().map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(api.openapi("users", semver::Version::new(1, 0, 0)).json()?)
+    server::served_openapi(api::users_api_mod::stub_api_description(), NAME)
 }

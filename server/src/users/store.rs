@@ -1,6 +1,6 @@
 //! The users database: plain SQL, one text for SQLite and PostgreSQL.
 
-use crate::runtime::db::{is_unique_violation, now_text, parse_time, Db};
+use crate::runtime::db::{is_unique_violation, now_text, parse_time, Db, StoreError};
 use sqlx::Row;
 use taproom_client::users::types;
 use uuid::Uuid;
@@ -22,26 +22,6 @@ pub struct Changes {
     pub first_name: Option<Option<String>>,
     pub last_name: Option<Option<String>>,
     pub role: Option<types::Role>,
-}
-
-#[derive(Debug)]
-pub enum StoreError {
-    /// A unique field is taken: "username" or "email".
-    Taken(&'static str),
-    NotFound,
-    Db(anyhow::Error),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError::Db(e.into())
-    }
-}
-
-impl From<anyhow::Error> for StoreError {
-    fn from(e: anyhow::Error) -> Self {
-        StoreError::Db(e)
-    }
 }
 
 // A macro, not a const, so that queries stay string literals (sqlx refuses dynamic SQL).
