@@ -1,6 +1,7 @@
 //! The `/docs` page in a real headless browser: Debian's `chromium` driven through
 //! `chromedriver` (WebDriver). It loads the embedded Swagger UI, runs `ping` with
-//! "Try it out" → "Execute", and reads the live response off the page.
+//! "Try it out" → "Execute", and reads the live response off the page; then logs in with
+//! the "Authorize" dialog (bearer token) and runs `get_current_user` the same way.
 //!
 //! Needs `chromium` and `chromedriver` on PATH (Debian: `apt-get install chromium
 //! chromium-driver`; `.ci/run` installs them). Set `CHROMEDRIVER` to use another driver binary.
@@ -53,6 +54,17 @@ async fn start_chromedriver() -> (Driver, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docs_page_runs_an_operation_in_a_real_browser() {
     let users = Users::start(Backend::Sqlite).await;
+    let password = "docs reader password";
+    let body = serde_json::json!({"username": "docs_reader", "email": "docs@example.com", "password": password});
+    let created = users
+        .raw()
+        .post(format!("{}/v1/users", users.base_url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let token = users.login("docs_reader", password).await;
     let (_driver, driver_url) = start_chromedriver().await;
     let mut caps = serde_json::Map::new();
     caps.insert(
@@ -93,51 +105,109 @@ async fn docs_page_runs_an_operation_in_a_real_browser() {
                 .find(Locator::Css(&format!("[id$='-{op}']")))
                 .await?;
         }
-        // Open `ping`, try it out and execute it against the running service.
+        // Run `ping` with "Try it out" against the running service.
+        let (ping_status, ping_body) = execute(&browser, "ping").await?;
+        // Authorize with a bearer token through the dialog, then call `get_current_user`.
         browser
-            .find(Locator::Css("[id$='-ping'] .opblock-summary-control"))
+            .find(Locator::Css(".auth-wrapper .authorize"))
             .await?
             .click()
             .await?;
-        if let Ok(button) = browser
-            .find(Locator::Css("[id$='-ping'] .try-out__btn"))
-            .await
+        browser
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(".modal-ux .auth-container"))
+            .await?;
+        let mut authorized = false;
+        for container in browser
+            .find_all(Locator::Css(".modal-ux .auth-container"))
+            .await?
         {
-            if button.text().await?.contains("Try it out") {
-                button.click().await?;
+            if container.text().await?.contains("bearerAuth") {
+                container
+                    .find(Locator::Css("input"))
+                    .await?
+                    .send_keys(&token)
+                    .await?;
+                container
+                    .find(Locator::Css("button.authorize"))
+                    .await?
+                    .click()
+                    .await?;
+                authorized = true;
+                break;
             }
         }
+        assert!(authorized, "the Authorize dialog offers bearerAuth");
         browser
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css("[id$='-ping'] .execute"))
+            .find(Locator::Css(".modal-ux .close-modal"))
             .await?
             .click()
             .await?;
-        let response = browser
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css(
-                "[id$='-ping'] .live-responses-table .response .response-col_description",
-            ))
-            .await?
-            .text()
-            .await?;
-        let status = browser
-            .find(Locator::Css(
-                "[id$='-ping'] .live-responses-table .response .response-col_status",
-            ))
-            .await?
-            .text()
-            .await?;
-        Ok::<_, fantoccini::error::CmdError>((status, response))
+        let (me_status, me_body) = execute(&browser, "get_current_user").await?;
+        Ok::<_, fantoccini::error::CmdError>((ping_status, ping_body, me_status, me_body))
     }
     .await;
     browser.close().await.ok();
-    let (status, response) = outcome.expect("driving the docs page");
+    let (status, response, me_status, me) = outcome.expect("driving the docs page");
     assert_eq!(status.trim(), "200", "status shown on the page");
     assert!(
         response.contains("pong!"),
         "response shown on the page: {response:?}"
     );
+    assert_eq!(
+        me_status.trim(),
+        "200",
+        "get_current_user after Authorize: {me}"
+    );
+    assert!(
+        me.contains("docs_reader"),
+        "the caller shown on the page: {me:?}"
+    );
+}
+
+/// Opens an operation, presses "Try it out" if needed and "Execute"; the status and the
+/// response shown on the page.
+async fn execute(
+    browser: &fantoccini::Client,
+    op: &str,
+) -> Result<(String, String), fantoccini::error::CmdError> {
+    let block = format!("[id$='-{op}']");
+    browser
+        .find(Locator::Css(&format!("{block} .opblock-summary-control")))
+        .await?
+        .click()
+        .await?;
+    if let Ok(button) = browser
+        .find(Locator::Css(&format!("{block} .try-out__btn")))
+        .await
+    {
+        if button.text().await?.contains("Try it out") {
+            button.click().await?;
+        }
+    }
+    browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(&format!("{block} .execute")))
+        .await?
+        .click()
+        .await?;
+    let response = browser
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(&format!(
+            "{block} .live-responses-table .response .response-col_description"
+        )))
+        .await?
+        .text()
+        .await?;
+    let status = browser
+        .find(Locator::Css(&format!(
+            "{block} .live-responses-table .response .response-col_status"
+        )))
+        .await?
+        .text()
+        .await?;
+    Ok((status, response))
 }
