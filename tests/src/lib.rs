@@ -223,6 +223,32 @@ impl Users {
         (self.client_with_token(&token), bearer_client(&token))
     }
 
+    /// Signs `claims` as the users service would, with its own private key read from its
+    /// database: for tokens the API would never issue (expired ones, say).
+    pub async fn sign(&self, claims: serde_json::Value) -> String {
+        use base64::Engine;
+        use sqlx::{Connection, Row};
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&self.db.url(users::NAME))
+            .await
+            .unwrap();
+        let row = sqlx::query("SELECT kid, private_key FROM signing_keys")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(row.get::<String, _>("private_key"))
+            .unwrap();
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some(row.get("kid"));
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_ed_der(&der),
+        )
+        .unwrap()
+    }
+
     /// Raw HTTP, for requests the typed client cannot even express (malformed JSON,
     /// wrong content types, unknown fields).
     pub fn raw(&self) -> reqwest::Client {

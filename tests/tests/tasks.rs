@@ -267,6 +267,47 @@ async fn tokens_are_required_and_checked(backend: Backend) {
         .to_str()
         .unwrap()
         .starts_with("Bearer"));
+    // Every operation refuses a missing, expired or foreign-signed token.
+    let now = chrono::Utc::now().timestamp();
+    let expired = tasks
+        .users
+        .sign(json!({"sub": Uuid::now_v7().to_string(), "role": "user", "iat": now - 7200, "exp": now - 3600, "iss": "taproom-users"}))
+        .await;
+    let elsewhere = Tasks::start(backend).await;
+    let (_, _, foreign_http) = elsewhere.user("mallory").await;
+    let id = task.id;
+    let url = |path: &str| format!("{}{path}", tasks.base_url);
+    let no_token = reqwest::Client::new();
+    let expired_http = taproom_tests::bearer_client(&expired);
+    for http in [&no_token, &expired_http, &foreign_http] {
+        let requests = [
+            http.get(url("/v1/tasks")),
+            http.post(url("/v1/tasks")).json(&json!({"title": "x"})),
+            http.get(url(&format!("/v1/tasks/{id}"))),
+            http.patch(url(&format!("/v1/tasks/{id}")))
+                .json(&json!({"done": true})),
+            http.delete(url(&format!("/v1/tasks/{id}"))),
+        ];
+        for request in requests {
+            let resp = request.send().await.unwrap();
+            assert_eq!(resp.status(), 401, "{:?}", resp.url());
+            assert!(resp.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer"));
+        }
+    }
+    assert_eq!(
+        alice
+            .get_task()
+            .task_id(id)
+            .send()
+            .await
+            .unwrap()
+            .into_inner(),
+        task,
+        "nothing changed"
+    );
     // A token from another Taproom's users service (another signing key) is refused.
     let elsewhere = Tasks::start(backend).await;
     let (_, _, foreign_http) = elsewhere.user("mallory").await;
