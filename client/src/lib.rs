@@ -2,5 +2,9 @@
 //! from `openapi/*.yaml` with progenitor. One module per service, each with `types`
 //! and a `Client`.
 
+mod context;
 mod generated;
+#[doc(hidden)]
+pub use context::apply as __apply_call_context;
+pub use context::CallContext;
 pub use generated::*;

@@ -4,9 +4,11 @@
 // errors are the cold path, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod beers;
+pub mod orders;
 pub mod runtime;
 pub mod tasks;
 pub mod users;
 
 /// Every service, in port order.
-pub const SERVICES: &[&str] = &[users::NAME, tasks::NAME];
+pub const SERVICES: &[&str] = &[users::NAME, beers::NAME, orders::NAME, tasks::NAME];

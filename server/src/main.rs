@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use taproom_server::runtime::config::Config;
 use taproom_server::runtime::server::logger;
-use taproom_server::{tasks, users};
+use taproom_server::{beers, orders, tasks, users};
 
 #[derive(Parser)]
 #[command(name = "server", version, about = "Taproom: spec-first microservices", long_about = None)]
@@ -22,6 +22,10 @@ enum Command {
     All,
     /// Run the users service.
     Users,
+    /// Run the beers service (verifies tokens with the users service at USERS_URL).
+    Beers,
+    /// Run the orders service (tokens checked with USERS_URL, beers looked up at BEERS_URL).
+    Orders,
     /// Run the tasks service (verifies tokens with the users service at USERS_URL).
     Tasks,
     /// Create or upgrade every service's database, then exit.
@@ -74,6 +78,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::ServedOpenapi { service } => {
             let doc = match service.as_str() {
                 users::NAME => users::served_openapi()?,
+                beers::NAME => beers::served_openapi()?,
+                orders::NAME => orders::served_openapi()?,
                 tasks::NAME => tasks::served_openapi()?,
                 other => anyhow::bail!("unknown service {other:?}"),
             };
@@ -97,56 +103,71 @@ async fn run(cli: Cli) -> Result<()> {
                 std::net::IpAddr::V6(ip) => format!("[{ip}]"),
                 ip => ip.to_string(),
             };
-            let client =
-                taproom_client::users::Client::new(&format!("http://{host}:{}", config.users_port));
-            client
-                .readyz()
-                .send()
-                .await
-                .map_err(|e| anyhow::anyhow!("users not ready: {e}"))?;
-            let client =
-                taproom_client::tasks::Client::new(&format!("http://{host}:{}", config.tasks_port));
-            client
-                .readyz()
-                .send()
-                .await
-                .map_err(|e| anyhow::anyhow!("tasks not ready: {e}"))?;
-            println!("users, tasks: ready");
+            // Every service shares the infrastructure operations; the users client's
+            // `readyz` asks any of them.
+            for service in taproom_server::SERVICES {
+                let url = format!("http://{host}:{}", config.port(service));
+                taproom_client::users::Client::new(&url)
+                    .readyz()
+                    .send()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{service} not ready: {e}"))?;
+            }
+            println!("{}: ready", taproom_server::SERVICES.join(", "));
             Ok(())
         }
         Command::Migrate => {
             users::connect(&config).await?;
-            println!("users: migrated");
+            beers::connect(&config).await?;
+            orders::connect(&config).await?;
             tasks::connect(&config).await?;
-            println!("tasks: migrated");
+            println!("{}: migrated", taproom_server::SERVICES.join(", "));
             Ok(())
         }
-        command @ (Command::All | Command::Users | Command::Tasks) => {
+        command @ (Command::All
+        | Command::Users
+        | Command::Beers
+        | Command::Orders
+        | Command::Tasks) => {
             let log = logger(&config.log_level, config.log_format)?;
+            let all = matches!(command, Command::All);
             let mut running = Vec::new();
             let mut users_url = config.users_url.clone();
-            if matches!(command, Command::All | Command::Users) {
+            let mut beers_url = config.beers_url.clone();
+            if all || matches!(command, Command::Users) {
                 let server = users::start(&config, &log).await?;
                 users_url = format!("http://{}", server.local_addr());
-                running.push(Running::Users(server));
+                running.push(Running::new(users::NAME, server));
             }
-            if matches!(command, Command::All | Command::Tasks) {
-                running.push(Running::Tasks(
-                    tasks::start(&config, &users_url, &log).await?,
-                ));
+            if all || matches!(command, Command::Beers) {
+                let server = beers::start(&config, &users_url, &log).await?;
+                beers_url = format!("http://{}", server.local_addr());
+                running.push(Running::new(beers::NAME, server));
+            }
+            if all || matches!(command, Command::Orders) {
+                let server = orders::start(&config, &users_url, &beers_url, &log).await?;
+                running.push(Running::new(orders::NAME, server));
+            }
+            if all || matches!(command, Command::Tasks) {
+                let server = tasks::start(&config, &users_url, &log).await?;
+                running.push(Running::new(tasks::NAME, server));
             }
             for service in &running {
                 // For the person at the terminal; stdout carries the JSON log.
-                let (name, addr) = service.describe();
+                let (name, addr) = (service.name, service.addr);
                 eprintln!("{name:<10} listening on http://{addr}  docs: http://{addr}/docs");
             }
             shutdown_signal().await;
             // Stop accepting; requests already in flight finish, up to the deadline.
             slog::info!(log, "shutting down"; "deadline_secs" => config.shutdown_timeout_secs);
             let deadline = std::time::Duration::from_secs(config.shutdown_timeout_secs);
-            let closing = futures::future::join_all(running.into_iter().map(Running::close));
+            let closing = futures::future::join_all(running.into_iter().map(|r| r.close));
             match tokio::time::timeout(deadline, closing).await {
-                Ok(results) => results.into_iter().collect::<Result<Vec<()>>>().map(|_| ()),
+                Ok(results) => results
+                    .into_iter()
+                    .collect::<Result<Vec<()>, String>>()
+                    .map(|_| ())
+                    .map_err(|e| anyhow::anyhow!(e)),
                 Err(_) => anyhow::bail!(
                     "in-flight requests still running after {}s; exiting anyway",
                     deadline.as_secs()
@@ -156,26 +177,24 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// A running service, whatever its context type.
-enum Running {
-    Users(dropshot::HttpServer<users::UsersContext>),
-    Tasks(dropshot::HttpServer<tasks::TasksContext>),
+/// A running service, whatever its context type: where it listens, and how to stop it.
+struct Running {
+    name: &'static str,
+    addr: std::net::SocketAddr,
+    close: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>,
 }
 
 impl Running {
-    fn describe(&self) -> (&'static str, std::net::SocketAddr) {
-        match self {
-            Running::Users(s) => (users::NAME, s.local_addr()),
-            Running::Tasks(s) => (tasks::NAME, s.local_addr()),
+    fn new<C: dropshot::ServerContext>(
+        name: &'static str,
+        server: dropshot::HttpServer<C>,
+    ) -> Self {
+        Running {
+            name,
+            addr: server.local_addr(),
+            // Runs only when awaited, at shutdown.
+            close: Box::pin(async move { server.close().await }),
         }
-    }
-
-    async fn close(self) -> Result<()> {
-        match self {
-            Running::Users(s) => s.close().await,
-            Running::Tasks(s) => s.close().await,
-        }
-        .map_err(|e| anyhow::anyhow!(e))
     }
 }
 

@@ -75,9 +75,14 @@ impl TestDb {
             users_database_url: Some(self.url(users::NAME)),
             bind_address: "127.0.0.1".parse().unwrap(),
             users_port: 0,
+            beers_database_url: Some(self.url("beers")),
+            beers_port: 0,
+            orders_database_url: Some(self.url("orders")),
+            orders_port: 0,
             tasks_database_url: Some(self.url("tasks")),
             tasks_port: 0,
             users_url: String::new(),
+            beers_url: String::new(),
             service_timeout_ms: 2000,
             database_max_connections: 5,
             request_body_max_bytes: 1024 * 1024,
@@ -249,6 +254,23 @@ impl Users {
         .unwrap()
     }
 
+    /// Registers `name` (password "a user password") and logs in: their id and token.
+    pub async fn register(&self, name: &str) -> (uuid::Uuid, String) {
+        let password = "a user password";
+        let body = serde_json::json!({"username": name, "email": format!("{name}@example.com"), "password": password});
+        let created: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/v1/users", self.base_url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = uuid::Uuid::parse_str(created["id"].as_str().expect("user created")).unwrap();
+        (id, self.login(name, password).await)
+    }
+
     /// Raw HTTP, for requests the typed client cannot even express (malformed JSON,
     /// wrong content types, unknown fields).
     pub fn raw(&self) -> reqwest::Client {
@@ -288,21 +310,86 @@ impl Tasks {
         &self,
         name: &str,
     ) -> (uuid::Uuid, taproom_client::tasks::Client, reqwest::Client) {
-        let password = "a user password";
-        let body = serde_json::json!({"username": name, "email": format!("{name}@example.com"), "password": password});
-        let created: serde_json::Value = reqwest::Client::new()
-            .post(format!("{}/v1/users", self.users.base_url))
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = uuid::Uuid::parse_str(created["id"].as_str().expect("user created")).unwrap();
-        let token = self.users.login(name, password).await;
+        let (id, token) = self.users.register(name).await;
         let client =
             taproom_client::tasks::Client::new_with_client(&self.base_url, bearer_client(&token));
+        (id, client, bearer_client(&token))
+    }
+}
+
+/// The shop: users, beers and orders, each on its own database, wired as `server all`
+/// wires them.
+pub struct Shop {
+    pub users: Users,
+    pub beers_url: String,
+    /// An anonymous beers client (reads are public).
+    pub beers: taproom_client::beers::Client,
+    pub orders_url: String,
+    beers_server: Option<HttpServer<taproom_server::beers::BeersContext>>,
+    _orders_server: HttpServer<taproom_server::orders::OrdersContext>,
+}
+
+impl Shop {
+    pub async fn start(backend: Backend) -> Shop {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    pub async fn start_with(
+        backend: Backend,
+        adjust: impl Fn(&mut Config) + Send + Sync + 'static,
+    ) -> Shop {
+        let users = Users::start_with(backend, adjust).await;
+        let config = users.db.config();
+        let log = taproom_server::runtime::server::logger(&config.log_level, config.log_format)
+            .expect("logger");
+        let beers_server = taproom_server::beers::start(&config, &users.base_url, &log)
+            .await
+            .expect("beers service starts");
+        let beers_url = format!("http://{}", beers_server.local_addr());
+        let orders_server =
+            taproom_server::orders::start(&config, &users.base_url, &beers_url, &log)
+                .await
+                .expect("orders service starts");
+        Shop {
+            beers: taproom_client::beers::Client::new(&beers_url),
+            orders_url: format!("http://{}", orders_server.local_addr()),
+            beers_url,
+            users,
+            beers_server: Some(beers_server),
+            _orders_server: orders_server,
+        }
+    }
+
+    /// Stops the beers service: its port refuses connections from now on.
+    pub async fn stop_beers(&mut self) {
+        if let Some(server) = self.beers_server.take() {
+            server.close().await.expect("clean shutdown");
+        }
+    }
+
+    /// A beers client logged in as a new admin.
+    pub async fn beers_admin(&self) -> taproom_client::beers::Client {
+        let token = self.users.admin_token().await;
+        taproom_client::beers::Client::new_with_client(&self.beers_url, bearer_client(&token))
+    }
+
+    /// An orders client logged in as a new admin.
+    pub async fn orders_admin(&self) -> taproom_client::orders::Client {
+        let token = self.users.admin_token().await;
+        taproom_client::orders::Client::new_with_client(&self.orders_url, bearer_client(&token))
+    }
+
+    /// A new customer, registered and logged in: their id, an orders client with their
+    /// token, and a raw HTTP client with it.
+    pub async fn customer(
+        &self,
+        name: &str,
+    ) -> (uuid::Uuid, taproom_client::orders::Client, reqwest::Client) {
+        let (id, token) = self.users.register(name).await;
+        let client = taproom_client::orders::Client::new_with_client(
+            &self.orders_url,
+            bearer_client(&token),
+        );
         (id, client, bearer_client(&token))
     }
 }

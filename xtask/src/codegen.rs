@@ -2,7 +2,7 @@
 //! the dropshot `#[api_description]` trait each service implements.
 
 use anyhow::{anyhow, bail, Context, Result};
-use heck::ToUpperCamelCase;
+use heck::{ToSnakeCase, ToUpperCamelCase};
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use serde_json::Value;
@@ -53,7 +53,9 @@ pub fn client_code(service: &str, bundled: &Value) -> Result<String> {
         .with_interface(progenitor::InterfaceStyle::Builder)
         .with_tag(progenitor::TagStyle::Merged)
         .with_derive("schemars::JsonSchema")
-        .with_derive("PartialEq");
+        .with_derive("PartialEq")
+        // Adds the caller's token and request id inside a `CallContext::scope`.
+        .with_pre_hook(quote! { crate::__apply_call_context });
     let mut generator = progenitor::Generator::new(&settings);
     let tokens = generator
         .generate_tokens(&spec)
@@ -112,6 +114,11 @@ fn body_type(schema: &Value) -> Result<TokenStream> {
 }
 
 fn param_type(spec: &Value, schema: &Value) -> Result<TokenStream> {
+    // A named component (an enum, say) is progenitor's type, so the served document
+    // keeps its constraints.
+    if schema.get("$ref").is_some() {
+        return body_type(schema);
+    }
     let schema = resolve(spec, schema)?;
     let ty = schema
         .get("type")
@@ -141,7 +148,13 @@ struct Param {
 
 fn params_struct(ident: &syn::Ident, params: &[&Param]) -> TokenStream {
     let fields = params.iter().map(|p| {
-        let name = format_ident!("{}", p.name);
+        // Header names (`If-Match`) become snake_case fields renamed back for serde.
+        let field = p.name.to_snake_case();
+        let name = format_ident!("{field}");
+        let rename = (field != p.name).then(|| {
+            let original = &p.name;
+            quote! { #[serde(rename = #original)] }
+        });
         let ty = &p.ty;
         let ty = if p.required {
             quote! { #ty }
@@ -149,7 +162,7 @@ fn params_struct(ident: &syn::Ident, params: &[&Param]) -> TokenStream {
             quote! { Option<#ty> }
         };
         let doc = p.description.as_ref().map(|d| quote! { #[doc = #d] });
-        quote! { #doc pub #name: #ty }
+        quote! { #doc #rename pub #name: #ty }
     });
     quote! {
         #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
@@ -182,7 +195,9 @@ pub fn server_code(service: &str, bundled: &Value) -> Result<String> {
         use dropshot::RequestContext;
         use taproom_client::#trait_ident as _unused;
         #[allow(unused_imports)]
-        use crate::runtime::{OptionalBody, Problem, ValidatedBody, ValidatedPath, ValidatedQuery};
+        use crate::runtime::{
+            OptionalBody, Problem, ValidatedBody, ValidatedHeaders, ValidatedPath, ValidatedQuery,
+        };
 
         /// The bundled OpenAPI document this trait was generated from, as served.
         pub const SPEC_YAML: &str = include_str!(#bundled_path);
@@ -270,7 +285,7 @@ fn operation(
     for p in shared_params.iter().chain(op_params.iter()) {
         let p = resolve(spec, p)?;
         let location = p["in"].as_str().unwrap_or_default().to_string();
-        if location != "path" && location != "query" {
+        if !["path", "query", "header"].contains(&location.as_str()) {
             bail!("parameters in {location} are not supported by the generator yet");
         }
         params.push(Param {
@@ -292,6 +307,7 @@ fn operation(
     for (location, suffix, wrapper) in [
         ("path", "Path", quote! { ValidatedPath }),
         ("query", "Query", quote! { ValidatedQuery }),
+        ("header", "Headers", quote! { ValidatedHeaders }),
     ] {
         let these: Vec<&Param> = params.iter().filter(|p| p.location == location).collect();
         if these.is_empty() {
@@ -299,7 +315,7 @@ fn operation(
         }
         let ident = format_ident!("{pascal}{suffix}");
         extra.push(params_struct(&ident, &these));
-        let arg = format_ident!("{location}");
+        let arg = format_ident!("{}", suffix.to_snake_case());
         args.push(quote! { #arg: #wrapper<#ident> });
     }
     if let Some(body) = op.get("requestBody") {
@@ -334,7 +350,6 @@ fn operation(
     };
     let response = resolve(spec, response)?;
     let schema = response.pointer("/content/application~1json/schema");
-    let has_location = response.pointer("/headers/Location").is_some();
     let ret = match (code.as_str(), schema) {
         ("200", Some(s)) => {
             let t = body_type(s)?;
@@ -342,15 +357,17 @@ fn operation(
         }
         ("201", Some(s)) => {
             let t = body_type(s)?;
-            if has_location {
-                quote! { dropshot::HttpResponseHeaders<dropshot::HttpResponseCreated<#t>> }
-            } else {
-                quote! { dropshot::HttpResponseCreated<#t> }
-            }
+            quote! { dropshot::HttpResponseCreated<#t> }
         }
         ("204", None) if method == "delete" => quote! { dropshot::HttpResponseDeleted },
         ("204", None) => quote! { dropshot::HttpResponseUpdatedNoContent },
         (c, s) => bail!("unsupported success response {c} (body: {})", s.is_some()),
+    };
+    // Declared response headers (Location, ETag) are set by the handler.
+    let ret = if response.get("headers").is_some() {
+        quote! { dropshot::HttpResponseHeaders<#ret> }
+    } else {
+        ret
     };
 
     let method_upper = format_ident!("{}", method.to_uppercase());

@@ -126,6 +126,11 @@ fn operation(doc: &Value, op: &Value, shared: &[Value]) -> Value {
         .into_iter()
         .flatten()
     {
+        // 304 is the runtime's answer to a matching If-None-Match (runtime/http.rs), not
+        // something a handler returns, so dropshot's document cannot list it.
+        if code == "304" {
+            continue;
+        }
         let r = resolve(doc, r);
         let code = match code.as_bytes().first() {
             Some(b'4') => "4XX".to_string(),

@@ -4,6 +4,14 @@
 #[allow(unreachable_patterns)]
 #[rustfmt::skip]
 pub mod users;
+/// Client and types for the beers service (`openapi/beers.yaml`).
+#[allow(unreachable_patterns)]
+#[rustfmt::skip]
+pub mod beers;
+/// Client and types for the orders service (`openapi/orders.yaml`).
+#[allow(unreachable_patterns)]
+#[rustfmt::skip]
+pub mod orders;
 /// Client and types for the tasks service (`openapi/tasks.yaml`).
 #[allow(unreachable_patterns)]
 #[rustfmt::skip]

@@ -1403,6 +1403,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "ping",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -1465,6 +1466,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "healthz",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -1527,6 +1529,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "readyz",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -1589,6 +1592,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "version",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -1701,6 +1705,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "list_tasks",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -1800,6 +1805,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "create_task",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -1887,6 +1893,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "get_task",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -1979,6 +1986,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "delete_task",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2101,6 +2109,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "update_task",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;

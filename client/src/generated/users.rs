@@ -2464,6 +2464,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "ping",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2526,6 +2527,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "healthz",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2588,6 +2590,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "readyz",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2650,6 +2653,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "version",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2748,6 +2752,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "list_users",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2847,6 +2852,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "create_user",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2934,6 +2940,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "get_user",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3026,6 +3033,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "delete_user",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3148,6 +3156,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "update_user",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3261,6 +3270,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "create_token",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3337,6 +3347,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "get_current_user",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3406,6 +3417,7 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "get_jwks",
             };
+            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;

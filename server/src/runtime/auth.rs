@@ -208,6 +208,16 @@ pub async fn caller<C: ServerContext>(
     })
 }
 
+/// The bearer token of a request as sent, to pass along when calling another service
+/// on the caller's behalf.
+pub fn bearer_token<C: ServerContext>(rqctx: &RequestContext<C>) -> Option<String> {
+    let header = rqctx.request.headers().get(http::header::AUTHORIZATION)?;
+    let text = header.to_str().ok()?;
+    text.strip_prefix("Bearer ")
+        .or_else(|| text.strip_prefix("bearer "))
+        .map(|t| t.trim().to_string())
+}
+
 /// 403 for a caller who is known but not allowed.
 pub fn forbidden(request_id: &str, detail: &str) -> Problem {
     Problem::new(403, detail).request(request_id)

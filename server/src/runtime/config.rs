@@ -20,6 +20,14 @@ pub struct Config {
     #[arg(long, env = "USERS_DATABASE_URL", global = true)]
     pub users_database_url: Option<String>,
 
+    /// Database URL for the beers service; overrides DATABASE_URL.
+    #[arg(long, env = "BEERS_DATABASE_URL", global = true)]
+    pub beers_database_url: Option<String>,
+
+    /// Database URL for the orders service; overrides DATABASE_URL.
+    #[arg(long, env = "ORDERS_DATABASE_URL", global = true)]
+    pub orders_database_url: Option<String>,
+
     /// Database URL for the tasks service; overrides DATABASE_URL.
     #[arg(long, env = "TASKS_DATABASE_URL", global = true)]
     pub tasks_database_url: Option<String>,
@@ -31,6 +39,14 @@ pub struct Config {
     /// Port of the users service (0 picks a free one).
     #[arg(long, env = "USERS_PORT", default_value_t = 5001, global = true)]
     pub users_port: u16,
+
+    /// Port of the beers service (0 picks a free one).
+    #[arg(long, env = "BEERS_PORT", default_value_t = 5002, global = true)]
+    pub beers_port: u16,
+
+    /// Port of the orders service (0 picks a free one).
+    #[arg(long, env = "ORDERS_PORT", default_value_t = 5003, global = true)]
+    pub orders_port: u16,
 
     /// Port of the tasks service (0 picks a free one).
     #[arg(long, env = "TASKS_PORT", default_value_t = 5004, global = true)]
@@ -46,7 +62,17 @@ pub struct Config {
     )]
     pub users_url: String,
 
-    /// Timeout, in milliseconds, for calls to other services.
+    /// Base URL of the beers service, which orders looks beers up in. `server all`
+    /// points it at its own beers service.
+    #[arg(
+        long,
+        env = "BEERS_URL",
+        default_value = "http://127.0.0.1:5002",
+        global = true
+    )]
+    pub beers_url: String,
+
+    /// Timeout, in milliseconds, for calls to other services (connecting included).
     #[arg(
         long,
         env = "SERVICE_TIMEOUT_MS",
@@ -111,9 +137,16 @@ impl Config {
         Ok(Config::from_arg_matches(&matches)?)
     }
 
+    /// The bound on every call to another service.
+    pub fn service_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.service_timeout_ms)
+    }
+
     pub fn port(&self, service: &str) -> u16 {
         match service {
             "users" => self.users_port,
+            "beers" => self.beers_port,
+            "orders" => self.orders_port,
             "tasks" => self.tasks_port,
             _ => 0,
         }
@@ -128,6 +161,8 @@ impl Config {
     pub fn database_url(&self, service: &str) -> Result<String> {
         let own = match service {
             "users" => self.users_database_url.clone(),
+            "beers" => self.beers_database_url.clone(),
+            "orders" => self.orders_database_url.clone(),
             "tasks" => self.tasks_database_url.clone(),
             _ => None,
         };

@@ -21,6 +21,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 enum Location {
     Path,
     Query,
+    Header,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -131,6 +132,7 @@ pub fn register_spec(spec: &Value) -> anyhow::Result<()> {
                 let location = match p.get("in").and_then(Value::as_str) {
                     Some("path") => Location::Path,
                     Some("query") => Location::Query,
+                    Some("header") => Location::Header,
                     _ => continue,
                 };
                 let schema = p.get("schema").cloned().unwrap_or(Value::Bool(true));
@@ -407,6 +409,7 @@ fn parameters<T: DeserializeOwned>(
     let prefix = match location {
         Location::Path => "/path",
         Location::Query => "/query",
+        Location::Header => "/header",
     };
     let mut errors = Vec::new();
     let mut object = Map::new();
@@ -530,6 +533,63 @@ where
 
     fn metadata(content_type: ApiEndpointBodyContentType) -> ExtractorMetadata {
         <dropshot::Path<T> as SharedExtractor>::metadata(content_type)
+    }
+}
+
+/// Header parameters, validated against the operation's parameter schemas. Only the
+/// headers the operation declares are looked at (matched ignoring case); a header sent
+/// on several lines counts as one comma-separated value, as HTTP defines.
+#[derive(Debug)]
+pub struct ValidatedHeaders<T>(T);
+
+impl<T> ValidatedHeaders<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+#[async_trait]
+impl<T> SharedExtractor for ValidatedHeaders<T>
+where
+    T: JsonSchema + DeserializeOwned + Send + Sync + 'static,
+{
+    async fn from_request<Context: ServerContext>(
+        rqctx: &RequestContext<Context>,
+    ) -> Result<Self, dropshot::HttpError> {
+        let operation_id = &rqctx.endpoint.operation_id;
+        let headers = rqctx.request.headers();
+        let mut raw = Vec::new();
+        let mut errors = Vec::new();
+        let checks = checks_for(operation_id);
+        for check in checks
+            .iter()
+            .flat_map(|c| c.params.iter())
+            .filter(|p| p.location == Location::Header)
+        {
+            let mut values = Vec::new();
+            for value in headers.get_all(check.name.as_str()) {
+                match value.to_str() {
+                    Ok(text) => values.push(text.trim()),
+                    Err(_) => errors.push(FieldError {
+                        pointer: format!("/header/{}", check.name),
+                        message: "is not visible ASCII text".into(),
+                    }),
+                }
+            }
+            if !values.is_empty() {
+                raw.push((check.name.clone(), values.join(", ")));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(fail(&rqctx.request_id, Problem::validation(errors)));
+        }
+        parameters(operation_id, Location::Header, raw)
+            .map(ValidatedHeaders)
+            .map_err(|p| fail(&rqctx.request_id, p))
+    }
+
+    fn metadata(content_type: ApiEndpointBodyContentType) -> ExtractorMetadata {
+        <dropshot::Header<T> as SharedExtractor>::metadata(content_type)
     }
 }
 

@@ -125,6 +125,9 @@ impl ResponseHook for Hook {
                 response = problem_response(&problem);
             }
         }
+        if cx.method == Method::GET && response.status() == StatusCode::OK {
+            response = not_modified(cx, response);
+        }
         if response.status() == StatusCode::METHOD_NOT_ALLOWED {
             // RFC 9110: a 405 says which methods the resource supports.
             if let Some(allow) = self
@@ -152,12 +155,50 @@ impl ResponseHook for Hook {
     }
 }
 
+/// A GET whose `If-None-Match` matches the response's ETag gets 304 with no body
+/// (the client already has this representation), in one place for every operation.
+fn not_modified(cx: &ResponseContext<'_>, response: Response<Body>) -> Response<Body> {
+    let (Some(tag), Some(wanted)) = (
+        response.headers().get(header::ETAG),
+        cx.request_headers.get(header::IF_NONE_MATCH),
+    ) else {
+        return response;
+    };
+    let (Ok(tag), Ok(wanted)) = (tag.to_str(), wanted.to_str()) else {
+        return response;
+    };
+    if !super::etag::none_match_hits(wanted, tag) {
+        return response;
+    }
+    let mut unchanged = Response::new(Body::empty());
+    *unchanged.status_mut() = StatusCode::NOT_MODIFIED;
+    for name in [header::ETAG, header::CACHE_CONTROL, header::VARY] {
+        if let Some(value) = response.headers().get(&name) {
+            unchanged.headers_mut().insert(name, value.clone());
+        }
+    }
+    unchanged
+}
+
 /// Responses built here replace dropshot's, so they need the request id header again.
 fn with_request_id(mut response: Response<Body>, request_id: &str) -> Response<Body> {
     if let Ok(value) = HeaderValue::from_str(request_id) {
         response
             .headers_mut()
             .insert(dropshot::HEADER_REQUEST_ID, value);
+    }
+    response
+}
+
+/// A 201 response with `Location` (a path the service made, so always valid header text).
+pub fn created<T: serde::Serialize + schemars::JsonSchema + Send + Sync + 'static>(
+    location: String,
+    value: T,
+) -> dropshot::HttpResponseHeaders<dropshot::HttpResponseCreated<T>> {
+    let mut response =
+        dropshot::HttpResponseHeaders::new_unnamed(dropshot::HttpResponseCreated(value));
+    if let Ok(location) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, location);
     }
     response
 }

@@ -21,15 +21,17 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod docs;
+pub mod etag;
 pub mod extract;
 pub mod http;
 pub mod infra;
+pub mod money;
 pub mod pagination;
 pub mod problem;
 pub mod server;
 
 pub use db::Db;
-pub use extract::{OptionalBody, ValidatedBody, ValidatedPath, ValidatedQuery};
+pub use extract::{OptionalBody, ValidatedBody, ValidatedHeaders, ValidatedPath, ValidatedQuery};
 pub use problem::{FieldError, Problem};
 
 use serde_json::Value;
@@ -70,6 +72,23 @@ pub struct Service<S> {
     pub spec: Spec,
     pub db: Db,
     pub state: S,
+}
+
+impl<S> Service<S> {
+    /// Connects to (creating and migrating) the service's database and parses its spec.
+    pub async fn open(
+        config: &config::Config,
+        service: &'static str,
+        yaml: &'static str,
+        migrator: &'static sqlx::migrate::Migrator,
+        state: S,
+    ) -> anyhow::Result<Service<S>> {
+        Ok(Service {
+            spec: Spec::parse(service, yaml)?,
+            db: server::connect(config, service, migrator).await?,
+            state,
+        })
+    }
 }
 
 impl<S: Send + Sync + 'static> ServiceContext for Service<S> {

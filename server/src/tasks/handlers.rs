@@ -6,6 +6,7 @@ use super::store::{self, Changes};
 use super::TasksContext;
 use crate::runtime::auth::{self, Caller};
 use crate::runtime::db::StoreError;
+use crate::runtime::http::created;
 use crate::runtime::{pagination, Problem, ValidatedBody, ValidatedPath, ValidatedQuery};
 use dropshot::{
     HttpResponseCreated, HttpResponseDeleted, HttpResponseHeaders, HttpResponseOk, RequestContext,
@@ -63,14 +64,7 @@ impl TasksApi for TasksImpl {
         )
         .await
         .map_err(|e| store_problem(&rqctx, e))?;
-        let location = format!("/v1/tasks/{}", task.id);
-        let mut response = HttpResponseHeaders::new_unnamed(HttpResponseCreated(task));
-        response.headers_mut().insert(
-            http::header::LOCATION,
-            http::HeaderValue::from_str(&location)
-                .map_err(|e| Problem::internal(&rqctx.log, &e))?,
-        );
-        Ok(response)
+        Ok(created(format!("/v1/tasks/{}", task.id), task))
     }
 
     async fn get_task(

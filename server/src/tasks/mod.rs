@@ -7,7 +7,7 @@ mod store;
 
 use crate::runtime::auth::Keyring;
 use crate::runtime::config::Config;
-use crate::runtime::{server, Db, Service, Spec};
+use crate::runtime::{server, Db, Service};
 use dropshot::HttpServer;
 
 pub const NAME: &str = "tasks";
@@ -27,14 +27,8 @@ pub async fn start(
     users_url: &str,
     log: &slog::Logger,
 ) -> anyhow::Result<HttpServer<TasksContext>> {
-    let db = connect(config).await?;
-    let timeout = std::time::Duration::from_millis(config.service_timeout_ms);
-    let keyring = Keyring::remote(users_url, timeout)?;
-    let context = Service {
-        spec: Spec::parse(NAME, api::SPEC_YAML)?,
-        db,
-        state: keyring,
-    };
+    let keyring = Keyring::remote(users_url, config.service_timeout())?;
+    let context = Service::open(config, NAME, api::SPEC_YAML, &MIGRATOR, keyring).await?;
     server::start(
         api::tasks_api_mod::api_description::<handlers::TasksImpl>(),
         context,

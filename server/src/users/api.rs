@@ -3,7 +3,9 @@
 
 #![allow(clippy::too_many_arguments)]
 #[allow(unused_imports)]
-use crate::runtime::{OptionalBody, Problem, ValidatedBody, ValidatedPath, ValidatedQuery};
+use crate::runtime::{
+    OptionalBody, Problem, ValidatedBody, ValidatedHeaders, ValidatedPath, ValidatedQuery,
+};
 use dropshot::RequestContext;
 use taproom_client::users::types;
 

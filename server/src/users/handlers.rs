@@ -98,14 +98,10 @@ impl UsersApi for UsersImpl {
         let user = store::create(&rqctx.context().db, new)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
-        let location = format!("/v1/users/{}", user.id);
-        let mut response = HttpResponseHeaders::new_unnamed(HttpResponseCreated(user));
-        response.headers_mut().insert(
-            http::header::LOCATION,
-            http::HeaderValue::from_str(&location)
-                .map_err(|e| Problem::internal(&rqctx.log, &e))?,
-        );
-        Ok(response)
+        Ok(crate::runtime::http::created(
+            format!("/v1/users/{}", user.id),
+            user,
+        ))
     }
 
     async fn get_user(

@@ -1,0 +1,380 @@
+//! The orders database. Every change to an order first updates its row on the
+//! condition that it is still open, inside the change's transaction: that row is the
+//! lock that orders item changes and checkout, so nothing slips into a closed order and
+//! of concurrent checkouts exactly one closes it.
+
+use crate::runtime::db::{is_unique_violation, now_text, parse_time, Db, StoreError};
+use crate::runtime::money::format_cents;
+use sqlx::Row;
+use taproom_client::orders::types;
+use uuid::Uuid;
+
+/// An order with its items, oldest item first: one query, whatever the page size.
+macro_rules! orders_with_items {
+    ($where:literal) => {
+        concat!(
+            "SELECT o.id, o.user_id, o.status, o.discount_cents, o.created_at, o.updated_at, o.closed_at, \
+               i.beer_id, i.sku, i.name, i.unit_price_cents, i.quantity \
+             FROM (SELECT * FROM orders WHERE ",
+            $where,
+            ") o LEFT JOIN order_items i ON i.order_id = o.id ORDER BY o.id, i.added_id"
+        )
+    };
+}
+
+/// Why a change to an order was refused.
+#[derive(Debug)]
+pub enum Refused {
+    NotFound,
+    Closed,
+    /// A store failure.
+    Store(StoreError),
+}
+
+impl From<StoreError> for Refused {
+    fn from(e: StoreError) -> Self {
+        Refused::Store(e)
+    }
+}
+
+impl From<sqlx::Error> for Refused {
+    fn from(e: sqlx::Error) -> Self {
+        Refused::Store(e.into())
+    }
+}
+
+fn uuid(text: &str) -> Result<Uuid, StoreError> {
+    Ok(Uuid::parse_str(text).map_err(|e| anyhow::anyhow!("stored id {text:?}: {e}"))?)
+}
+
+/// Orders from rows of `orders_with_items!`, in row order.
+fn to_orders(rows: &[sqlx::any::AnyRow]) -> Result<Vec<types::Order>, StoreError> {
+    let mut orders: Vec<(types::Order, i64, i64)> = Vec::new();
+    for row in rows {
+        let id = uuid(&row.try_get::<String, _>("id")?)?;
+        if orders.last().map(|(o, _, _)| o.id) != Some(id) {
+            let status = match row.try_get::<String, _>("status")?.as_str() {
+                "closed" => types::OrderStatus::Closed,
+                _ => types::OrderStatus::Open,
+            };
+            let closed_at: Option<String> = row.try_get("closed_at")?;
+            let order = types::Order {
+                id,
+                user_id: uuid(&row.try_get::<String, _>("user_id")?)?,
+                status,
+                items: Vec::new(),
+                subtotal: money(0),
+                discount: money(0),
+                total: money(0),
+                created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
+                updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
+                closed_at: closed_at.as_deref().map(parse_time).transpose()?,
+            };
+            orders.push((order, 0, row.try_get("discount_cents")?));
+        }
+        let Some(beer_id) = row.try_get::<Option<String>, _>("beer_id")? else {
+            continue;
+        };
+        let (order, subtotal, _) = orders.last_mut().expect("pushed above");
+        let unit: i64 = row.try_get("unit_price_cents")?;
+        let quantity: i64 = row.try_get::<i64, _>("quantity")?;
+        *subtotal += unit * quantity;
+        order.items.push(types::OrderItem {
+            beer_id: uuid(&beer_id)?,
+            sku: row.try_get("sku")?,
+            name: row.try_get("name")?,
+            unit_price: money(unit),
+            quantity: u32::try_from(quantity).map_err(|e| anyhow::anyhow!("{e}"))?,
+            line_total: money(unit * quantity),
+        });
+    }
+    Ok(orders
+        .into_iter()
+        .map(|(mut order, subtotal, discount)| {
+            order.subtotal = money(subtotal);
+            order.discount = money(discount);
+            order.total = money(subtotal - discount);
+            order
+        })
+        .collect())
+}
+
+fn money(cents: i64) -> types::Money {
+    types::Money::try_from(format_cents(cents)).expect("formatted cents match the Money pattern")
+}
+
+pub async fn create(db: &Db, user_id: Uuid) -> Result<types::Order, StoreError> {
+    let id = Uuid::now_v7();
+    let now = now_text();
+    sqlx::query(
+        "INSERT INTO orders (id, user_id, status, discount_cents, created_at, updated_at) \
+         VALUES ($1, $2, 'open', 0, $3, $3)",
+    )
+    .bind(id.to_string())
+    .bind(user_id.to_string())
+    .bind(&now)
+    .execute(&db.pool)
+    .await?;
+    get(db, id).await
+}
+
+pub async fn get(db: &Db, id: Uuid) -> Result<types::Order, StoreError> {
+    let rows = sqlx::query(orders_with_items!("id = $1"))
+        .bind(id.to_string())
+        .fetch_all(&db.pool)
+        .await?;
+    to_orders(&rows)?.pop().ok_or(StoreError::NotFound)
+}
+
+/// One page of orders in id order after `after`: `user`'s, or everyone's when `None`;
+/// only those in `status` when given. Returns the page and whether more follow.
+pub async fn list(
+    db: &Db,
+    user: Option<Uuid>,
+    status: Option<&str>,
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<(Vec<types::Order>, bool), StoreError> {
+    let rows = sqlx::query(orders_with_items!(
+        "($1 = '' OR user_id = $1) AND ($2 = '' OR status = $2) AND id > $3 ORDER BY id LIMIT $4"
+    ))
+    .bind(user.map(|u| u.to_string()).unwrap_or_default())
+    .bind(status.unwrap_or(""))
+    .bind(after.map(|u| u.to_string()).unwrap_or_default())
+    .bind(i64::from(limit) + 1)
+    .fetch_all(&db.pool)
+    .await?;
+    let mut orders = to_orders(&rows)?;
+    let more = orders.len() > limit as usize;
+    orders.truncate(limit as usize);
+    Ok((orders, more))
+}
+
+/// Within `tx`: marks the order changed if it is still open (taking its row lock), or
+/// says why not.
+async fn lock_open(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: Uuid,
+    now: &str,
+) -> Result<(), Refused> {
+    let done = sqlx::query("UPDATE orders SET updated_at = $2 WHERE id = $1 AND status = 'open'")
+        .bind(id.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    if done.rows_affected() == 1 {
+        return Ok(());
+    }
+    let exists = sqlx::query("SELECT 1 FROM orders WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+    Err(if exists.is_some() {
+        Refused::Closed
+    } else {
+        Refused::NotFound
+    })
+}
+
+/// What an item is made from: the beer as the catalogue had it.
+pub struct Snapshot {
+    pub beer_id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub unit_price_cents: i64,
+}
+
+/// Adds `quantity` of the beer to an open order (to its existing item, if any; that
+/// item keeps the price it was first added at). `Ok(false)`: the item would exceed 100.
+pub async fn add_item(
+    db: &Db,
+    order_id: Uuid,
+    beer: &Snapshot,
+    quantity: u32,
+) -> Result<bool, Refused> {
+    let mut tx = db.pool.begin().await?;
+    let now = now_text();
+    lock_open(&mut tx, order_id, &now).await?;
+    let current: Option<i64> =
+        sqlx::query_scalar("SELECT quantity FROM order_items WHERE order_id = $1 AND beer_id = $2")
+            .bind(order_id.to_string())
+            .bind(beer.beer_id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+    let quantity = i64::from(quantity);
+    match current {
+        Some(q) if q + quantity > 100 => return Ok(false),
+        Some(_) => {
+            sqlx::query(
+                "UPDATE order_items SET quantity = quantity + $3 WHERE order_id = $1 AND beer_id = $2",
+            )
+            .bind(order_id.to_string())
+            .bind(beer.beer_id.to_string())
+            .bind(quantity)
+            .execute(&mut *tx)
+            .await?;
+        }
+        None => {
+            sqlx::query(
+                "INSERT INTO order_items (order_id, beer_id, sku, name, unit_price_cents, quantity, added_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(order_id.to_string())
+            .bind(beer.beer_id.to_string())
+            .bind(&beer.sku)
+            .bind(&beer.name)
+            .bind(beer.unit_price_cents)
+            .bind(quantity)
+            .bind(Uuid::now_v7().to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Takes the beer's item out of an open order. `Ok(false)`: the order has no such item.
+pub async fn remove_item(db: &Db, order_id: Uuid, beer_id: Uuid) -> Result<bool, Refused> {
+    let mut tx = db.pool.begin().await?;
+    lock_open(&mut tx, order_id, &now_text()).await?;
+    let done = sqlx::query("DELETE FROM order_items WHERE order_id = $1 AND beer_id = $2")
+        .bind(order_id.to_string())
+        .bind(beer_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// A stored first answer to an idempotency key.
+pub struct Replay {
+    pub fingerprint: String,
+    pub response: String,
+}
+
+/// How long an idempotency key is remembered.
+const KEY_TTL: chrono::Duration = chrono::Duration::hours(24);
+
+fn key_cutoff() -> String {
+    (chrono::Utc::now() - KEY_TTL)
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
+pub async fn replay(db: &Db, user_id: Uuid, key: &str) -> Result<Option<Replay>, StoreError> {
+    let row = sqlx::query(
+        "SELECT fingerprint, response FROM idempotency_keys \
+         WHERE user_id = $1 AND idem_key = $2 AND created_at > $3",
+    )
+    .bind(user_id.to_string())
+    .bind(key)
+    .bind(key_cutoff())
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(match row {
+        Some(row) => Some(Replay {
+            fingerprint: row.try_get("fingerprint")?,
+            response: row.try_get("response")?,
+        }),
+        None => None,
+    })
+}
+
+/// What a checkout is refused for, beyond `Refused`.
+#[derive(Debug)]
+pub enum CheckoutRefused {
+    Order(Refused),
+    Empty,
+    /// The total is not the one the client expected; carries the actual total.
+    TotalChanged(String),
+    /// Another request stored an answer for this idempotency key first.
+    KeyTaken,
+}
+
+impl From<Refused> for CheckoutRefused {
+    fn from(e: Refused) -> Self {
+        CheckoutRefused::Order(e)
+    }
+}
+
+impl From<StoreError> for CheckoutRefused {
+    fn from(e: StoreError) -> Self {
+        CheckoutRefused::Order(Refused::Store(e))
+    }
+}
+
+impl From<sqlx::Error> for CheckoutRefused {
+    fn from(e: sqlx::Error) -> Self {
+        CheckoutRefused::Order(e.into())
+    }
+}
+
+/// An idempotency key to record with a checkout: (user, key, fingerprint).
+pub struct KeyRecord<'a> {
+    pub user_id: Uuid,
+    pub key: &'a str,
+    pub fingerprint: &'a str,
+}
+
+/// Closes an open, non-empty order, in one transaction with the idempotency record of
+/// its answer. `expected_total` (cents), when given, must be the order's total.
+pub async fn checkout(
+    db: &Db,
+    order_id: Uuid,
+    expected_total: Option<i64>,
+    key: Option<KeyRecord<'_>>,
+) -> Result<types::Order, CheckoutRefused> {
+    let mut tx = db.pool.begin().await?;
+    let now = now_text();
+    lock_open(&mut tx, order_id, &now).await?;
+    sqlx::query("UPDATE orders SET status = 'closed', closed_at = $2 WHERE id = $1")
+        .bind(order_id.to_string())
+        .bind(&now)
+        .execute(&mut *tx)
+        .await?;
+    let rows = sqlx::query(orders_with_items!("id = $1"))
+        .bind(order_id.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+    let order = to_orders(&rows)?
+        .pop()
+        .ok_or(CheckoutRefused::Order(Refused::NotFound))?;
+    if order.items.is_empty() {
+        return Err(CheckoutRefused::Empty);
+    }
+    if let Some(expected) = expected_total {
+        if format_cents(expected) != order.total.to_string() {
+            return Err(CheckoutRefused::TotalChanged(order.total.to_string()));
+        }
+    }
+    if let Some(key) = key {
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(key_cutoff())
+            .execute(&mut *tx)
+            .await?;
+        let response = serde_json::to_string(&order).map_err(|e| StoreError::Db(e.into()))?;
+        let stored = sqlx::query(
+            "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, response, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(key.user_id.to_string())
+        .bind(key.key)
+        .bind(key.fingerprint)
+        .bind(response)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await;
+        match stored {
+            Err(e) if is_unique_violation(&e) => return Err(CheckoutRefused::KeyTaken),
+            other => {
+                other?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(order)
+}
