@@ -426,3 +426,15 @@ macro_rules! on_both_databases {
         }
     };
 }
+
+/// The status and problem body of a typed call that must have failed.
+pub fn problem<T: std::fmt::Debug, P: std::fmt::Debug>(
+    result: Result<T, taproom_client::users::Error<P>>,
+) -> (u16, P) {
+    match result {
+        Err(taproom_client::users::Error::ErrorResponse(rv)) => {
+            (rv.status().as_u16(), rv.into_inner())
+        }
+        other => panic!("expected an error response, got {other:?}"),
+    }
+}
