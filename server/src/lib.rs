@@ -6,9 +6,16 @@
 
 pub mod beers;
 pub mod orders;
+pub mod promotions;
 pub mod runtime;
 pub mod tasks;
 pub mod users;
 
 /// Every service, in port order.
-pub const SERVICES: &[&str] = &[users::NAME, beers::NAME, orders::NAME, tasks::NAME];
+pub const SERVICES: &[&str] = &[
+    users::NAME,
+    beers::NAME,
+    orders::NAME,
+    tasks::NAME,
+    promotions::NAME,
+];

@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use taproom_server::runtime::config::Config;
 use taproom_server::runtime::server::logger;
-use taproom_server::{beers, orders, tasks, users};
+use taproom_server::{beers, orders, promotions, tasks, users};
 
 #[derive(Parser)]
 #[command(name = "server", version, about = "Taproom: spec-first microservices", long_about = None)]
@@ -28,6 +28,9 @@ enum Command {
     Orders,
     /// Run the tasks service (verifies tokens with the users service at USERS_URL).
     Tasks,
+    /// Run the promotions service (tokens checked with USERS_URL; events over HTTP with
+    /// EVENTS_TOKEN, or from NATS_URL).
+    Promotions,
     /// Create or upgrade every service's database, then exit.
     Migrate,
     /// Manage accounts from the command line.
@@ -81,6 +84,7 @@ async fn run(cli: Cli) -> Result<()> {
                 beers::NAME => beers::served_openapi()?,
                 orders::NAME => orders::served_openapi()?,
                 tasks::NAME => tasks::served_openapi()?,
+                promotions::NAME => promotions::served_openapi()?,
                 other => anyhow::bail!("unknown service {other:?}"),
             };
             println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -121,6 +125,7 @@ async fn run(cli: Cli) -> Result<()> {
             beers::connect(&config).await?;
             orders::connect(&config).await?;
             tasks::connect(&config).await?;
+            promotions::connect(&config).await?;
             println!("{}: migrated", taproom_server::SERVICES.join(", "));
             Ok(())
         }
@@ -128,12 +133,19 @@ async fn run(cli: Cli) -> Result<()> {
         | Command::Users
         | Command::Beers
         | Command::Orders
-        | Command::Tasks) => {
+        | Command::Tasks
+        | Command::Promotions) => {
+            let mut config = config;
             let log = logger(&config.log_level, config.log_format)?;
             let all = matches!(command, Command::All);
+            if all && config.events_token.is_none() {
+                // One process: orders and promotions share a secret nobody else knows.
+                config.events_token = Some(uuid::Uuid::new_v4().simple().to_string());
+            }
             let mut running = Vec::new();
             let mut users_url = config.users_url.clone();
             let mut beers_url = config.beers_url.clone();
+            let mut promotions_url = config.promotions_url.clone();
             if all || matches!(command, Command::Users) {
                 let server = users::start(&config, &log).await?;
                 users_url = format!("http://{}", server.local_addr());
@@ -144,8 +156,18 @@ async fn run(cli: Cli) -> Result<()> {
                 beers_url = format!("http://{}", server.local_addr());
                 running.push(Running::new(beers::NAME, server));
             }
+            if all || matches!(command, Command::Promotions) {
+                let server = promotions::start(&config, &users_url, &log).await?;
+                promotions_url = format!("http://{}", server.local_addr());
+                running.push(Running::new(promotions::NAME, server));
+            }
             if all || matches!(command, Command::Orders) {
-                let server = orders::start(&config, &users_url, &beers_url, &log).await?;
+                let peers = orders::PeerUrls {
+                    users: users_url.clone(),
+                    beers: beers_url.clone(),
+                    promotions: promotions_url.clone(),
+                };
+                let server = orders::start(&config, &peers, &log).await?;
                 running.push(Running::new(orders::NAME, server));
             }
             if all || matches!(command, Command::Tasks) {

@@ -81,6 +81,12 @@ impl TestDb {
             orders_port: 0,
             tasks_database_url: Some(self.url("tasks")),
             tasks_port: 0,
+            promotions_database_url: Some(self.url("promotions")),
+            promotions_port: 0,
+            promotions_url: String::new(),
+            events_token: Some("test events token".into()),
+            nats_url: None,
+            outbox_relay: true,
             users_url: String::new(),
             beers_url: String::new(),
             service_timeout_ms: 2000,
@@ -317,16 +323,18 @@ impl Tasks {
     }
 }
 
-/// The shop: users, beers and orders, each on its own database, wired as `server all`
-/// wires them.
+/// The shop: users, beers, promotions and orders, each on its own database, wired as
+/// `server all` wires them.
 pub struct Shop {
     pub users: Users,
     pub beers_url: String,
     /// An anonymous beers client (reads are public).
     pub beers: taproom_client::beers::Client,
+    pub promotions_url: String,
     pub orders_url: String,
     beers_server: Option<HttpServer<taproom_server::beers::BeersContext>>,
-    _orders_server: HttpServer<taproom_server::orders::OrdersContext>,
+    promotions_server: Option<HttpServer<taproom_server::promotions::PromotionsContext>>,
+    orders_server: Option<HttpServer<taproom_server::orders::OrdersContext>>,
 }
 
 impl Shop {
@@ -346,18 +354,85 @@ impl Shop {
             .await
             .expect("beers service starts");
         let beers_url = format!("http://{}", beers_server.local_addr());
-        let orders_server =
-            taproom_server::orders::start(&config, &users.base_url, &beers_url, &log)
-                .await
-                .expect("orders service starts");
-        Shop {
+        let promotions_server = taproom_server::promotions::start(&config, &users.base_url, &log)
+            .await
+            .expect("promotions service starts");
+        let promotions_url = format!("http://{}", promotions_server.local_addr());
+        let mut shop = Shop {
             beers: taproom_client::beers::Client::new(&beers_url),
-            orders_url: format!("http://{}", orders_server.local_addr()),
+            orders_url: String::new(),
             beers_url,
+            promotions_url,
             users,
             beers_server: Some(beers_server),
-            _orders_server: orders_server,
+            promotions_server: Some(promotions_server),
+            orders_server: None,
+        };
+        shop.start_orders().await;
+        shop
+    }
+
+    /// Where orders finds its peers.
+    pub fn peers(&self) -> taproom_server::orders::PeerUrls {
+        taproom_server::orders::PeerUrls {
+            users: self.users.base_url.clone(),
+            beers: self.beers_url.clone(),
+            promotions: self.promotions_url.clone(),
         }
+    }
+
+    /// (Re)starts orders on its database, with the test configuration.
+    pub async fn start_orders(&mut self) {
+        self.stop_orders().await;
+        let config = self.users.db.config();
+        let log = taproom_server::runtime::server::logger(&config.log_level, config.log_format)
+            .expect("logger");
+        let server = taproom_server::orders::start(&config, &self.peers(), &log)
+            .await
+            .expect("orders service starts");
+        self.orders_url = format!("http://{}", server.local_addr());
+        self.orders_server = Some(server);
+    }
+
+    /// Stops orders (and its outbox relay).
+    pub async fn stop_orders(&mut self) {
+        if let Some(server) = self.orders_server.take() {
+            server.close().await.expect("clean shutdown");
+        }
+    }
+
+    /// Stops promotions: its port refuses connections until `start_promotions`.
+    pub async fn stop_promotions(&mut self) {
+        if let Some(server) = self.promotions_server.take() {
+            server.close().await.expect("clean shutdown");
+        }
+    }
+
+    /// Starts promotions again on its database and its old port.
+    pub async fn start_promotions(&mut self) {
+        let port: u16 = self
+            .promotions_url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("promotions URL has a port");
+        let mut config = self.users.db.config();
+        config.promotions_port = port;
+        let log = taproom_server::runtime::server::logger(&config.log_level, config.log_format)
+            .expect("logger");
+        let server = taproom_server::promotions::start(&config, &self.users.base_url, &log)
+            .await
+            .expect("promotions service restarts");
+        self.promotions_server = Some(server);
+    }
+
+    /// A promotions client logged in as a new admin.
+    pub async fn promotions_admin(&self) -> taproom_client::promotions::Client {
+        let token = self.users.admin_token().await;
+        taproom_client::promotions::Client::new_with_client(
+            &self.promotions_url,
+            bearer_client(&token),
+        )
     }
 
     /// Stops the beers service: its port refuses connections from now on.

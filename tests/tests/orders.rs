@@ -335,6 +335,7 @@ async fn bad_items_are_refused_and_nothing_is_written(backend: Backend) {
             .order_id(order.id)
             .body(types::Checkout {
                 expected_total: Some("1.00".parse().unwrap()),
+                promo_code: None,
             })
             .send()
             .await,
@@ -356,6 +357,7 @@ async fn bad_items_are_refused_and_nothing_is_written(backend: Backend) {
         .order_id(order.id)
         .body(types::Checkout {
             expected_total: Some("450.00".parse().unwrap()),
+            promo_code: None,
         })
         .send()
         .await
@@ -404,7 +406,9 @@ async fn the_catalogue_down_is_503_and_nothing_is_written(backend: Backend) {
             .send()
             .await
             .unwrap()
-            .total.as_str(), "4.50"
+            .total
+            .as_str(),
+        "4.50"
     );
 }
 
@@ -457,7 +461,11 @@ async fn orders_against(
     config.service_timeout_ms = timeout_ms;
     let log =
         taproom_server::runtime::server::logger(&config.log_level, config.log_format).unwrap();
-    let server = taproom_server::orders::start(&config, &shop.users.base_url, beers_url, &log)
+    let peers = taproom_server::orders::PeerUrls {
+        beers: beers_url.to_string(),
+        ..shop.peers()
+    };
+    let server = taproom_server::orders::start(&config, &peers, &log)
         .await
         .unwrap();
     let (_, token) = shop.users.register("bob").await;
@@ -555,6 +563,7 @@ async fn checkout_is_idempotent_with_a_key(backend: Backend) {
         checkout("key-1")
             .body(types::Checkout {
                 expected_total: Some("9.00".parse().unwrap()),
+                promo_code: None,
             })
             .send()
             .await,

@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// The services, in port order. Each has `openapi/<name>.yaml`.
-pub const SERVICES: &[&str] = &["users", "beers", "orders", "tasks"];
+pub const SERVICES: &[&str] = &["users", "beers", "orders", "tasks", "promotions"];
 
 /// One operation of a spec: path, lower-case method, the operation object, and the
 /// parameters its path item declares for every method.

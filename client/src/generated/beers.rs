@@ -8,6 +8,27 @@ use progenitor_client::{encode_path, ClientHooks, OperationInfo, RequestBuilderE
 /// Types used as operation parameters and responses.
 #[allow(clippy::all)]
 pub mod types {
+    ///Events written but not yet delivered (services with an outbox report it in `readyz`).
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq,
+        schemars::JsonSchema
+    )]
+    #[serde(deny_unknown_fields)]
+    pub struct Backlog {
+        ///How many events wait for delivery.
+        pub depth: i64,
+        ///Age of the oldest waiting event, in seconds (0 when none waits).
+        pub oldest_age_secs: f64,
+    }
+    impl Backlog {
+        pub fn builder() -> builder::Backlog {
+            Default::default()
+        }
+    }
     ///`Beer`
     #[derive(
         ::serde::Deserialize,
@@ -318,6 +339,11 @@ pub mod types {
             if value.chars().count() > 1024usize {
                 return Err("longer than 1024 characters".into());
             }
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            { ::regress::Regex::new("^[ -~]*$").unwrap() });
+            if PATTERN.find(value).is_none() {
+                return Err("doesn't match pattern \"^[ -~]*$\"".into());
+            }
             Ok(Self(value.to_string()))
         }
     }
@@ -382,6 +408,11 @@ pub mod types {
             if value.chars().count() > 1024usize {
                 return Err("longer than 1024 characters".into());
             }
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            { ::regress::Regex::new("^[ -~]*$").unwrap() });
+            if PATTERN.find(value).is_none() {
+                return Err("doesn't match pattern \"^[ -~]*$\"".into());
+            }
             Ok(Self(value.to_string()))
         }
     }
@@ -424,6 +455,8 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct Health {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub outbox: ::std::option::Option<Backlog>,
         ///`ok` when healthy.
         pub status: ::std::string::String,
     }
@@ -464,6 +497,11 @@ pub mod types {
         ) -> ::std::result::Result<Self, self::error::ConversionError> {
             if value.chars().count() > 1024usize {
                 return Err("longer than 1024 characters".into());
+            }
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            { ::regress::Regex::new("^[ -~]*$").unwrap() });
+            if PATTERN.find(value).is_none() {
+                return Err("doesn't match pattern \"^[ -~]*$\"".into());
             }
             Ok(Self(value.to_string()))
         }
@@ -902,6 +940,11 @@ pub mod types {
             if value.chars().count() > 1024usize {
                 return Err("longer than 1024 characters".into());
             }
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            { ::regress::Regex::new("^[ -~]*$").unwrap() });
+            if PATTERN.find(value).is_none() {
+                return Err("doesn't match pattern \"^[ -~]*$\"".into());
+            }
             Ok(Self(value.to_string()))
         }
     }
@@ -1090,6 +1133,68 @@ pub mod types {
     }
     /// Types for composing complex structures.
     pub mod builder {
+        #[derive(Clone, Debug)]
+        pub struct Backlog {
+            depth: ::std::result::Result<i64, ::std::string::String>,
+            oldest_age_secs: ::std::result::Result<f64, ::std::string::String>,
+        }
+        impl ::std::default::Default for Backlog {
+            fn default() -> Self {
+                Self {
+                    depth: Err("no value supplied for depth".to_string()),
+                    oldest_age_secs: Err(
+                        "no value supplied for oldest_age_secs".to_string(),
+                    ),
+                }
+            }
+        }
+        impl Backlog {
+            pub fn depth<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.depth = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for depth: {e}")
+                    });
+                self
+            }
+            pub fn oldest_age_secs<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<f64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.oldest_age_secs = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for oldest_age_secs: {e}"
+                        )
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<Backlog> for super::Backlog {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: Backlog,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    depth: value.depth?,
+                    oldest_age_secs: value.oldest_age_secs?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::Backlog> for Backlog {
+            fn from(value: super::Backlog) -> Self {
+                Self {
+                    depth: Ok(value.depth),
+                    oldest_age_secs: Ok(value.oldest_age_secs),
+                }
+            }
+        }
         #[derive(Clone, Debug)]
         pub struct Beer {
             created_at: ::std::result::Result<
@@ -1438,16 +1543,33 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct Health {
+            outbox: ::std::result::Result<
+                ::std::option::Option<super::Backlog>,
+                ::std::string::String,
+            >,
             status: ::std::result::Result<::std::string::String, ::std::string::String>,
         }
         impl ::std::default::Default for Health {
             fn default() -> Self {
                 Self {
+                    outbox: Ok(Default::default()),
                     status: Err("no value supplied for status".to_string()),
                 }
             }
         }
         impl Health {
+            pub fn outbox<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::Backlog>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.outbox = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for outbox: {e}")
+                    });
+                self
+            }
             pub fn status<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::string::String>,
@@ -1466,12 +1588,18 @@ pub mod types {
             fn try_from(
                 value: Health,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
-                Ok(Self { status: value.status? })
+                Ok(Self {
+                    outbox: value.outbox?,
+                    status: value.status?,
+                })
             }
         }
         impl ::std::convert::From<super::Health> for Health {
             fn from(value: super::Health) -> Self {
-                Self { status: Ok(value.status) }
+                Self {
+                    outbox: Ok(value.outbox),
+                    status: Ok(value.status),
+                }
             }
         }
         #[derive(Clone, Debug)]

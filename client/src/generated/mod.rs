@@ -16,3 +16,7 @@ pub mod orders;
 #[allow(unreachable_patterns)]
 #[rustfmt::skip]
 pub mod tasks;
+/// Client and types for the promotions service (`openapi/promotions.yaml`).
+#[allow(unreachable_patterns)]
+#[rustfmt::skip]
+pub mod promotions;

@@ -27,6 +27,27 @@ pub mod types {
             Default::default()
         }
     }
+    ///Events written but not yet delivered (services with an outbox report it in `readyz`).
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq,
+        schemars::JsonSchema
+    )]
+    #[serde(deny_unknown_fields)]
+    pub struct Backlog {
+        ///How many events wait for delivery.
+        pub depth: i64,
+        ///Age of the oldest waiting event, in seconds (0 when none waits).
+        pub oldest_age_secs: f64,
+    }
+    impl Backlog {
+        pub fn builder() -> builder::Backlog {
+            Default::default()
+        }
+    }
     ///`Checkout`
     #[derive(
         ::serde::Deserialize,
@@ -41,6 +62,8 @@ pub mod types {
     pub struct Checkout {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub expected_total: ::std::option::Option<Money>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub promo_code: ::std::option::Option<PromoCode>,
     }
     impl Checkout {
         pub fn builder() -> builder::Checkout {
@@ -130,6 +153,8 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct Health {
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub outbox: ::std::option::Option<Backlog>,
         ///`ok` when healthy.
         pub status: ::std::string::String,
     }
@@ -235,9 +260,9 @@ pub mod types {
             value: &str,
         ) -> ::std::result::Result<Self, self::error::ConversionError> {
             static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
-            { ::regress::Regex::new("^[0-9]+\\.[0-9]{2}$").unwrap() });
+            { ::regress::Regex::new("^[0-9]{1,13}\\.[0-9]{2}$").unwrap() });
             if PATTERN.find(value).is_none() {
-                return Err("doesn't match pattern \"^[0-9]+\\.[0-9]{2}$\"".into());
+                return Err("doesn't match pattern \"^[0-9]{1,13}\\.[0-9]{2}$\"".into());
             }
             Ok(Self(value.to_string()))
         }
@@ -289,6 +314,9 @@ pub mod types {
         pub id: ::uuid::Uuid,
         ///In the order they were first added.
         pub items: ::std::vec::Vec<OrderItem>,
+        ///The promo code applied at checkout, if any.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub promo_code: ::std::option::Option<::std::string::String>,
         pub status: OrderStatus,
         pub subtotal: Money,
         pub total: Money,
@@ -470,6 +498,72 @@ pub mod types {
             Default::default()
         }
     }
+    ///A promotions service promo code.
+    #[derive(
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
+    )]
+    #[serde(transparent)]
+    pub struct PromoCode(::std::string::String);
+    impl ::std::ops::Deref for PromoCode {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<PromoCode> for ::std::string::String {
+        fn from(value: PromoCode) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for PromoCode {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            { ::regress::Regex::new("^[A-Z0-9][A-Z0-9-]{2,31}$").unwrap() });
+            if PATTERN.find(value).is_none() {
+                return Err("doesn't match pattern \"^[A-Z0-9][A-Z0-9-]{2,31}$\"".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for PromoCode {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for PromoCode {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for PromoCode {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
     ///`Version`
     #[derive(
         ::serde::Deserialize,
@@ -556,9 +650,75 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
+        pub struct Backlog {
+            depth: ::std::result::Result<i64, ::std::string::String>,
+            oldest_age_secs: ::std::result::Result<f64, ::std::string::String>,
+        }
+        impl ::std::default::Default for Backlog {
+            fn default() -> Self {
+                Self {
+                    depth: Err("no value supplied for depth".to_string()),
+                    oldest_age_secs: Err(
+                        "no value supplied for oldest_age_secs".to_string(),
+                    ),
+                }
+            }
+        }
+        impl Backlog {
+            pub fn depth<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<i64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.depth = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for depth: {e}")
+                    });
+                self
+            }
+            pub fn oldest_age_secs<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<f64>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.oldest_age_secs = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for oldest_age_secs: {e}"
+                        )
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<Backlog> for super::Backlog {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: Backlog,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    depth: value.depth?,
+                    oldest_age_secs: value.oldest_age_secs?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::Backlog> for Backlog {
+            fn from(value: super::Backlog) -> Self {
+                Self {
+                    depth: Ok(value.depth),
+                    oldest_age_secs: Ok(value.oldest_age_secs),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct Checkout {
             expected_total: ::std::result::Result<
                 ::std::option::Option<super::Money>,
+                ::std::string::String,
+            >,
+            promo_code: ::std::result::Result<
+                ::std::option::Option<super::PromoCode>,
                 ::std::string::String,
             >,
         }
@@ -566,6 +726,7 @@ pub mod types {
             fn default() -> Self {
                 Self {
                     expected_total: Ok(Default::default()),
+                    promo_code: Ok(Default::default()),
                 }
             }
         }
@@ -584,6 +745,18 @@ pub mod types {
                     });
                 self
             }
+            pub fn promo_code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::PromoCode>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.promo_code = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for promo_code: {e}")
+                    });
+                self
+            }
         }
         impl ::std::convert::TryFrom<Checkout> for super::Checkout {
             type Error = super::error::ConversionError;
@@ -592,6 +765,7 @@ pub mod types {
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
                     expected_total: value.expected_total?,
+                    promo_code: value.promo_code?,
                 })
             }
         }
@@ -599,21 +773,39 @@ pub mod types {
             fn from(value: super::Checkout) -> Self {
                 Self {
                     expected_total: Ok(value.expected_total),
+                    promo_code: Ok(value.promo_code),
                 }
             }
         }
         #[derive(Clone, Debug)]
         pub struct Health {
+            outbox: ::std::result::Result<
+                ::std::option::Option<super::Backlog>,
+                ::std::string::String,
+            >,
             status: ::std::result::Result<::std::string::String, ::std::string::String>,
         }
         impl ::std::default::Default for Health {
             fn default() -> Self {
                 Self {
+                    outbox: Ok(Default::default()),
                     status: Err("no value supplied for status".to_string()),
                 }
             }
         }
         impl Health {
+            pub fn outbox<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::Backlog>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.outbox = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for outbox: {e}")
+                    });
+                self
+            }
             pub fn status<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::string::String>,
@@ -632,12 +824,18 @@ pub mod types {
             fn try_from(
                 value: Health,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
-                Ok(Self { status: value.status? })
+                Ok(Self {
+                    outbox: value.outbox?,
+                    status: value.status?,
+                })
             }
         }
         impl ::std::convert::From<super::Health> for Health {
             fn from(value: super::Health) -> Self {
-                Self { status: Ok(value.status) }
+                Self {
+                    outbox: Ok(value.outbox),
+                    status: Ok(value.status),
+                }
             }
         }
         #[derive(Clone, Debug)]
@@ -654,6 +852,10 @@ pub mod types {
             id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
             items: ::std::result::Result<
                 ::std::vec::Vec<super::OrderItem>,
+                ::std::string::String,
+            >,
+            promo_code: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
                 ::std::string::String,
             >,
             status: ::std::result::Result<super::OrderStatus, ::std::string::String>,
@@ -673,6 +875,7 @@ pub mod types {
                     discount: Err("no value supplied for discount".to_string()),
                     id: Err("no value supplied for id".to_string()),
                     items: Err("no value supplied for items".to_string()),
+                    promo_code: Ok(Default::default()),
                     status: Err("no value supplied for status".to_string()),
                     subtotal: Err("no value supplied for subtotal".to_string()),
                     total: Err("no value supplied for total".to_string()),
@@ -739,6 +942,18 @@ pub mod types {
                     .try_into()
                     .map_err(|e| {
                         format!("error converting supplied value for items: {e}")
+                    });
+                self
+            }
+            pub fn promo_code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.promo_code = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for promo_code: {e}")
                     });
                 self
             }
@@ -814,6 +1029,7 @@ pub mod types {
                     discount: value.discount?,
                     id: value.id?,
                     items: value.items?,
+                    promo_code: value.promo_code?,
                     status: value.status?,
                     subtotal: value.subtotal?,
                     total: value.total?,
@@ -830,6 +1046,7 @@ pub mod types {
                     discount: Ok(value.discount),
                     id: Ok(value.id),
                     items: Ok(value.items),
+                    promo_code: Ok(value.promo_code),
                     status: Ok(value.status),
                     subtotal: Ok(value.subtotal),
                     total: Ok(value.total),
@@ -1602,7 +1819,7 @@ let response = client.remove_order_item()
     }
     /**Check out an open order
 
-Closes the order and returns its final totals; a closed order cannot change (409). Send an `Idempotency-Key` to retry safely: a repeat with the same key returns the first success again, and the same key with a different order or body is 422. Of concurrent checkouts of one order exactly one succeeds. With `expected_total`, checkout happens only if the total is still that (else 409).
+Closes the order and returns its final totals; a closed order cannot change (409). Send an `Idempotency-Key` to retry safely: a repeat with the same key returns the first success again, and the same key with a different order or body is 422. Of concurrent checkouts of one order exactly one succeeds. With `expected_total`, checkout happens only if the total is still that (else 409). With `promo_code`, the code is checked with the promotions service and its percentage taken off (rounded half up to the cent); a code the user has used up, or an unknown one, is 422, and when promotions cannot be reached the answer is 503 and nothing is written. Without a code, checkout never depends on promotions. Every checkout emits an `order.placed` event, delivered at least once.
 
 Sends a `POST` request to `/v1/orders/{order_id}/checkout`
 
@@ -2571,6 +2788,13 @@ pub mod builder {
                     )
                 }
                 500u16..=599u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
                     Err(
                         Error::ErrorResponse(
                             ResponseValue::from_response(response).await?,

@@ -2,7 +2,7 @@
 //! changes only their own orders (an admin, anyone's); anyone else's is 404.
 
 use super::api::*;
-use super::store::{self, CheckoutRefused, KeyRecord, Refused, Snapshot};
+use super::store::{self, CheckoutRefused, KeyRecord, Promo, Refused, Snapshot};
 use super::OrdersContext;
 use crate::runtime::auth::{self, Caller};
 use crate::runtime::db::StoreError;
@@ -60,25 +60,70 @@ async fn reread(rqctx: &Rq, id: Uuid) -> Result<HttpResponseOk<types::Order>, Pr
         .map_err(|e| store_problem(rqctx, e))
 }
 
+/// 503 for a service this request needs that did not answer in time; logged.
+fn unavailable(rqctx: &Rq, what: &str, why: &dyn std::fmt::Display) -> Problem {
+    slog::warn!(rqctx.log, "service call failed"; "service" => what, "error" => %why);
+    Problem::unavailable(format!(
+        "{what} cannot be reached right now; nothing was changed. Retry shortly."
+    ))
+    .request(&rqctx.request_id)
+    .header(http::header::RETRY_AFTER, "5")
+}
+
+/// The call context that carries this request's caller and id to other services.
+fn on_behalf(rqctx: &Rq) -> CallContext {
+    CallContext {
+        bearer_token: auth::bearer_token(rqctx),
+        request_id: Some(rqctx.request_id.clone()),
+    }
+}
+
+/// The promo code's terms for the order's user, as promotions has them. Unknown or used
+/// up: 422. Promotions unreachable: 503.
+async fn promo_terms(rqctx: &Rq, code: &str, user_id: Uuid) -> Result<(u32, u32), Problem> {
+    use taproom_client::promotions::Error;
+    let promotions = &rqctx.context().state.promotions;
+    let asked = on_behalf(rqctx)
+        .scope(
+            promotions
+                .check_eligibility()
+                .code(code)
+                .user_id(user_id)
+                .send(),
+        )
+        .await;
+    let eligibility = match asked {
+        Ok(e) => e.into_inner(),
+        Err(Error::ErrorResponse(r)) if r.status() == 404 => {
+            return Err(unprocessable(
+                rqctx,
+                format!("There is no promo code {code}."),
+            ));
+        }
+        Err(e) => return Err(unavailable(rqctx, "The promotions service", &e)),
+    };
+    if !eligibility.eligible {
+        return Err(unprocessable(
+            rqctx,
+            format!(
+                "Promo code {code} has been used the most times it allows ({}).",
+                eligibility.max_uses
+            ),
+        ));
+    }
+    Ok((eligibility.percent_off, eligibility.max_uses))
+}
+
 /// The beer as the catalogue has it now, asked on the caller's behalf (their token and
 /// this request's id go along). Unknown beer: 422. Catalogue unreachable, slow or
 /// failing: 503 with Retry-After.
 async fn lookup_beer(rqctx: &Rq, beer_id: Uuid) -> Result<Snapshot, Problem> {
     use taproom_client::beers::Error;
-    let call = CallContext {
-        bearer_token: auth::bearer_token(rqctx),
-        request_id: Some(rqctx.request_id.clone()),
-    };
     let beers = &rqctx.context().state.beers;
-    let result = call.scope(beers.get_beer().beer_id(beer_id).send()).await;
-    let unavailable = |why: &dyn std::fmt::Display| {
-        slog::warn!(rqctx.log, "beers service call failed"; "error" => %why);
-        Problem::unavailable(
-            "The catalogue cannot be reached right now; nothing was changed. Retry shortly.",
-        )
-        .request(&rqctx.request_id)
-        .header(http::header::RETRY_AFTER, "5")
-    };
+    let result = on_behalf(rqctx)
+        .scope(beers.get_beer().beer_id(beer_id).send())
+        .await;
+    let unavailable = |why: &dyn std::fmt::Display| unavailable(rqctx, "The catalogue", why);
     let beer = match result {
         Ok(beer) => beer.into_inner(),
         Err(Error::ErrorResponse(response)) if response.status() == 404 => {
@@ -228,7 +273,27 @@ impl OrdersApi for OrdersImpl {
         if let Some(first) = replay(&rqctx, me.user_id, key.as_deref(), &fingerprint).await? {
             return Ok(first);
         }
-        visible_order(&rqctx, &me, id).await?;
+        let order = visible_order(&rqctx, &me, id).await?;
+        if order.status == types::OrderStatus::Closed {
+            // Closed by a concurrent request with this key, perhaps: its answer is ours.
+            return match replay(&rqctx, me.user_id, key.as_deref(), &fingerprint).await? {
+                Some(first) => Ok(first),
+                None => Err(refused(&rqctx, Refused::Closed)),
+            };
+        }
+        let terms = match body.promo_code.as_deref() {
+            Some(code) => Some(promo_terms(&rqctx, code, order.user_id).await?),
+            None => None,
+        };
+        let promo = body
+            .promo_code
+            .as_deref()
+            .zip(terms)
+            .map(|(code, (percent_off, max_uses))| Promo {
+                code,
+                percent_off,
+                max_uses,
+            });
         let expected_total = match &body.expected_total {
             Some(total) => Some(money::parse_cents(total).ok_or_else(|| {
                 Problem::validation(vec![FieldError {
@@ -244,8 +309,11 @@ impl OrdersApi for OrdersImpl {
             key,
             fingerprint: &fingerprint,
         });
-        match store::checkout(&rqctx.context().db, id, expected_total, record).await {
-            Ok(order) => Ok(HttpResponseOk(order)),
+        match store::checkout(&rqctx.context().db, id, expected_total, promo, record).await {
+            Ok(order) => {
+                rqctx.context().state.wake_relay();
+                Ok(HttpResponseOk(order))
+            }
             // A concurrent request with the same key got there first: its answer is ours.
             Err(CheckoutRefused::KeyTaken | CheckoutRefused::Order(Refused::Closed))
                 if key.is_some() =>
@@ -257,6 +325,10 @@ impl OrdersApi for OrdersImpl {
             }
             Err(CheckoutRefused::KeyTaken) => Err(refused(&rqctx, Refused::Closed)),
             Err(CheckoutRefused::Order(r)) => Err(refused(&rqctx, r)),
+            Err(CheckoutRefused::PromoUsedUp) => Err(unprocessable(
+                &rqctx,
+                "This promo code has been used the most times it allows.",
+            )),
             Err(CheckoutRefused::Empty) => Err(unprocessable(
                 &rqctx,
                 "The order is empty; add a beer before checking out.",

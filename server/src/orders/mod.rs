@@ -1,6 +1,8 @@
 //! The orders service: each user's orders (port 5003). Items are looked up in the
 //! catalogue through the generated beers client, on the caller's behalf (their token and
 //! request id go along), and snapshotted: an order keeps the name and price a beer had.
+//! Promo codes are checked with promotions at checkout, and every checkout writes an
+//! `order.placed` event to the outbox, which a relay delivers (HTTP or NATS).
 
 pub mod api;
 mod handlers;
@@ -8,12 +10,23 @@ mod store;
 
 use crate::runtime::auth::Keyring;
 use crate::runtime::config::Config;
-use crate::runtime::{server, Db, Service};
+use crate::runtime::outbox::{self, Relay, RelayHandle, RelayOptions, Sink};
+use crate::runtime::{nats, server, Db, Service};
+use anyhow::Context as _;
 use dropshot::HttpServer;
+use std::sync::Arc;
 
 pub const NAME: &str = "orders";
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/orders");
+
+/// Where the services orders depends on are.
+#[derive(Debug, Clone)]
+pub struct PeerUrls {
+    pub users: String,
+    pub beers: String,
+    pub promotions: String,
+}
 
 /// What orders needs beyond its database.
 pub struct Peers {
@@ -21,6 +34,19 @@ pub struct Peers {
     pub keyring: Keyring,
     /// The catalogue, with calls bounded by `SERVICE_TIMEOUT_MS`.
     pub beers: taproom_client::beers::Client,
+    /// Promo code checks, bounded the same way.
+    pub promotions: taproom_client::promotions::Client,
+    /// This instance's outbox relay, if it runs one.
+    relay: Option<RelayHandle>,
+}
+
+impl Peers {
+    /// Asks the relay to deliver now (after a commit that wrote an event).
+    pub fn wake_relay(&self) {
+        if let Some(relay) = &self.relay {
+            relay.wake();
+        }
+    }
 }
 
 pub type OrdersContext = Service<Peers>;
@@ -29,24 +55,109 @@ pub async fn connect(config: &Config) -> anyhow::Result<Db> {
     server::connect(config, NAME, &MIGRATOR).await
 }
 
-/// Starts the service against the users service at `users_url` (for token keys) and
-/// the beers service at `beers_url`.
-pub async fn start(
-    config: &Config,
-    users_url: &str,
-    beers_url: &str,
-    log: &slog::Logger,
-) -> anyhow::Result<HttpServer<OrdersContext>> {
+fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
     let timeout = config.service_timeout();
-    let http = reqwest::Client::builder()
+    Ok(reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
-        .build()?;
-    let peers = Peers {
-        keyring: Keyring::remote(users_url, timeout)?,
-        beers: taproom_client::beers::Client::new_with_client(beers_url, http),
+        .build()?)
+}
+
+/// Delivers `order.placed` events to promotions' `receive_event` with the events token.
+struct HttpSink {
+    promotions: taproom_client::promotions::Client,
+}
+
+#[async_trait::async_trait]
+impl Sink for HttpSink {
+    async fn send(&self, event: &outbox::Event) -> anyhow::Result<()> {
+        let body: taproom_client::promotions::types::Event =
+            serde_json::from_str(&event.payload)
+                .with_context(|| format!("event {} is not an Event", event.id))?;
+        self.promotions
+            .receive_event()
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("receive_event: {e}"))?;
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+}
+
+/// A relay for the orders outbox at `db`, sending as the configuration says: to NATS
+/// when `NATS_URL` is set, else to promotions over HTTP with `EVENTS_TOKEN`.
+pub async fn relay(
+    config: &Config,
+    db: &Db,
+    promotions_url: &str,
+    options: RelayOptions,
+    log: &slog::Logger,
+) -> anyhow::Result<Relay> {
+    let sink: Arc<dyn Sink> = match &config.nats_url {
+        Some(url) => Arc::new(nats::NatsSink {
+            js: nats::connect(url).await?,
+            timeout: config.service_timeout(),
+        }),
+        None => {
+            let token = config.events_token.as_deref().context(
+                "EVENTS_TOKEN: required to deliver events to promotions over HTTP (or set NATS_URL)",
+            )?;
+            let mut headers = reqwest::header::HeaderMap::new();
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("EVENTS_TOKEN: not valid header text")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            let timeout = config.service_timeout();
+            let http = reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout)
+                .default_headers(headers)
+                .build()?;
+            Arc::new(HttpSink {
+                promotions: taproom_client::promotions::Client::new_with_client(
+                    promotions_url,
+                    http,
+                ),
+            })
+        }
     };
-    let context = Service::open(config, NAME, api::SPEC_YAML, &MIGRATOR, peers).await?;
+    Ok(Relay::new(
+        db.clone(),
+        sink,
+        options,
+        &log.new(slog::o!("service" => NAME)),
+    ))
+}
+
+pub async fn start(
+    config: &Config,
+    peers: &PeerUrls,
+    log: &slog::Logger,
+) -> anyhow::Result<HttpServer<OrdersContext>> {
+    let http = http_client(config)?;
+    let state = Peers {
+        keyring: Keyring::remote(&peers.users, config.service_timeout())?,
+        beers: taproom_client::beers::Client::new_with_client(&peers.beers, http.clone()),
+        promotions: taproom_client::promotions::Client::new_with_client(&peers.promotions, http),
+        relay: None,
+    };
+    let mut context = Service::open(config, NAME, api::SPEC_YAML, &MIGRATOR, state).await?;
+    context.db.outbox = true;
+    if config.outbox_relay {
+        let relay = relay(
+            config,
+            &context.db,
+            &peers.promotions,
+            RelayOptions::default(),
+            log,
+        )
+        .await?;
+        context.state.relay = Some(relay.spawn());
+    }
     server::start(
         api::orders_api_mod::api_description::<handlers::OrdersImpl>(),
         context,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 macro_rules! orders_with_items {
     ($where:literal) => {
         concat!(
-            "SELECT o.id, o.user_id, o.status, o.discount_cents, o.created_at, o.updated_at, o.closed_at, \
+            "SELECT o.id, o.user_id, o.status, o.discount_cents, o.promo_code, o.created_at, o.updated_at, o.closed_at, \
                i.beer_id, i.sku, i.name, i.unit_price_cents, i.quantity \
              FROM (SELECT * FROM orders WHERE ",
             $where,
@@ -69,6 +69,7 @@ fn to_orders(rows: &[sqlx::any::AnyRow]) -> Result<Vec<types::Order>, StoreError
                 created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
                 updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
                 closed_at: closed_at.as_deref().map(parse_time).transpose()?,
+                promo_code: row.try_get("promo_code")?,
             };
             orders.push((order, 0, row.try_get("discount_cents")?));
         }
@@ -293,6 +294,20 @@ pub enum CheckoutRefused {
     TotalChanged(String),
     /// Another request stored an answer for this idempotency key first.
     KeyTaken,
+    /// The user has used the promo code as often as it allows.
+    PromoUsedUp,
+}
+
+/// A promo code to apply, as promotions described it.
+pub struct Promo<'a> {
+    pub code: &'a str,
+    pub percent_off: u32,
+    pub max_uses: u32,
+}
+
+/// `percent` of `cents`, rounded half up to the cent.
+pub fn percent_of(cents: i64, percent: u32) -> i64 {
+    (cents * i64::from(percent) + 50) / 100
 }
 
 impl From<Refused> for CheckoutRefused {
@@ -320,22 +335,69 @@ pub struct KeyRecord<'a> {
     pub fingerprint: &'a str,
 }
 
-/// Closes an open, non-empty order, in one transaction with the idempotency record of
-/// its answer. `expected_total` (cents), when given, must be the order's total.
+/// Closes an open, non-empty order, in one transaction with: the use of its promo code
+/// (refused past the code's limit for the order's user, however many checkouts race),
+/// the `order.placed` event in the outbox, and the idempotency record of its answer.
+/// `expected_total` (cents), when given, must be the order's total.
 pub async fn checkout(
     db: &Db,
     order_id: Uuid,
     expected_total: Option<i64>,
+    promo: Option<Promo<'_>>,
     key: Option<KeyRecord<'_>>,
 ) -> Result<types::Order, CheckoutRefused> {
     let mut tx = db.pool.begin().await?;
     let now = now_text();
     lock_open(&mut tx, order_id, &now).await?;
-    sqlx::query("UPDATE orders SET status = 'closed', closed_at = $2 WHERE id = $1")
-        .bind(order_id.to_string())
-        .bind(&now)
-        .execute(&mut *tx)
-        .await?;
+    let subtotal: Option<i64> = sqlx::query_scalar(
+        // PostgreSQL sums BIGINT as NUMERIC; both databases cast it back.
+        "SELECT CAST(SUM(unit_price_cents * quantity) AS BIGINT) FROM order_items WHERE order_id = $1",
+    )
+    .bind(order_id.to_string())
+    .fetch_one(&mut *tx)
+    .await?;
+    let Some(subtotal) = subtotal else {
+        return Err(CheckoutRefused::Empty);
+    };
+    let discount = match &promo {
+        Some(promo) => {
+            let user: String = sqlx::query_scalar("SELECT user_id FROM orders WHERE id = $1")
+                .bind(order_id.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO promo_uses (user_id, code, uses) VALUES ($1, $2, 0) \
+                 ON CONFLICT (user_id, code) DO NOTHING",
+            )
+            .bind(&user)
+            .bind(promo.code)
+            .execute(&mut *tx)
+            .await?;
+            // The row lock makes racing checkouts of one user's code take turns here.
+            let counted = sqlx::query(
+                "UPDATE promo_uses SET uses = uses + 1 WHERE user_id = $1 AND code = $2 AND uses < $3",
+            )
+            .bind(&user)
+            .bind(promo.code)
+            .bind(i64::from(promo.max_uses))
+            .execute(&mut *tx)
+            .await?;
+            if counted.rows_affected() == 0 {
+                return Err(CheckoutRefused::PromoUsedUp);
+            }
+            percent_of(subtotal, promo.percent_off)
+        }
+        None => 0,
+    };
+    sqlx::query(
+        "UPDATE orders SET status = 'closed', closed_at = $2, discount_cents = $3, promo_code = $4 WHERE id = $1",
+    )
+    .bind(order_id.to_string())
+    .bind(&now)
+    .bind(discount)
+    .bind(promo.as_ref().map(|p| p.code))
+    .execute(&mut *tx)
+    .await?;
     let rows = sqlx::query(orders_with_items!("id = $1"))
         .bind(order_id.to_string())
         .fetch_all(&mut *tx)
@@ -343,9 +405,6 @@ pub async fn checkout(
     let order = to_orders(&rows)?
         .pop()
         .ok_or(CheckoutRefused::Order(Refused::NotFound))?;
-    if order.items.is_empty() {
-        return Err(CheckoutRefused::Empty);
-    }
     if let Some(expected) = expected_total {
         if format_cents(expected) != order.total.to_string() {
             return Err(CheckoutRefused::TotalChanged(order.total.to_string()));
@@ -375,6 +434,42 @@ pub async fn checkout(
             }
         }
     }
+    let event = placed_event(&order, &now)?;
+    crate::runtime::outbox::enqueue(
+        &mut tx,
+        event.id,
+        "order.placed",
+        &serde_json::to_string(&event).map_err(|e| StoreError::Db(e.into()))?,
+    )
+    .await?;
     tx.commit().await?;
     Ok(order)
+}
+
+/// The `order.placed` event for a closed order, in promotions' `Event` shape.
+fn placed_event(
+    order: &types::Order,
+    now: &str,
+) -> Result<taproom_client::promotions::types::Event, StoreError> {
+    use taproom_client::promotions::types as p;
+    let promo_code = order
+        .promo_code
+        .as_deref()
+        .map(str::parse::<p::PromoCode>)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("stored promo code: {e}"))?;
+    Ok(p::Event {
+        id: Uuid::now_v7(),
+        type_: p::EventType::OrderPlaced,
+        occurred_at: parse_time(now)?,
+        order: p::PlacedOrder {
+            order_id: order.id,
+            user_id: order.user_id,
+            promo_code,
+            total: order
+                .total
+                .parse()
+                .map_err(|e| anyhow::anyhow!("order total: {e}"))?,
+        },
+    })
 }

@@ -28,6 +28,10 @@ pub struct Config {
     #[arg(long, env = "ORDERS_DATABASE_URL", global = true)]
     pub orders_database_url: Option<String>,
 
+    /// Database URL for the promotions service; overrides DATABASE_URL.
+    #[arg(long, env = "PROMOTIONS_DATABASE_URL", global = true)]
+    pub promotions_database_url: Option<String>,
+
     /// Database URL for the tasks service; overrides DATABASE_URL.
     #[arg(long, env = "TASKS_DATABASE_URL", global = true)]
     pub tasks_database_url: Option<String>,
@@ -52,6 +56,10 @@ pub struct Config {
     #[arg(long, env = "TASKS_PORT", default_value_t = 5004, global = true)]
     pub tasks_port: u16,
 
+    /// Port of the promotions service (0 picks a free one).
+    #[arg(long, env = "PROMOTIONS_PORT", default_value_t = 5005, global = true)]
+    pub promotions_port: u16,
+
     /// Base URL of the users service, whose public keys the other services verify tokens
     /// with. `server all` points it at its own users service.
     #[arg(
@@ -71,6 +79,31 @@ pub struct Config {
         global = true
     )]
     pub beers_url: String,
+
+    /// Base URL of the promotions service, which orders checks promo codes with and (without
+    /// NATS_URL) delivers events to. `server all` points it at its own promotions service.
+    #[arg(
+        long,
+        env = "PROMOTIONS_URL",
+        default_value = "http://127.0.0.1:5005",
+        global = true
+    )]
+    pub promotions_url: String,
+
+    /// Shared secret services deliver events to each other with (over HTTP). Required by
+    /// orders and promotions when run apart; `server all` makes one up if unset.
+    #[arg(long, env = "EVENTS_TOKEN", global = true, hide_env_values = true)]
+    pub events_token: Option<String>,
+
+    /// NATS server with JetStream (e.g. nats://127.0.0.1:4222). When set, events go through
+    /// the TAPROOM_EVENTS stream instead of HTTP.
+    #[arg(long, env = "NATS_URL", global = true)]
+    pub nats_url: Option<String>,
+
+    /// Whether this instance runs an outbox relay (delivering its service's events).
+    /// Any number of instances may; turn it off to leave delivery to others.
+    #[arg(long, env = "OUTBOX_RELAY", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub outbox_relay: bool,
 
     /// Timeout, in milliseconds, for calls to other services (connecting included).
     #[arg(
@@ -148,6 +181,7 @@ impl Config {
             "beers" => self.beers_port,
             "orders" => self.orders_port,
             "tasks" => self.tasks_port,
+            "promotions" => self.promotions_port,
             _ => 0,
         }
     }
@@ -164,6 +198,7 @@ impl Config {
             "beers" => self.beers_database_url.clone(),
             "orders" => self.orders_database_url.clone(),
             "tasks" => self.tasks_database_url.clone(),
+            "promotions" => self.promotions_database_url.clone(),
             _ => None,
         };
         if let Some(url) = own {

@@ -18,6 +18,8 @@ pub enum Backend {
 pub struct Db {
     pub pool: AnyPool,
     pub backend: Backend,
+    /// Whether this database has an outbox (its backlog is reported by `readyz`).
+    pub outbox: bool,
     migrator: &'static Migrator,
 }
 
@@ -72,6 +74,7 @@ impl Db {
         let db = Db {
             pool,
             backend,
+            outbox: false,
             migrator,
         };
         db.migrate().await?;

@@ -46,7 +46,12 @@ pub async fn healthz<C: ServiceContext, T: Payload>(
 pub async fn readyz<C: ServiceContext, T: Payload>(
     rqctx: RequestContext<C>,
 ) -> Result<HttpResponseOk<T>, Problem> {
-    match rqctx.context().db().ready().await {
+    let db = rqctx.context().db();
+    match db.ready().await {
+        Ok(()) if db.outbox => match super::outbox::backlog(db).await {
+            Ok(backlog) => typed(json!({"status": "ok", "outbox": backlog})),
+            Err(e) => Err(Problem::internal(&rqctx.log, &format!("{e:#}"))),
+        },
         Ok(()) => typed(json!({"status": "ok"})),
         Err(e) => {
             slog::warn!(rqctx.log, "not ready"; "reason" => %format!("{e:#}"));

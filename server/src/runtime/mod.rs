@@ -26,6 +26,8 @@ pub mod extract;
 pub mod http;
 pub mod infra;
 pub mod money;
+pub mod nats;
+pub mod outbox;
 pub mod pagination;
 pub mod problem;
 pub mod server;

@@ -1,0 +1,160 @@
+//! The promotions service: the generated `PromotionsApi` trait, implemented.
+
+use super::api::*;
+use super::store;
+use super::PromotionsContext;
+use crate::runtime::auth::{self, Caller};
+use crate::runtime::db::StoreError;
+use crate::runtime::http::created;
+use crate::runtime::{extract, Db, Problem};
+use crate::runtime::{ValidatedBody, ValidatedPath, ValidatedQuery};
+use dropshot::{HttpResponseCreated, HttpResponseHeaders, HttpResponseOk, RequestContext};
+use taproom_client::promotions::types;
+
+pub enum PromotionsImpl {}
+
+type Rq = RequestContext<PromotionsContext>;
+
+async fn caller(rqctx: &Rq) -> Result<Caller, Problem> {
+    auth::caller(rqctx, &rqctx.context().state.keyring).await
+}
+
+fn store_problem(rqctx: &Rq, e: StoreError) -> Problem {
+    e.problem(&rqctx.log, &rqctx.request_id, "promo code")
+}
+
+/// Whether `given` is the shared events token, compared in constant time.
+fn is_events_token(expected: &str, given: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    // Equal-length digests, so the comparison time says nothing about the token.
+    let (a, b) = (Sha256::digest(expected), Sha256::digest(given));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// Takes an event from NATS: validated like `receive_event`'s body. An event that can
+/// never be taken (not JSON, not an Event) is logged and dropped rather than redelivered
+/// forever; a store failure is an error, so the message is delivered again.
+pub async fn take_raw_event(db: &Db, payload: &[u8], log: &slog::Logger) -> anyhow::Result<()> {
+    let value: serde_json::Value = match serde_json::from_slice(payload) {
+        Ok(v) => v,
+        Err(e) => {
+            slog::error!(log, "dropping an event that is not JSON"; "error" => %e);
+            return Ok(());
+        }
+    };
+    let errors = extract::validate_body("receive_event", &value);
+    let event: types::Event = match (errors.is_empty(), serde_json::from_value(value)) {
+        (true, Ok(event)) => event,
+        (_, result) => {
+            slog::error!(log, "dropping an event that does not match the Event schema";
+                "errors" => ?errors, "decode" => ?result.err().map(|e| e.to_string()));
+            return Ok(());
+        }
+    };
+    let duplicate = store::take_event(db, &event)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    slog::info!(log, "event taken"; "event_id" => %event.id, "duplicate" => duplicate);
+    Ok(())
+}
+
+impl PromotionsApi for PromotionsImpl {
+    type Context = PromotionsContext;
+
+    async fn create_promotion(
+        rqctx: Rq,
+        body: ValidatedBody<types::CreatePromotion>,
+    ) -> Result<HttpResponseHeaders<HttpResponseCreated<types::Promotion>>, Problem> {
+        let me = caller(&rqctx).await?;
+        if !me.admin {
+            return Err(auth::forbidden(
+                &rqctx.request_id,
+                "Only admins may create promo codes.",
+            ));
+        }
+        let body = body.into_inner();
+        let max_uses = body.max_uses_per_user.get();
+        let promotion = store::create(
+            &rqctx.context().db,
+            &body.code,
+            body.percent_off.get(),
+            max_uses,
+        )
+        .await
+        .map_err(|e| store_problem(&rqctx, e))?;
+        Ok(created(
+            format!("/v1/promotions/{}", promotion.code),
+            promotion,
+        ))
+    }
+
+    async fn get_promotion(
+        rqctx: Rq,
+        path: ValidatedPath<GetPromotionPath>,
+    ) -> Result<HttpResponseOk<types::Promotion>, Problem> {
+        caller(&rqctx).await?;
+        store::get(&rqctx.context().db, &path.into_inner().code)
+            .await
+            .map(HttpResponseOk)
+            .map_err(|e| store_problem(&rqctx, e))
+    }
+
+    async fn check_eligibility(
+        rqctx: Rq,
+        path: ValidatedPath<CheckEligibilityPath>,
+        query: ValidatedQuery<CheckEligibilityQuery>,
+    ) -> Result<HttpResponseOk<types::Eligibility>, Problem> {
+        let me = caller(&rqctx).await?;
+        let user_id = query.into_inner().user_id.unwrap_or(me.user_id);
+        if !me.may_act_for(user_id) {
+            return Err(auth::forbidden(
+                &rqctx.request_id,
+                "Only admins may ask about someone else's eligibility.",
+            ));
+        }
+        let db = &rqctx.context().db;
+        let code = path.into_inner().code;
+        let promotion = store::get(db, &code)
+            .await
+            .map_err(|e| store_problem(&rqctx, e))?;
+        let uses = store::uses(db, &code, user_id)
+            .await
+            .map_err(|e| store_problem(&rqctx, e))?;
+        Ok(HttpResponseOk(types::Eligibility {
+            code: promotion.code,
+            user_id,
+            eligible: uses < promotion.max_uses_per_user,
+            uses,
+            max_uses: promotion.max_uses_per_user,
+            percent_off: promotion.percent_off,
+        }))
+    }
+
+    async fn receive_event(
+        rqctx: Rq,
+        body: ValidatedBody<types::Event>,
+    ) -> Result<HttpResponseOk<types::EventReceipt>, Problem> {
+        let expected = rqctx.context().state.events_token.as_deref();
+        let given = auth::bearer_token(&rqctx);
+        let ok =
+            matches!((expected, given.as_deref()), (Some(e), Some(g)) if is_events_token(e, g));
+        if !ok {
+            return Err(auth::unauthorized(
+                &rqctx.request_id,
+                "send the services' events token as a Bearer token",
+                given.is_some(),
+            ));
+        }
+        let event = body.into_inner();
+        let duplicate = store::take_event(&rqctx.context().db, &event)
+            .await
+            .map_err(|e| store_problem(&rqctx, e))?;
+        Ok(HttpResponseOk(types::EventReceipt {
+            id: event.id,
+            duplicate,
+        }))
+    }
+}
