@@ -513,3 +513,92 @@ pub fn problem<T: std::fmt::Debug, P: std::fmt::Debug>(
         other => panic!("expected an error response, got {other:?}"),
     }
 }
+
+/// A private NATS server with JetStream on a free port and a temporary store, for tests
+/// that stop and restart it (`NATS_SERVER` names the binary; default `nats-server`).
+pub struct Nats {
+    pub url: String,
+    port: u16,
+    store: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl Nats {
+    pub async fn start() -> Nats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut nats = Nats {
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            store: tempfile::tempdir().expect("temp dir"),
+            child: None,
+        };
+        nats.restart().await;
+        nats
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to clients).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port and store, and waits until it accepts connections.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let binary = std::env::var("NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+        let child = std::process::Command::new(&binary)
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run {binary} (install nats-server, or set NATS_SERVER): {e}")
+            });
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("nats-server did not start on port {}", self.port);
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Polls `check` until it returns true, for at most `secs` seconds.
+pub async fn eventually<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("not within {secs} s: {what}");
+}

@@ -114,6 +114,12 @@ impl Relay {
         }
     }
 
+    /// Where this relay sends (for tests that send without marking, as a relay killed
+    /// between the two would).
+    pub fn sink(&self) -> &dyn Sink {
+        self.sink.as_ref()
+    }
+
     /// Wakes the relay now (e.g. right after a commit that enqueued an event).
     pub fn waker(&self) -> Arc<tokio::sync::Notify> {
         self.wake.clone()
