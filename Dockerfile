@@ -20,7 +20,7 @@ WORKDIR /var/lib/taproom
 ENV BIND_ADDRESS=0.0.0.0 \
     DATA_DIR=/var/lib/taproom/data
 VOLUME ["/var/lib/taproom/data"]
-EXPOSE 5001
+EXPOSE 5001 5002 5003 5004 5005
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 CMD ["server", "healthcheck"]
 ENTRYPOINT ["server"]
 CMD ["all"]

@@ -196,7 +196,10 @@ async fn codes_take_a_percentage_off_and_are_limited_per_user(backend: Backend) 
     assert_eq!(status, 422, "{p:?}");
     // Unknown codes are 422 too; without a code checkout goes on as before.
     assert_eq!(problem(buy(&w, &alice, Some("NOPE-1")).await).0, 422);
-    assert_eq!(buy(&w, &alice, None).await.unwrap().discount.as_str(), "0.00");
+    assert_eq!(
+        buy(&w, &alice, None).await.unwrap().discount.as_str(),
+        "0.00"
+    );
 
     // The events arrive and count: promotions agrees alice has used it twice.
     eventually(20, "both uses counted", || async {
@@ -209,7 +212,11 @@ async fn codes_take_a_percentage_off_and_are_limited_per_user(backend: Backend) 
     // Someone else still may.
     let (bob_id, bob, _) = w.shop.customer("bob").await;
     assert_eq!(
-        buy(&w, &bob, Some("SPRING-10")).await.unwrap().total.as_str(),
+        buy(&w, &bob, Some("SPRING-10"))
+            .await
+            .unwrap()
+            .total
+            .as_str(),
         "4.09"
     );
     eventually(20, "bob's use counted", || async {
