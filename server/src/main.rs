@@ -38,9 +38,12 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
-    /// Exit 0 when every service answers 200 on /readyz at its configured port (for
-    /// container health checks, which have no curl in the runtime image).
-    Healthcheck,
+    /// Exit 0 when the named services (default: all) answer 200 on /readyz at their
+    /// configured ports (for container health checks; the image has no curl).
+    Healthcheck {
+        /// Services to check, e.g. `orders`.
+        services: Vec<String>,
+    },
     /// Print the OpenAPI document dropshot derives from a service's trait (used by
     /// `cargo xtask check` to compare it with the YAML).
     #[command(hide = true)]
@@ -101,7 +104,7 @@ async fn run(cli: Cli) -> Result<()> {
             println!("created admin {} ({})", user.username, user.id);
             Ok(())
         }
-        Command::Healthcheck => {
+        Command::Healthcheck { services } => {
             let host = match config.bind_address {
                 ip if ip.is_unspecified() => "127.0.0.1".to_string(),
                 std::net::IpAddr::V6(ip) => format!("[{ip}]"),
@@ -109,7 +112,17 @@ async fn run(cli: Cli) -> Result<()> {
             };
             // Every service shares the infrastructure operations; the users client's
             // `readyz` asks any of them.
-            for service in taproom_server::SERVICES {
+            let services: Vec<&str> = if services.is_empty() {
+                taproom_server::SERVICES.to_vec()
+            } else {
+                services.iter().map(String::as_str).collect()
+            };
+            for service in &services {
+                anyhow::ensure!(
+                    taproom_server::SERVICES.contains(service),
+                    "unknown service {service:?}; one of {}",
+                    taproom_server::SERVICES.join(", ")
+                );
                 let url = format!("http://{host}:{}", config.port(service));
                 taproom_client::users::Client::new(&url)
                     .readyz()
@@ -117,7 +130,7 @@ async fn run(cli: Cli) -> Result<()> {
                     .await
                     .map_err(|e| anyhow::anyhow!("{service} not ready: {e}"))?;
             }
-            println!("{}: ready", taproom_server::SERVICES.join(", "));
+            println!("{}: ready", services.join(", "));
             Ok(())
         }
         Command::Migrate => {

@@ -6,6 +6,9 @@
 //! `postgres://postgres@127.0.0.1:5432/test`): any database on that server the user can
 //! connect to; each test creates and drops its own `taproom_t_<uuid>` database beside it.
 
+mod nginx;
+pub use nginx::Nginx;
+
 use dropshot::HttpServer;
 use std::path::PathBuf;
 use taproom_server::runtime::config::Config;

@@ -1,6 +1,7 @@
 //! `/docs`: an interactive API reference (Swagger UI) for the service's own spec. The
 //! assets are vendored (`server/assets/swagger-ui`) and embedded, so the page works with
-//! no network access.
+//! no network access. Every service also serves the gateway's combined document and its
+//! page under `/gateway/`, which the gateway (deploy/nginx.conf) shows at its `/docs`.
 
 use super::ServiceContext;
 use dropshot::{ApiEndpoint, Body, HttpError, Path, RequestContext};
@@ -12,7 +13,10 @@ const SWAGGER_UI_VERSION: &str = "5.35.0";
 const BUNDLE_JS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js");
 const CSS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui.css");
 
-fn page(title: &str) -> String {
+/// Every service's operations in one document (`cargo xtask gen` makes it).
+const GATEWAY_YAML: &str = include_str!("../../../openapi/bundled/gateway.yaml");
+
+fn page(title: &str, spec_url: &str) -> String {
     format!(
         r##"<!DOCTYPE html>
 <html lang="en">
@@ -27,7 +31,7 @@ fn page(title: &str) -> String {
   <script src="/docs/swagger-ui-bundle.js?v={SWAGGER_UI_VERSION}"></script>
   <script>
     window.ui = SwaggerUIBundle({{
-      url: "/openapi.json",
+      url: "{spec_url}",
       dom_id: "#swagger-ui",
       deepLinking: true,
       tryItOutEnabled: true,
@@ -61,8 +65,30 @@ async fn docs_page<C: ServiceContext>(
     respond(
         "text/html; charset=utf-8",
         "no-cache",
-        Body::from(page(title)),
+        Body::from(page(title, "/openapi.json")),
     )
+}
+
+async fn gateway_page<C: ServiceContext>(
+    _rqctx: RequestContext<C>,
+) -> Result<Response<Body>, HttpError> {
+    respond(
+        "text/html; charset=utf-8",
+        "no-cache",
+        Body::from(page("Taproom (all services)", "/gateway/openapi.json")),
+    )
+}
+
+async fn gateway_openapi<C: ServiceContext>(
+    _rqctx: RequestContext<C>,
+) -> Result<Response<Body>, HttpError> {
+    static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let json = JSON.get_or_init(|| {
+        serde_yaml::from_str::<serde_json::Value>(GATEWAY_YAML)
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    });
+    respond("application/json", "no-cache", Body::from(json.clone()))
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -96,5 +122,11 @@ pub fn endpoints<C: ServiceContext>() -> Vec<ApiEndpoint<C>> {
     vec![
         unpublished_get!("docs", docs_page::<C>, "/docs"),
         unpublished_get!("docs_asset", docs_asset::<C>, "/docs/{asset}"),
+        unpublished_get!("gateway_docs", gateway_page::<C>, "/gateway/docs"),
+        unpublished_get!(
+            "gateway_openapi",
+            gateway_openapi::<C>,
+            "/gateway/openapi.json"
+        ),
     ]
 }

@@ -118,6 +118,8 @@ fn published_routes(spec: &serde_json::Value) -> Vec<(String, String)> {
         ("/openapi.yaml".to_string(), "GET".to_string()),
         ("/docs".to_string(), "GET".to_string()),
         ("/docs/{asset}".to_string(), "GET".to_string()),
+        ("/gateway/docs".to_string(), "GET".to_string()),
+        ("/gateway/openapi.json".to_string(), "GET".to_string()),
     ];
     for (path, item) in spec
         .get("paths")

@@ -1,0 +1,480 @@
+//! Horizontal scale behind the gateway: real `server` processes (two of orders, two of
+//! tasks) against one PostgreSQL, a real nginx with `deploy/nginx.conf` in front, a bounded
+//! load through it, and one instance of each scaled service stopped with SIGTERM mid-run.
+//! Afterwards: every request succeeded (some after an explicit retry, counted), and the
+//! data is exactly what the successful requests say: nothing lost, nothing twice, every
+//! `order.placed` event counted once although two relays shared the outbox.
+//!
+//! PostgreSQL from `TEST_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/test);
+//! the test creates and drops its own `taproom_scale_<id>_<service>` databases.
+
+#[path = "../../tests/src/nginx.rs"]
+mod nginx;
+
+use std::io::{BufRead, BufReader};
+use std::num::NonZeroU32;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use taproom_client::orders::types as orders;
+use uuid::Uuid;
+
+fn test_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The running processes of one test, killed when dropped.
+struct Fleet {
+    children: Vec<(String, Child)>,
+    env: Vec<(String, String)>,
+    dir: tempfile::TempDir,
+    db: String,
+}
+
+impl Fleet {
+    fn new() -> Fleet {
+        let db = format!("taproom_scale_{}", Uuid::new_v4().simple());
+        let mut url = reqwest::Url::parse(&test_database_url()).unwrap();
+        url.set_path(&format!("/{db}"));
+        let dir = tempfile::tempdir().unwrap();
+        let env = vec![
+            ("DATABASE_URL".into(), url.to_string()),
+            ("DATA_DIR".into(), dir.path().display().to_string()),
+            ("EVENTS_TOKEN".into(), "scale test events token".into()),
+            ("LOG_LEVEL".into(), "warning".into()),
+            ("SHUTDOWN_TIMEOUT_SECS".into(), "10".into()),
+        ];
+        Fleet {
+            children: Vec::new(),
+            env,
+            dir,
+            db,
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
+        cmd.current_dir(self.dir.path());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Starts `server <service>` on a free port; its base URL.
+    fn start(&mut self, service: &str, extra_env: &[(&str, &str)]) -> String {
+        let port_var = format!("{}_PORT", service.to_uppercase());
+        let mut child = self
+            .command()
+            .arg(service)
+            .env(port_var, "0")
+            .envs(extra_env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stderr.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{service} did not start: {line}"));
+        self.children.push((service.to_string(), child));
+        format!("http://{addr}")
+    }
+
+    /// SIGTERM to the `index`-th process, then its exit status once it has drained.
+    fn terminate(&mut self, index: usize) -> std::process::ExitStatus {
+        let (_, child) = &mut self.children[index];
+        let pid = child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        child.wait().unwrap()
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let db = self.db.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async move {
+                use sqlx::{Connection, Executor};
+                let mut conn = sqlx::PgConnection::connect(&test_database_url())
+                    .await
+                    .ok()?;
+                for service in taproom_server::SERVICES {
+                    let sql = format!("DROP DATABASE IF EXISTS \"{db}_{service}\" WITH (FORCE)");
+                    let _ = conn.execute(sqlx::AssertSqlSafe(sql)).await;
+                }
+                Some(())
+            })
+        })
+        .join();
+    }
+}
+
+async fn ready(url: &str) {
+    let client = taproom_client::users::Client::new(url);
+    for _ in 0..200 {
+        if client.readyz().send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} never became ready");
+}
+
+fn bearer(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// Retries a request whose failure is the gateway's (no answer, 502/503), counting
+/// retries; a failure of the service itself is returned at once.
+async fn with_retries<T, E: std::fmt::Debug, F, Fut>(retries: &AtomicUsize, mut call: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, taproom_client::orders::Error<E>>>,
+{
+    for attempt in 0..4 {
+        match call().await {
+            Ok(v) => return v,
+            Err(taproom_client::orders::Error::ErrorResponse(r))
+                if attempt < 3 && matches!(r.status().as_u16(), 502 | 503) =>
+            {
+                retries.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(taproom_client::orders::Error::CommunicationError(_)) if attempt < 3 => {
+                retries.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => panic!("request failed without a retry: {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    unreachable!()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_to_one_instance_under_load_loses_nothing() {
+    let mut fleet = Fleet::new();
+    let admin_password = "scale admin password";
+    let created = fleet
+        .command()
+        .args([
+            "admin",
+            "create",
+            "--username",
+            "scaleadmin",
+            "--email",
+            "scale@example.com",
+        ])
+        .env("TAPROOM_ADMIN_PASSWORD", admin_password)
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+
+    let users = fleet.start("users", &[]);
+    let beers = fleet.start("beers", &[("USERS_URL", &users)]);
+    let promotions = fleet.start("promotions", &[("USERS_URL", &users)]);
+    let peers = [
+        ("USERS_URL", users.as_str()),
+        ("BEERS_URL", &beers),
+        ("PROMOTIONS_URL", &promotions),
+    ];
+    let orders_1 = fleet.start("orders", &peers);
+    let orders_2 = fleet.start("orders", &peers);
+    let tasks_1 = fleet.start("tasks", &[("USERS_URL", &users)]);
+    let tasks_2 = fleet.start("tasks", &[("USERS_URL", &users)]);
+    for url in [
+        &users,
+        &beers,
+        &promotions,
+        &orders_1,
+        &orders_2,
+        &tasks_1,
+        &tasks_2,
+    ] {
+        ready(url).await;
+    }
+    let addr = |u: &str| u.trim_start_matches("http://").to_string();
+    let gateway = nginx::Nginx::start(&[
+        ("users", vec![addr(&users)]),
+        ("beers", vec![addr(&beers)]),
+        ("promotions", vec![addr(&promotions)]),
+        ("orders", vec![addr(&orders_1), addr(&orders_2)]),
+        ("tasks", vec![addr(&tasks_1), addr(&tasks_2)]),
+    ])
+    .await;
+    let gw = gateway.url.clone();
+
+    // Set-up through the gateway: a beer, a promo code, four customers.
+    let login = |name: &str, password: &str| {
+        let gw = gw.clone();
+        let body = serde_json::json!({"username": name, "password": password});
+        async move {
+            let v: serde_json::Value = reqwest::Client::new()
+                .post(format!("{gw}/v1/auth/token"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["access_token"].as_str().expect("logged in").to_string()
+        }
+    };
+    let admin = login("scaleadmin", admin_password).await;
+    let beer: serde_json::Value = bearer(&admin)
+        .post(format!("{gw}/v1/beers"))
+        .json(&serde_json::json!({"sku": "SCALE-1", "name": "Scale Ale", "price": "2.50"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let beer_id: Uuid = beer["id"].as_str().unwrap().parse().unwrap();
+    let made = bearer(&admin)
+        .post(format!("{gw}/v1/promotions"))
+        .json(
+            &serde_json::json!({"code": "SCALE-10", "percent_off": 10, "max_uses_per_user": 1000}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 201);
+    let mut customers = Vec::new();
+    for i in 0..4 {
+        let name = format!("customer{i}");
+        let resp = reqwest::Client::new()
+            .post(format!("{gw}/v1/users"))
+            .json(&serde_json::json!({"username": name, "email": format!("{name}@example.com"), "password": "customer password"}))
+            .send()
+            .await
+            .unwrap();
+        let id: Uuid = resp.json::<serde_json::Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        customers.push((id, login(&name, "customer password").await));
+    }
+
+    // The load: each worker buys (create, add two, check out with a code and a key) and
+    // writes a to-do, again and again, for a bounded time.
+    let retries = Arc::new(AtomicUsize::new(0));
+    let stop_at = Instant::now() + Duration::from_secs(6);
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let (user_id, token) = customers[w % customers.len()].clone();
+        let gw = gw.clone();
+        let retries = retries.clone();
+        workers.push(tokio::spawn(async move {
+            let orders_client =
+                taproom_client::orders::Client::new_with_client(&gw, bearer(&token));
+            let tasks_http = bearer(&token);
+            let (mut bought, mut todos) = (Vec::new(), 0usize);
+            while Instant::now() < stop_at {
+                let order = with_retries::<_, orders::Problem, _, _>(&retries, || {
+                    orders_client.create_order().send()
+                })
+                .await;
+                with_retries(&retries, || {
+                    orders_client
+                        .add_order_item()
+                        .order_id(order.id)
+                        .body(orders::AddItem {
+                            beer_id,
+                            quantity: NonZeroU32::new(2).unwrap(),
+                        })
+                        .send()
+                })
+                .await;
+                let key = format!("checkout-{}", order.id);
+                let closed = with_retries(&retries, || {
+                    orders_client
+                        .checkout_order()
+                        .order_id(order.id)
+                        .idempotency_key(key.clone())
+                        .body(orders::Checkout {
+                            expected_total: None,
+                            promo_code: Some("SCALE-10".parse().unwrap()),
+                        })
+                        .send()
+                })
+                .await;
+                bought.push(closed.into_inner());
+                let mut attempt = 0;
+                loop {
+                    let resp = tasks_http
+                        .post(format!("{gw}/v1/tasks"))
+                        .json(&serde_json::json!({"title": format!("worker {w} task {todos}")}))
+                        .send()
+                        .await;
+                    match resp {
+                        Ok(r) if r.status() == 201 => break,
+                        Ok(r) if attempt < 3 && matches!(r.status().as_u16(), 502 | 503) => {}
+                        Err(_) if attempt < 3 => {}
+                        other => panic!("create_task failed without a retry: {other:?}"),
+                    }
+                    attempt += 1;
+                    retries.fetch_add(1, Ordering::Relaxed);
+                }
+                todos += 1;
+            }
+            (user_id, bought, todos)
+        }));
+    }
+    // Mid-run: SIGTERM to the first orders and the first tasks instance.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let orders_index = fleet
+        .children
+        .iter()
+        .position(|(s, _)| s == "orders")
+        .unwrap();
+    let tasks_index = fleet
+        .children
+        .iter()
+        .position(|(s, _)| s == "tasks")
+        .unwrap();
+    // Waiting for the drained exits blocks; the load goes on meanwhile.
+    let (orders_exit, tasks_exit, returned) = tokio::task::spawn_blocking(move || {
+        let o = fleet.terminate(orders_index);
+        let t = fleet.terminate(tasks_index);
+        (o, t, fleet)
+    })
+    .await
+    .unwrap();
+    let _fleet = returned;
+    assert!(
+        orders_exit.success() && tasks_exit.success(),
+        "clean exits: {orders_exit:?} {tasks_exit:?}"
+    );
+
+    let mut per_user: std::collections::HashMap<Uuid, (Vec<orders::Order>, usize)> =
+        Default::default();
+    for worker in workers {
+        let (user, bought, todos) = worker.await.expect("no request failed unretried");
+        let entry = per_user.entry(user).or_default();
+        entry.0.extend(bought);
+        entry.1 += todos;
+    }
+    let total_orders: usize = per_user.values().map(|(b, _)| b.len()).sum();
+    assert!(total_orders >= 8, "the load ran ({total_orders} orders)");
+    eprintln!(
+        "scale: {total_orders} checkouts, {} tasks, {} retried requests",
+        per_user.values().map(|(_, t)| t).sum::<usize>(),
+        retries.load(Ordering::Relaxed)
+    );
+
+    // Nothing lost, nothing twice: what the services hold is what the answers said.
+    let survivor = taproom_client::orders::Client::new(&orders_2);
+    let promotions_admin = taproom_client::promotions::Client::new_with_client(&gw, bearer(&admin));
+    for (user, token) in &customers {
+        let Some((bought, todos)) = per_user.get(user) else {
+            continue;
+        };
+        let orders_client = taproom_client::orders::Client::new_with_client(&gw, bearer(token));
+        let mut held = Vec::new();
+        let mut page_token: Option<String> = None;
+        loop {
+            let mut req = orders_client
+                .list_orders()
+                .limit(NonZeroU32::new(100).unwrap());
+            if let Some(t) = &page_token {
+                req = req.page_token(t.clone());
+            }
+            let page = req.send().await.unwrap().into_inner();
+            held.extend(page.items);
+            match page.next_page_token {
+                Some(t) => page_token = Some(t),
+                None => break,
+            }
+        }
+        let mut held_ids: Vec<Uuid> = held.iter().map(|o| o.id).collect();
+        let mut bought_ids: Vec<Uuid> = bought.iter().map(|o| o.id).collect();
+        held_ids.sort();
+        bought_ids.sort();
+        assert_eq!(held_ids, bought_ids, "every order created is there, once");
+        for order in &held {
+            assert_eq!(order.status, orders::OrderStatus::Closed);
+            assert_eq!(
+                (order.items.len(), order.items[0].quantity),
+                (1, 2),
+                "added once"
+            );
+            assert_eq!(
+                (order.subtotal.as_str(), order.total.as_str()),
+                ("5.00", "4.50")
+            );
+        }
+        let tasks: serde_json::Value = bearer(token)
+            .get(format!("{gw}/v1/tasks?limit=100"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            tasks["items"].as_array().unwrap().len(),
+            *todos,
+            "every task once"
+        );
+        // Both relays drained the shared outbox; each use counted exactly once.
+        let expected = bought.len() as u32;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let health = survivor.readyz().send().await.unwrap().into_inner();
+            let uses = promotions_admin
+                .check_eligibility()
+                .code("SCALE-10")
+                .user_id(*user)
+                .send()
+                .await
+                .unwrap()
+                .uses;
+            if health.outbox.as_ref().map(|b| b.depth) == Some(0) && uses == expected {
+                break;
+            }
+            assert!(uses <= expected, "a use counted twice: {uses} > {expected}");
+            assert!(
+                Instant::now() < deadline,
+                "events not delivered: {uses} of {expected}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // Both instances of each scaled service took requests before one was stopped.
+    let log = gateway.access_log();
+    for instance in [&orders_1, &orders_2, &tasks_1, &tasks_2] {
+        assert!(
+            log.contains(&format!("upstream={}", addr(instance))),
+            "{instance} served through the gateway"
+        );
+    }
+}

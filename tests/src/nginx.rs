@@ -1,0 +1,106 @@
+//! A real nginx in front of services, configured from `deploy/nginx.conf` with test
+//! upstreams and a free port. Also compiled into `server/tests/scale.rs` (by path), so it
+//! uses only what both crates have. `NGINX` names the binary (default `nginx`, then
+//! `/usr/sbin/nginx`).
+
+use std::path::{Path, PathBuf};
+
+pub struct Nginx {
+    pub url: String,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+fn binary() -> String {
+    std::env::var("NGINX").unwrap_or_else(|_| {
+        let on_path = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join("nginx").is_file()))
+            .unwrap_or(false);
+        if on_path { "nginx" } else { "/usr/sbin/nginx" }.to_string()
+    })
+}
+
+fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+impl Nginx {
+    /// Starts nginx with `deploy/nginx.conf`, each upstream (`users`, `beers`, …) pointing at
+    /// the given `host:port` addresses.
+    pub async fn start(upstreams: &[(&str, Vec<String>)]) -> Nginx {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let conf =
+            std::fs::read_to_string(deploy_dir().join("nginx.conf")).expect("deploy/nginx.conf");
+        assert!(
+            conf.contains("listen 5000;"),
+            "deploy/nginx.conf listens on 5000"
+        );
+        let conf = conf
+            .replace("listen 5000;", &format!("listen 127.0.0.1:{port};"))
+            .replace(
+                "access_log /dev/stdout taproom;",
+                "access_log access.log taproom;",
+            );
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let mut blocks = String::new();
+        for (name, addrs) in upstreams {
+            let servers: String = addrs
+                .iter()
+                .map(|a| format!(" server {a} max_fails=1 fail_timeout=5s;"))
+                .collect();
+            blocks.push_str(&format!("upstream {name} {{{servers} }}\n"));
+        }
+        std::fs::write(dir.path().join("upstreams.conf"), blocks).unwrap();
+        let prefix = dir.path().display().to_string();
+        let child = std::process::Command::new(binary())
+            .args(["-p", &prefix, "-c", &format!("{prefix}/nginx.conf"), "-g"])
+            .arg(format!(
+                "daemon off; pid {prefix}/nginx.pid; error_log {prefix}/error.log warn;"
+            ))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run nginx (install it, or set NGINX): {e}"));
+        let mut nginx = Nginx {
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+            child: Some(child),
+        };
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return nginx;
+            }
+            if let Some(Ok(Some(status))) = nginx.child.as_mut().map(|c| c.try_wait()) {
+                panic!("nginx exited with {status}: {}", nginx.error_log());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("nginx did not start: {}", nginx.error_log());
+    }
+
+    /// nginx's error log so far (for failure messages).
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+
+    /// nginx's access log so far: one line per request, with its request id and upstream.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
