@@ -5,6 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod beers;
+pub mod gateway;
 pub mod orders;
 pub mod promotions;
 pub mod runtime;

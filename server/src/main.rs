@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use taproom_server::runtime::config::Config;
 use taproom_server::runtime::server::logger;
-use taproom_server::{beers, orders, promotions, tasks, users};
+use taproom_server::{beers, gateway, orders, promotions, tasks, users};
 
 #[derive(Parser)]
 #[command(name = "server", version, about = "Taproom: spec-first microservices", long_about = None)]
@@ -186,6 +186,14 @@ async fn run(cli: Cli) -> Result<()> {
             if all || matches!(command, Command::Tasks) {
                 let server = tasks::start(&config, &users_url, &log).await?;
                 running.push(Running::new(tasks::NAME, server));
+            }
+            if all && config.gateway {
+                let upstreams = running
+                    .iter()
+                    .map(|r| (r.name, format!("http://{}", r.addr)))
+                    .collect();
+                let server = gateway::start(&config, upstreams, &log)?;
+                running.insert(0, Running::new("gateway", server));
             }
             for service in &running {
                 // For the person at the terminal; stdout carries the JSON log.

@@ -239,3 +239,130 @@ async fn admin_create_makes_an_admin_who_can_log_in() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The README's run command: `server all` starts every service and the gateway in front
+/// of them, says where each listens, serves the whole API through the gateway, and stops
+/// cleanly on Ctrl-C.
+#[tokio::test]
+async fn server_all_runs_everything_behind_the_gateway_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = server();
+    cmd.current_dir(dir.path())
+        .arg("all")
+        .env("LOG_LEVEL", "warning");
+    for port in [
+        "GATEWAY_PORT",
+        "USERS_PORT",
+        "BEERS_PORT",
+        "ORDERS_PORT",
+        "TASKS_PORT",
+        "PROMOTIONS_PORT",
+    ] {
+        cmd.env(port, "0");
+    }
+    let mut child = cmd
+        .env_remove("NATS_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    for _ in 0..6 {
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        lines.push(line);
+    }
+    let url_of = |name: &str| {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("a line for {name}: {lines:?}"));
+        assert!(line.contains("/docs"), "{line}");
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        format!("http://{addr}")
+    };
+    for service in taproom_server::SERVICES {
+        url_of(service);
+    }
+    let gw = url_of("gateway");
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("{gw}/v1/users"))
+        .json(&serde_json::json!({"username": "ada", "email": "ada@example.com", "password": "correct horse"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let token: serde_json::Value = http
+        .post(format!("{gw}/v1/auth/token"))
+        .basic_auth("ada", Some("correct horse"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap();
+    let order = http
+        .post(format!("{gw}/v1/orders"))
+        .bearer_auth(token)
+        .header("x-request-id", "one-command-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(order.status(), 201);
+    assert_eq!(order.headers()["x-request-id"], "one-command-1");
+    assert_eq!(
+        http.get(format!("{gw}/v1/beers"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let page = http.get(format!("{gw}/docs")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("/gateway/openapi.json"));
+    let doc: serde_json::Value = http
+        .get(format!("{gw}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/v1/orders/{order_id}/checkout"].is_object());
+    let missing = http.get(format!("{gw}/nowhere")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+
+    // Ctrl-C: every server stops, exit 0.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server all did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

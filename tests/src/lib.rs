@@ -84,6 +84,8 @@ impl TestDb {
             orders_port: 0,
             tasks_database_url: Some(self.url("tasks")),
             tasks_port: 0,
+            gateway_port: 0,
+            gateway: false,
             promotions_database_url: Some(self.url("promotions")),
             promotions_port: 0,
             promotions_url: String::new(),

@@ -163,6 +163,12 @@ fn the_gateway_routes_every_api_path_to_its_service() {
                 .map(|(_, upstream)| upstream);
             assert_eq!(routed, Some(owner), "{what} routes {path} to {owner}");
         }
+        let built_in = taproom_server::gateway::route(path).map(|(service, _)| service);
+        assert_eq!(
+            built_in,
+            Some(owner.as_str()),
+            "server all's gateway routes {path} to {owner}"
+        );
     }
     for service in taproom_server::SERVICES {
         let theirs = owners

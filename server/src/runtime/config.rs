@@ -60,6 +60,15 @@ pub struct Config {
     #[arg(long, env = "PROMOTIONS_PORT", default_value_t = 5005, global = true)]
     pub promotions_port: u16,
 
+    /// Port of the built-in gateway `server all` puts in front of every service (0 picks a
+    /// free one).
+    #[arg(long, env = "GATEWAY_PORT", default_value_t = 5000, global = true)]
+    pub gateway_port: u16,
+
+    /// Whether `server all` runs the built-in gateway.
+    #[arg(long, env = "GATEWAY", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub gateway: bool,
+
     /// Base URL of the users service, whose public keys the other services verify tokens
     /// with. `server all` points it at its own users service.
     #[arg(

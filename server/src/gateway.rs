@@ -1,0 +1,179 @@
+//! The built-in gateway of `server all`: one origin (port 5000) in front of every service,
+//! with the same routes as `deploy/nginx.conf`, so that the README's one command gives the
+//! whole system behind one address with one API reference at `/docs`. In production, put
+//! nginx (deploy/nginx.conf) or an Ingress in front instead: they add failover between
+//! instances, which this gateway does not do.
+
+use crate::runtime::config::Config;
+use crate::runtime::Problem;
+use dropshot::{
+    ApiDescription, ApiEndpoint, Body, ConfigDropshot, HandlerTaskMode, HttpServer, Path,
+    RequestContext, ServerBuilder, UntypedBody,
+};
+use http::{header, HeaderName, Method, Response};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// Which service serves which path prefix (the longest match wins), and what the
+/// gateway's own `/docs` and `/openapi.json` are. Events between services are not routed.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("/v1/users", "users"),
+    ("/v1/auth", "users"),
+    ("/.well-known/", "users"),
+    ("/v1/beers", "beers"),
+    ("/v1/orders", "orders"),
+    ("/v1/tasks", "tasks"),
+    ("/v1/promotions", "promotions"),
+    ("/docs/", "users"),
+    ("/gateway/", "users"),
+];
+
+/// Paths the gateway rewrites: the combined document's page and the document itself.
+const REWRITES: &[(&str, &str, &str)] = &[
+    ("/docs", "users", "/gateway/docs"),
+    ("/openapi.json", "users", "/gateway/openapi.json"),
+];
+
+/// The service and upstream path for a request path, if any service serves it.
+pub fn route(path: &str) -> Option<(&'static str, String)> {
+    if let Some((_, service, to)) = REWRITES.iter().find(|(from, _, _)| *from == path) {
+        return Some((service, to.to_string()));
+    }
+    ROUTES
+        .iter()
+        .filter(|(prefix, _)| path.starts_with(prefix))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map(|(_, service)| (*service, path.to_string()))
+}
+
+pub struct Gateway {
+    /// Base URL of each service.
+    upstreams: Vec<(&'static str, String)>,
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize, JsonSchema)]
+struct Rest {
+    #[allow(dead_code)]
+    path: Vec<String>,
+}
+
+/// Headers that belong to one connection, not to the request or response.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+async fn forward(
+    rqctx: RequestContext<Gateway>,
+    _path: Path<Rest>,
+    body: UntypedBody,
+) -> Result<Response<Body>, Problem> {
+    let rid = rqctx.request_id.clone();
+    let uri = rqctx.request.uri().clone();
+    let (service, path) = route(uri.path())
+        .ok_or_else(|| Problem::not_found("No service serves this path.").request(&rid))?;
+    let gateway = rqctx.context();
+    let base = &gateway
+        .upstreams
+        .iter()
+        .find(|(s, _)| *s == service)
+        .expect("every routed service has an upstream")
+        .1;
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let mut request = gateway.http.request(
+        rqctx.request.method().clone(),
+        format!("{base}{path}{query}"),
+    );
+    for (name, value) in rqctx.request.headers() {
+        if !hop_by_hop(name) && name.as_str() != "x-request-id" {
+            request = request.header(name, value);
+        }
+    }
+    let answer = request
+        .header("x-request-id", &rid)
+        .body(body.as_bytes().to_vec())
+        .send()
+        .await;
+    let unavailable = |e: &dyn std::fmt::Display| {
+        slog::warn!(rqctx.log, "gateway: no answer"; "service" => service, "error" => %e);
+        Problem::unavailable(format!(
+            "The {service} service did not answer; retry shortly."
+        ))
+        .request(&rid)
+        .header(header::RETRY_AFTER, "5")
+    };
+    let answer = answer.map_err(|e| unavailable(&e))?;
+    let mut response = Response::builder().status(answer.status());
+    for (name, value) in answer.headers() {
+        if !hop_by_hop(name) {
+            response = response.header(name, value);
+        }
+    }
+    let bytes = answer.bytes().await.map_err(|e| unavailable(&e))?;
+    response
+        .body(Body::from(bytes))
+        .map_err(|e| Problem::internal(&rqctx.log, &e))
+}
+
+/// Starts the gateway on GATEWAY_PORT in front of the given service base URLs.
+pub fn start(
+    config: &Config,
+    upstreams: Vec<(&'static str, String)>,
+    log: &slog::Logger,
+) -> anyhow::Result<HttpServer<Gateway>> {
+    let mut api = ApiDescription::new();
+    for method in [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ] {
+        let endpoint = ApiEndpoint::new(
+            format!("gateway_{}", method.as_str().to_lowercase()),
+            forward,
+            method,
+            "application/json",
+            "/{path:.*}",
+            dropshot::ApiEndpointVersions::All,
+        )
+        .visible(false);
+        api.register(endpoint)
+            .map_err(|e| anyhow::anyhow!("gateway: {e}"))?;
+    }
+    let timeout = std::time::Duration::from_secs(30);
+    let gateway = Gateway {
+        upstreams,
+        http: reqwest::Client::builder()
+            .connect_timeout(config.service_timeout())
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?,
+    };
+    let bind = std::net::SocketAddr::new(config.bind_address, config.gateway_port);
+    ServerBuilder::new(api, gateway, log.new(slog::o!("service" => "gateway")))
+        .config(ConfigDropshot {
+            bind_address: bind,
+            default_request_body_max_bytes: config.request_body_max_bytes,
+            default_handler_task_mode: HandlerTaskMode::Detached,
+            ..Default::default()
+        })
+        .response_hook(std::sync::Arc::new(crate::runtime::http::Hook::new(
+            config.cors_allowed_origins.clone(),
+            &[],
+        )))
+        .start()
+        .map_err(|e| anyhow::anyhow!("gateway: cannot listen on {bind}: {e}"))
+}
