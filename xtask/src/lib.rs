@@ -1,5 +1,6 @@
 //! `cargo xtask`: code generation and the checks that keep it honest.
 
+pub mod bench;
 pub mod bundle;
 pub mod codegen;
 pub mod drift;

@@ -6,7 +6,10 @@ const USAGE: &str = "usage: cargo xtask <command>
   gen     regenerate openapi/bundled/, client/src/generated/ and server/src/<svc>/api.rs
           from openapi/*.yaml
   check   fail if a spec is invalid, a generated file is stale, or what a service
-          serves differs from its YAML";
+          serves differs from its YAML
+  bench   build release binaries and measure the tasks service against a framework-free
+          baseline (PostgreSQL; --sqlite, --duration SECS, --connections N); writes
+          target/bench/report.md and report.csv";
 
 fn main() -> Result<()> {
     let root = workspace_root();
@@ -51,6 +54,10 @@ fn main() -> Result<()> {
                 }
                 bail!("xtask check failed ({} problems)", failures.len())
             }
+        }
+        Some("bench") => {
+            let extra: Vec<String> = std::env::args().skip(2).collect();
+            xtask::bench::run(&root, &extra)
         }
         Some("--help" | "-h" | "help") => {
             println!("{USAGE}");

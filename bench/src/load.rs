@@ -1,0 +1,124 @@
+//! The load generator: `connections` keep-alive HTTP/1.1 connections, each sending one
+//! request after another for a fixed time, every latency recorded.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One kind of request: method, a path per request number, headers, body.
+#[derive(Clone)]
+pub struct Case {
+    pub method: http::Method,
+    pub paths: Arc<Vec<String>>,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Bodies, one per request in turn (none: empty bodies).
+    pub bodies: Arc<Vec<Bytes>>,
+    /// The status every answer must have.
+    pub expect: u16,
+}
+
+#[derive(Debug, Clone)]
+pub struct Stats {
+    pub requests: u64,
+    pub errors: u64,
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+async fn connection(
+    addr: std::net::SocketAddr,
+    host: String,
+    case: Case,
+    offset: usize,
+    warmup_until: Instant,
+    stop_at: Instant,
+) -> anyhow::Result<(hdrhistogram::Histogram<u64>, u64)> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut errors = 0;
+    let mut n = offset;
+    loop {
+        let now = Instant::now();
+        if now >= stop_at {
+            break;
+        }
+        let path = &case.paths[n % case.paths.len()];
+        let mut request = http::Request::builder()
+            .method(case.method.clone())
+            .uri(path.as_str())
+            .header(http::header::HOST, &host);
+        for (name, value) in &case.headers {
+            request = request.header(name, value);
+        }
+        let body = match case.bodies.len() {
+            0 => Bytes::new(),
+            len => case.bodies[n % len].clone(),
+        };
+        let request = request.body(Full::new(body))?;
+        n += 1;
+        sender.ready().await?;
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        response.into_body().collect().await?;
+        if now >= warmup_until {
+            histogram.record(now.elapsed().as_micros().max(1) as u64)?;
+            if status != case.expect {
+                errors += 1;
+            }
+        }
+    }
+    Ok((histogram, errors))
+}
+
+/// Runs `case` against `base` ("http://host:port") with `connections` connections: a
+/// warm-up, then `duration` measured.
+pub async fn run(
+    base: &str,
+    case: &Case,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<Stats> {
+    let uri: http::Uri = base.parse()?;
+    let host = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+    let addr = tokio::net::lookup_host(host.as_str())
+        .await?
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("cannot resolve {host}"))?;
+    let start = Instant::now();
+    let warmup_until = start + warmup;
+    let stop_at = warmup_until + duration;
+    let tasks: Vec<_> = (0..connections)
+        .map(|i| {
+            tokio::spawn(connection(
+                addr,
+                host.clone(),
+                case.clone(),
+                i * 7919,
+                warmup_until,
+                stop_at,
+            ))
+        })
+        .collect();
+    let mut total = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut errors = 0;
+    for t in tasks {
+        let (h, e) = t.await??;
+        total.add(h)?;
+        errors += e;
+    }
+    let measured = duration.as_secs_f64();
+    Ok(Stats {
+        requests: total.len(),
+        errors,
+        rps: total.len() as f64 / measured,
+        p50_ms: total.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_ms: total.value_at_quantile(0.99) as f64 / 1000.0,
+    })
+}

@@ -1,0 +1,583 @@
+//! `cargo xtask bench` runs this (release build): it starts the users and tasks services
+//! and the framework-free baseline as separate processes on 127.0.0.1, seeds them, drives
+//! load at them from this process, and writes `report.md` and `report.csv`.
+//!
+//!   bench --server PATH --baseline PATH --out DIR [--sqlite] [--duration SECS] [--connections N]
+//!
+//! PostgreSQL from BENCH_DATABASE_URL (else TEST_DATABASE_URL, else
+//! postgres://postgres@127.0.0.1:5432/test); the run creates and drops its own databases.
+
+mod load;
+
+use anyhow::{Context, Result};
+use base64::Engine;
+use bytes::Bytes;
+use load::{Case, Stats};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Args {
+    server: String,
+    baseline: String,
+    out: std::path::PathBuf,
+    sqlite: bool,
+    duration: Duration,
+    connections: usize,
+}
+
+fn args() -> Result<Args> {
+    let mut a = Args {
+        server: String::new(),
+        baseline: String::new(),
+        out: "target/bench".into(),
+        sqlite: false,
+        duration: Duration::from_secs(5),
+        connections: 64,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--server" => a.server = value()?,
+            "--baseline" => a.baseline = value()?,
+            "--out" => a.out = value()?.into(),
+            "--sqlite" => a.sqlite = true,
+            "--duration" => a.duration = Duration::from_secs(value()?.parse()?),
+            "--connections" => a.connections = value()?.parse()?,
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+    }
+    anyhow::ensure!(
+        !a.server.is_empty() && !a.baseline.is_empty(),
+        "--server and --baseline are required"
+    );
+    Ok(a)
+}
+
+/// A process of the run, killed when dropped.
+struct Proc {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `cmd` and waits for its "listening on http://ADDR" line on stderr.
+fn spawn(mut cmd: Command) -> Result<Proc> {
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped"));
+    let mut line = String::new();
+    stderr.read_line(&mut line)?;
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .with_context(|| format!("no listening line: {line:?}"))?
+        .to_string();
+    // Keep draining, so a chatty process never blocks on a full pipe.
+    std::thread::spawn(move || for _ in stderr.lines() {});
+    Ok(Proc {
+        child,
+        url: format!("http://{addr}"),
+    })
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+struct Databases {
+    /// Environment for the services (DATABASE_URL or DATA_DIR).
+    env: Vec<(String, String)>,
+    tasks_url: String,
+    pg: Option<(String, String)>,
+    _dir: tempfile_dir::Dir,
+}
+
+mod tempfile_dir {
+    /// A temporary directory removed on drop (std only).
+    pub struct Dir(pub std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> std::io::Result<Dir> {
+            let p = std::env::temp_dir()
+                .join(format!("taproom-bench-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::create_dir_all(&p)?;
+            Ok(Dir(p))
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn databases(sqlite: bool) -> Result<Databases> {
+    let dir = tempfile_dir::Dir::new()?;
+    let data_dir = dir.0.display().to_string();
+    if sqlite {
+        return Ok(Databases {
+            env: vec![("DATA_DIR".into(), data_dir.clone())],
+            tasks_url: format!("sqlite://{data_dir}/tasks.db?mode=rwc"),
+            pg: None,
+            _dir: dir,
+        });
+    }
+    let base = std::env::var("BENCH_DATABASE_URL")
+        .or_else(|_| std::env::var("TEST_DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let name = format!(
+        "taproom_bench_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let with_db = |db: &str| -> Result<String> {
+        let mut url: reqwest::Url = base.parse()?;
+        url.set_path(&format!("/{db}"));
+        Ok(url.to_string())
+    };
+    Ok(Databases {
+        env: vec![
+            ("DATABASE_URL".into(), with_db(&name)?),
+            ("DATA_DIR".into(), data_dir),
+        ],
+        tasks_url: with_db(&format!("{name}_tasks"))?,
+        pg: Some((base, name)),
+        _dir: dir,
+    })
+}
+
+async fn drop_databases(pg: &Option<(String, String)>) {
+    let Some((base, name)) = pg else { return };
+    let Ok(pool) = sqlx::AnyPool::connect(base).await else {
+        return;
+    };
+    for service in ["users", "tasks"] {
+        let sql = format!("DROP DATABASE IF EXISTS \"{name}_{service}\" WITH (FORCE)");
+        let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+    }
+}
+
+fn server(args: &Args, dbs: &Databases, service: &str, port: u16) -> Command {
+    let mut cmd = Command::new(&args.server);
+    cmd.arg(service)
+        .env(format!("{}_PORT", service.to_uppercase()), port.to_string())
+        .env("LOG_LEVEL", "info")
+        .env("LOG_FORMAT", "json");
+    for (k, v) in &dbs.env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+async fn ready(http: &reqwest::Client, url: &str, timeout: Duration) -> Result<Duration> {
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = http.get(format!("{url}/readyz")).send().await {
+            if r.status() == 200 {
+                return Ok(start.elapsed());
+            }
+        }
+        anyhow::ensure!(start.elapsed() < timeout, "{url} not ready in {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn rss_kb(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmRSS")
+}
+
+fn header(name: &'static str, value: &str) -> Result<(http::HeaderName, http::HeaderValue)> {
+    Ok((http::HeaderName::from_static(name), value.parse()?))
+}
+
+/// Registers and logs in `name`; (user id, token).
+async fn user(http: &reqwest::Client, users: &str, name: &str) -> Result<(String, String)> {
+    let created: serde_json::Value = http
+        .post(format!("{users}/v1/users"))
+        .json(&serde_json::json!({"username": name, "email": format!("{name}@example.com"), "password": "bench password"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id = created["id"].as_str().context("user created")?.to_string();
+    let token: serde_json::Value = http
+        .post(format!("{users}/v1/auth/token"))
+        .json(&serde_json::json!({"username": name, "password": "bench password"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok((
+        id,
+        token["access_token"].as_str().context("token")?.to_string(),
+    ))
+}
+
+/// Adds tasks `from..=to` of `owner` straight into the tasks database, with ids that sort
+/// by number (valid UUIDs).
+async fn seed(tasks_db: &str, sqlite: bool, owner: &str, from: i64, to: i64) -> Result<()> {
+    let pool = sqlx::AnyPool::connect(tasks_db).await?;
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string();
+    let sql = if sqlite {
+        "WITH RECURSIVE s(n) AS (SELECT $3 UNION ALL SELECT n + 1 FROM s WHERE n < $4) \
+         INSERT INTO tasks (id, owner_id, title, description, done, created_at, updated_at) \
+         SELECT printf('00000000-0000-7000-8000-%012x', n), $1, 'task ' || n, NULL, 0, $2, $2 FROM s"
+    } else {
+        "INSERT INTO tasks (id, owner_id, title, description, done, created_at, updated_at) \
+         SELECT '00000000-0000-7000-8000-' || lpad(to_hex(n), 12, '0'), $1, 'task ' || n, NULL, 0, $2, $2 \
+         FROM generate_series(CAST($3 AS BIGINT), CAST($4 AS BIGINT)) AS n"
+    };
+    sqlx::query(sql)
+        .bind(owner)
+        .bind(&now)
+        .bind(from)
+        .bind(to)
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    Ok(())
+}
+
+fn seeded_id(n: i64) -> uuid::Uuid {
+    uuid::Uuid::parse_str(&format!("00000000-0000-7000-8000-{n:012x}")).expect("valid")
+}
+
+/// p50 latency of `count` sequential GETs of `path` on one connection, in ms.
+async fn sequential_p50(base: &str, path: String, token: &str, count: u64) -> Result<f64> {
+    let case = Case {
+        method: http::Method::GET,
+        paths: Arc::new(vec![path]),
+        headers: vec![header("authorization", &format!("Bearer {token}"))?],
+        bodies: Arc::new(Vec::new()),
+        expect: 200,
+    };
+    // Time-boxed rather than counted: one connection, about `count` requests' worth.
+    let stats = load::run(
+        base,
+        &case,
+        1,
+        Duration::from_millis(300),
+        Duration::from_millis(count),
+    )
+    .await?;
+    anyhow::ensure!(stats.errors == 0, "list requests failed");
+    Ok(stats.p50_ms)
+}
+
+struct Row {
+    name: String,
+    baseline: Option<Stats>,
+    taproom: Stats,
+    target: Option<f64>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    sqlx::any::install_default_drivers();
+    let args = args()?;
+    let dbs = databases(args.sqlite)?;
+    let result = run(&args, &dbs).await;
+    drop_databases(&dbs.pg).await;
+    result
+}
+
+async fn run(args: &Args, dbs: &Databases) -> Result<()> {
+    let http = reqwest::Client::new();
+    let backend = if args.sqlite { "SQLite" } else { "PostgreSQL" };
+    eprintln!(
+        "bench: {backend}, {} connections, {:?} per case",
+        args.connections, args.duration
+    );
+    let users = spawn(server(args, dbs, "users", 0))?;
+    let mut tasks_cmd = server(args, dbs, "tasks", 0);
+    tasks_cmd.env("USERS_URL", &users.url);
+    let tasks = spawn(tasks_cmd)?;
+    ready(&http, &users.url, Duration::from_secs(30)).await?;
+    ready(&http, &tasks.url, Duration::from_secs(30)).await?;
+
+    let (_, token) = user(&http, &users.url, "bencher").await?;
+    let jwks: serde_json::Value = http
+        .get(format!("{}/.well-known/jwks.json", users.url))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let x = jwks["keys"][0]["x"].as_str().context("a public key")?;
+    let mut baseline_cmd = Command::new(&args.baseline);
+    baseline_cmd
+        .env("BASELINE_DATABASE_URL", &dbs.tasks_url)
+        .env("BASELINE_POOL", "10")
+        .env("BASELINE_PUBLIC_KEY", x);
+    let baseline = spawn(baseline_cmd)?;
+
+    // 1000 tasks to read, made through the API.
+    let mut ids = Vec::new();
+    for i in 0..1000 {
+        let t: serde_json::Value = http
+            .post(format!("{}/v1/tasks", tasks.url))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"title": format!("seed {i}")}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        ids.push(format!(
+            "/v1/tasks/{}",
+            t["id"].as_str().context("task created")?
+        ));
+    }
+    let auth = header("authorization", &format!("Bearer {token}"))?;
+    let json_type = header("content-type", "application/json")?;
+    let cases = [
+        (
+            "ping",
+            0.8,
+            Case {
+                method: http::Method::GET,
+                paths: Arc::new(vec!["/ping".into()]),
+                headers: vec![],
+                bodies: Arc::new(vec![]),
+                expect: 200,
+            },
+        ),
+        (
+            "get_task (get-by-id)",
+            0.7,
+            Case {
+                method: http::Method::GET,
+                paths: Arc::new(ids),
+                headers: vec![auth.clone()],
+                bodies: Arc::new(vec![]),
+                expect: 200,
+            },
+        ),
+        (
+            "create_task (create)",
+            0.6,
+            Case {
+                method: http::Method::POST,
+                paths: Arc::new(vec!["/v1/tasks".into()]),
+                headers: vec![auth.clone(), json_type.clone()],
+                bodies: Arc::new(vec![Bytes::from_static(
+                    br#"{"title":"Buy hops","description":"Cascade, 50 g"}"#,
+                )]),
+                expect: 201,
+            },
+        ),
+    ];
+    let warmup = Duration::from_secs(1);
+    let mut rows = Vec::new();
+    for (name, target, case) in cases {
+        eprintln!("bench: {name}");
+        let b = load::run(
+            &baseline.url,
+            &case,
+            args.connections,
+            warmup,
+            args.duration,
+        )
+        .await?;
+        let t = load::run(&tasks.url, &case, args.connections, warmup, args.duration).await?;
+        rows.push(Row {
+            name: name.into(),
+            baseline: Some(b),
+            taproom: t,
+            target: Some(target),
+        });
+    }
+    eprintln!("bench: create_user (argon2id)");
+    let bodies: Vec<Bytes> = (0..200_000)
+        .map(|i| Bytes::from(format!(r#"{{"username":"load{i}","email":"load{i}@example.com","password":"a bench password"}}"#)))
+        .collect();
+    let create_user = Case {
+        method: http::Method::POST,
+        paths: Arc::new(vec!["/v1/users".into()]),
+        headers: vec![json_type.clone()],
+        bodies: Arc::new(bodies),
+        expect: 201,
+    };
+    let u = load::run(
+        &users.url,
+        &create_user,
+        args.connections,
+        warmup,
+        args.duration,
+    )
+    .await?;
+    rows.push(Row {
+        name: "create_user (argon2id, no baseline)".into(),
+        baseline: None,
+        taproom: u,
+        target: None,
+    });
+    let loaded_rss = rss_kb(tasks.child.id())?;
+
+    // Start-up to ready, and idle memory, of a fresh tasks process (median of 5).
+    eprintln!("bench: start-up and idle RSS");
+    let mut startups = Vec::new();
+    let mut idle = Vec::new();
+    for _ in 0..5 {
+        let port = free_port()?;
+        let mut cmd = server(args, dbs, "tasks", port);
+        cmd.env("USERS_URL", &users.url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let started = Instant::now();
+        let mut child = cmd.spawn()?;
+        let url = format!("http://127.0.0.1:{port}");
+        let _ = ready(&http, &url, Duration::from_secs(30)).await?;
+        startups.push(started.elapsed());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        idle.push(rss_kb(child.id())?);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    startups.sort();
+    idle.sort();
+    let startup_ms = startups[2].as_secs_f64() * 1000.0;
+    let idle_mb = idle[2] as f64 / 1024.0;
+
+    // Keyset pagination: the first page and a deep one, at 10k and at 1M rows.
+    eprintln!("bench: list cost at 10k and 1M rows");
+    let (lister, lister_token) = user(&http, &users.url, "lister").await?;
+    let token_after =
+        |n: i64| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(seeded_id(n).as_bytes());
+    let mut lists = Vec::new();
+    let mut seeded = 0;
+    for rows_wanted in [10_000i64, 1_000_000] {
+        seed(
+            &dbs.tasks_url,
+            args.sqlite,
+            &lister,
+            seeded + 1,
+            rows_wanted,
+        )
+        .await?;
+        seeded = rows_wanted;
+        let first =
+            sequential_p50(&tasks.url, "/v1/tasks?limit=20".into(), &lister_token, 2000).await?;
+        let deep = sequential_p50(
+            &tasks.url,
+            format!(
+                "/v1/tasks?limit=20&page_token={}",
+                token_after(rows_wanted - 20)
+            ),
+            &lister_token,
+            2000,
+        )
+        .await?;
+        lists.push((rows_wanted, first, deep));
+    }
+
+    let report = render(
+        args, backend, &rows, loaded_rss, startup_ms, idle_mb, &lists,
+    );
+    std::fs::create_dir_all(&args.out)?;
+    std::fs::write(args.out.join("report.md"), &report.0)?;
+    std::fs::write(args.out.join("report.csv"), &report.1)?;
+    println!("{}", report.0);
+    println!("written to {}", args.out.join("report.md").display());
+    Ok(())
+}
+
+fn render(
+    args: &Args,
+    backend: &str,
+    rows: &[Row],
+    loaded_rss_kb: u64,
+    startup_ms: f64,
+    idle_mb: f64,
+    lists: &[(i64, f64, f64)],
+) -> (String, String) {
+    let mut md = format!(
+        "# cargo xtask bench\n\n{backend}, {} connections, {} s per case after 1 s warm-up, load from a separate process on 127.0.0.1, {} ({}).\n\n",
+        args.connections,
+        args.duration.as_secs(),
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        std::thread::available_parallelism().map(|n| format!("{n} cores")).unwrap_or_default(),
+    );
+    md.push_str("| operation | baseline req/s | taproom req/s | ratio | target | baseline p50 / p99 ms | taproom p50 / p99 ms | errors |\n");
+    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    let mut csv = String::from("metric,baseline,taproom,ratio,target,baseline_p50_ms,baseline_p99_ms,taproom_p50_ms,taproom_p99_ms,errors,taproom_requests\n");
+    for r in rows {
+        let t = &r.taproom;
+        let (b_rps, ratio, b_lat, b_p50, b_p99) = match &r.baseline {
+            Some(b) => (
+                format!("{:.0}", b.rps),
+                format!("{:.2}", t.rps / b.rps),
+                format!("{:.2} / {:.2}", b.p50_ms, b.p99_ms),
+                format!("{:.3}", b.p50_ms),
+                format!("{:.3}", b.p99_ms),
+            ),
+            None => (
+                "—".into(),
+                "—".into(),
+                "—".into(),
+                String::new(),
+                String::new(),
+            ),
+        };
+        let target = r
+            .target
+            .map(|x| format!("≥ {x:.2}"))
+            .unwrap_or_else(|| "—".into());
+        let errors = t.errors + r.baseline.as_ref().map_or(0, |b| b.errors);
+        md.push_str(&format!(
+            "| {} | {b_rps} | {:.0} | {ratio} | {target} | {b_lat} | {:.2} / {:.2} | {errors} |\n",
+            r.name, t.rps, t.p50_ms, t.p99_ms
+        ));
+        csv.push_str(&format!(
+            "{},{},{:.1},{},{},{b_p50},{b_p99},{:.3},{:.3},{errors},{}\n",
+            r.name,
+            r.baseline
+                .as_ref()
+                .map(|b| format!("{:.1}", b.rps))
+                .unwrap_or_default(),
+            t.rps,
+            if ratio == "—" {
+                String::new()
+            } else {
+                ratio.clone()
+            },
+            r.target.map(|x| x.to_string()).unwrap_or_default(),
+            t.p50_ms,
+            t.p99_ms,
+            t.requests
+        ));
+    }
+    md.push_str(&format!(
+        "\n| measure | value | target |\n|---|---:|---:|\n\
+         | start-up to first 200 on /readyz (tasks, median of 5) | {startup_ms:.0} ms | < 300 ms |\n\
+         | idle RSS, fresh tasks process (median of 5) | {idle_mb:.1} MB | < 30 MB |\n\
+         | RSS of the tasks process after the load | {:.1} MB | — |\n",
+        loaded_rss_kb as f64 / 1024.0
+    ));
+    csv.push_str(&format!(
+        "startup_ms,,{startup_ms:.1},,300,,,,,,\nidle_rss_mb,,{idle_mb:.2},,30,,,,,,\n"
+    ));
+    for (rows, first, deep) in lists {
+        md.push_str(&format!(
+            "| list_tasks at {rows} rows: first page / deepest page p50 | {first:.2} / {deep:.2} ms (×{:.2}) | deep ≤ ×1.5 |\n",
+            deep / first
+        ));
+        csv.push_str(&format!("list_{rows}_first_p50_ms,,{first:.3},,,,,,,,\nlist_{rows}_deep_p50_ms,,{deep:.3},{:.3},1.5,,,,,,\n", deep / first));
+    }
+    (md, csv)
+}

@@ -1,0 +1,44 @@
+//! `cargo xtask bench [--sqlite] [--duration SECS] [--connections N]`: builds the server
+//! and the benchmark (release), then runs `taproom-bench`, which writes
+//! `target/bench/report.md` and `target/bench/report.csv`.
+
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::process::Command;
+
+pub fn run(root: &Path, extra: &[String]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(&cargo)
+        .current_dir(root)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "taproom-server",
+            "--bin",
+            "server",
+            "-p",
+            "taproom-bench",
+        ])
+        .status()
+        .context("running cargo build")?;
+    anyhow::ensure!(built.success(), "release build failed");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let release = target.join("release");
+    let status = Command::new(release.join("taproom-bench"))
+        .current_dir(root)
+        .arg("--server")
+        .arg(release.join("server"))
+        .arg("--baseline")
+        .arg(release.join("baseline"))
+        .arg("--out")
+        .arg(root.join("target/bench"))
+        .args(extra)
+        .status()
+        .context("running taproom-bench")?;
+    anyhow::ensure!(status.success(), "the benchmark failed");
+    Ok(())
+}
