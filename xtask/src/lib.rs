@@ -2,6 +2,7 @@
 
 pub mod bundle;
 pub mod codegen;
+pub mod compat;
 pub mod drift;
 
 use anyhow::{Context, Result};
