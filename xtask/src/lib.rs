@@ -3,6 +3,7 @@
 pub mod bundle;
 pub mod codegen;
 pub mod compat;
+pub mod docs;
 pub mod drift;
 
 use anyhow::{Context, Result};

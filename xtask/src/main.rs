@@ -7,6 +7,8 @@ const USAGE: &str = "usage: cargo xtask <command>
           from openapi/*.yaml
   check   fail if a spec is invalid, a generated file is stale, what a service serves
           differs from its YAML, or a spec breaks its release without a new major version
+  docs    static API reference pages for every service, readable offline, in
+          $CARGO_TARGET_DIR/api-docs or target/api-docs (`--out DIR` elsewhere)
   release snapshot every service's bundled spec as released (openapi/released/), after
           `check`'s compatibility rules and a changed info.version for any changed spec";
 
@@ -58,6 +60,19 @@ fn main() -> Result<()> {
             }
         }
         Some("release") => release(&root),
+        Some("docs") => {
+            let out = match std::env::args().nth(2).as_deref() {
+                Some("--out") => std::env::args()
+                    .nth(3)
+                    .map(std::path::PathBuf::from)
+                    .ok_or_else(|| anyhow::anyhow!("--out needs a directory"))?,
+                None => xtask::docs::default_out_dir(&root),
+                Some(other) => bail!("unexpected argument {other:?}\n{USAGE}"),
+            };
+            let index = xtask::docs::build(&root, &out)?;
+            println!("wrote {}", index.display());
+            Ok(())
+        }
         Some("--help" | "-h" | "help") => {
             println!("{USAGE}");
             Ok(())
