@@ -5,6 +5,7 @@ pub mod codegen;
 pub mod compat;
 pub mod docs;
 pub mod drift;
+pub mod quality;
 
 use anyhow::{Context, Result};
 use serde_json::Value;

@@ -6,7 +6,8 @@ const USAGE: &str = "usage: cargo xtask <command>
   gen     regenerate openapi/bundled/, client/src/generated/ and server/src/<svc>/api.rs
           from openapi/*.yaml
   check   fail if a spec is invalid, a generated file is stale, what a service serves
-          differs from its YAML, or a spec breaks its release without a new major version
+          differs from its YAML, a spec breaks its release without a new major version,
+          or lacks descriptions (operations, parameters, properties) or valid examples
   docs    static API reference pages for every service, readable offline, in
           $CARGO_TARGET_DIR/api-docs or target/api-docs (`--out DIR` elsewhere)
   release snapshot every service's bundled spec as released (openapi/released/), after
@@ -48,9 +49,13 @@ fn main() -> Result<()> {
             }
             for service in SERVICES {
                 failures.extend(compatibility(&root, service)?);
+                let bundled = xtask::bundle::bundle_service(&root.join("openapi"), service)?;
+                for p in xtask::quality::problems(&bundled) {
+                    failures.push(format!("{service}: not publishable: {p}"));
+                }
             }
             if failures.is_empty() {
-                println!("xtask check: specs valid, generated code fresh, served documents match the YAML, no unannounced breaking changes ({} services)", SERVICES.len());
+                println!("xtask check: specs valid, generated code fresh, served documents match the YAML, no unannounced breaking changes, specs documented with valid examples ({} services)", SERVICES.len());
                 Ok(())
             } else {
                 for f in &failures {

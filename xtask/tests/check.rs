@@ -275,3 +275,35 @@ fn breaking_and_compatible_spec_changes_are_told_apart() {
     edit(&spec, "version: 1.0.0", "version: 2.0.0");
     assert!(tasks(&root).allowed().unwrap());
 }
+
+#[test]
+fn the_committed_specs_are_publishable() {
+    let root = workspace_root();
+    for service in SERVICES {
+        let bundled = xtask::bundle::bundle_service(&root.join("openapi"), service).unwrap();
+        assert_eq!(
+            xtask::quality::problems(&bundled),
+            Vec::<String>::new(),
+            "{service}"
+        );
+    }
+}
+
+#[test]
+fn an_undescribed_property_or_invalid_example_fails_the_check() {
+    let (_tmp, root) = copy_of_tree();
+    let spec = root.join("openapi/tasks.yaml");
+    edit(&spec, "      description: What is to be done.\n", "");
+    edit(&spec, "example: Buy hops", "example: \"\"");
+    let bundled = xtask::bundle::bundle_service(&root.join("openapi"), "tasks").unwrap();
+    let problems = xtask::quality::problems(&bundled);
+    for expect in [
+        "schema CreateTask.title: no description",
+        "schema Title: example \"\" is invalid",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(expect)),
+            "{expect:?} not in {problems:?}"
+        );
+    }
+}
