@@ -7,13 +7,19 @@
 //!
 //! `USERS_URL` and `TASKS_URL` point it elsewhere (defaults: ports 5001 and 5004).
 
-use taproom_client::{tasks, users};
+use taproom_client::{tasks, users, Connection, Service};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let users_url = std::env::var("USERS_URL").unwrap_or_else(|_| "http://127.0.0.1:5001".into());
-    let tasks_url = std::env::var("TASKS_URL").unwrap_or_else(|_| "http://127.0.0.1:5004".into());
-    let users = users::Client::new(&users_url);
+    // Where the services are, and how long to wait for them: set once.
+    let mut settings = Connection::builder().timeout(std::time::Duration::from_secs(5));
+    for (service, var) in [(Service::Users, "USERS_URL"), (Service::Tasks, "TASKS_URL")] {
+        if let Ok(url) = std::env::var(var) {
+            settings = settings.service_url(service, url);
+        }
+    }
+    let anonymous = settings.build()?;
+    let users = anonymous.users();
 
     // Register. Constrained fields are newtypes: parsing checks the spec's rules locally.
     let name = format!("guest_{}", std::process::id());
@@ -44,17 +50,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?
         .into_inner();
 
-    // One reqwest client carrying the token (and any timeout) for the tasks client.
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {}", token.access_token).parse()?,
-    );
-    let http = reqwest::Client::builder()
-        .default_headers(headers)
-        .timeout(std::time::Duration::from_secs(5))
+    // The same settings plus the token, for every call made as this user.
+    let signed_in = anonymous
+        .to_builder()
+        .bearer_token(token.access_token)
         .build()?;
-    let tasks = tasks::Client::new_with_client(&tasks_url, http);
+    let tasks = signed_in.tasks();
 
     let task = tasks
         .create_task()

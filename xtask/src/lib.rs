@@ -3,8 +3,11 @@
 pub mod bench;
 pub mod bundle;
 pub mod codegen;
+pub mod compat;
+pub mod docs;
 pub mod drift;
 pub mod gateway;
+pub mod quality;
 
 use anyhow::{Context, Result};
 use serde_json::Value;

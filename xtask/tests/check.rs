@@ -3,14 +3,19 @@
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use xtask::{drift, generate_all, served_openapi, stale_files, workspace_root, SERVICES};
+use xtask::{compat, drift, generate_all, served_openapi, stale_files, workspace_root, SERVICES};
 
 /// Copies what `gen`/`check` read and write into a temporary directory.
 fn copy_of_tree() -> (tempfile::TempDir, PathBuf) {
     let root = workspace_root();
     let tmp = tempfile::tempdir().unwrap();
     let mut files: Vec<PathBuf> = Vec::new();
-    for dir in ["openapi", "openapi/bundled", "client/src/generated"] {
+    for dir in [
+        "openapi",
+        "openapi/bundled",
+        "openapi/released",
+        "client/src/generated",
+    ] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
             let path = entry.unwrap().path();
             if path.is_file() {
@@ -213,4 +218,92 @@ fn drift_between_yaml_and_server_is_caught() {
             .any(|d| d.contains("GET /v1/secret: served but not in the YAML")),
         "{found:?}"
     );
+}
+
+#[test]
+fn the_committed_specs_are_compatible_with_their_release() {
+    for service in SERVICES {
+        let verdict = compat::verdict(&workspace_root(), service)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{service} has no release snapshot"));
+        assert!(
+            verdict.allowed().unwrap(),
+            "{service}: {:?}",
+            verdict.breaking
+        );
+    }
+}
+
+#[test]
+fn breaking_and_compatible_spec_changes_are_told_apart() {
+    let tasks = |root: &Path| compat::verdict(root, "tasks").unwrap().unwrap();
+
+    // Compatible: a longer title allowed, a new optional field, a new optional parameter.
+    let (_tmp, root) = copy_of_tree();
+    let spec = root.join("openapi/tasks.yaml");
+    edit(&spec, "maxLength: 200", "maxLength: 300");
+    edit(
+        &spec,
+        "        description:\n          $ref: \"#/components/schemas/Description\"\n",
+        "        description:\n          $ref: \"#/components/schemas/Description\"\n        \
+         due:\n          type: string\n          format: date\n",
+    );
+    edit(
+        &spec,
+        "        - $ref: \"common.yaml#/components/parameters/Limit\"",
+        "        - name: q\n          in: query\n          schema:\n            type: string\n        \
+         - $ref: \"common.yaml#/components/parameters/Limit\"",
+    );
+    let verdict = tasks(&root);
+    assert_eq!(verdict.breaking, Vec::<String>::new());
+    assert!(verdict.allowed().unwrap());
+
+    // Breaking: a shorter title refuses what clients could send before.
+    let (_tmp, root) = copy_of_tree();
+    let spec = root.join("openapi/tasks.yaml");
+    edit(&spec, "maxLength: 200", "maxLength: 100");
+    let verdict = tasks(&root);
+    assert!(
+        verdict.breaking.iter().any(|b| b.contains(
+            "POST /v1/tasks: request body (application/json)/title: maxLength lowered to 100"
+        )),
+        "{:?}",
+        verdict.breaking
+    );
+    assert!(!verdict.allowed().unwrap());
+    // ... which a new major version announces.
+    edit(&spec, "version: 1.0.0", "version: 2.0.0");
+    assert!(tasks(&root).allowed().unwrap());
+}
+
+#[test]
+fn the_committed_specs_are_publishable() {
+    let root = workspace_root();
+    for service in SERVICES {
+        let bundled = xtask::bundle::bundle_service(&root.join("openapi"), service).unwrap();
+        assert_eq!(
+            xtask::quality::problems(&bundled),
+            Vec::<String>::new(),
+            "{service}"
+        );
+    }
+}
+
+#[test]
+fn an_undescribed_property_or_invalid_example_fails_the_check() {
+    let (_tmp, root) = copy_of_tree();
+    let spec = root.join("openapi/tasks.yaml");
+    edit(&spec, "      description: What is to be done.\n", "");
+    edit(&spec, "example: Buy hops", "example: \"\"");
+    let bundled = xtask::bundle::bundle_service(&root.join("openapi"), "tasks").unwrap();
+    let problems = xtask::quality::problems(&bundled);
+    for expect in [
+        "schema CreateTask.title: no description",
+        "schema Title: example \"\" is invalid",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(expect)),
+            "{expect:?} not in {problems:?}"
+        );
+    }
 }

@@ -40,16 +40,23 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct Beer {
+        ///When the beer was added (UTC).
         pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///The beer's id (UUIDv7).
         pub id: ::uuid::Uuid,
+        ///URL of a picture of the beer, when given.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub image_url: ::std::option::Option<::std::string::String>,
+        ///The beer's name.
         pub name: ::std::string::String,
         ///Decimal string with two places.
         pub price: ::std::string::String,
+        ///Stock-keeping unit, unique in the catalogue.
         pub sku: ::std::string::String,
+        ///Beer style, when given.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub style: ::std::option::Option<::std::string::String>,
+        ///When the beer last changed (UTC).
         pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
     }
     impl Beer {
@@ -57,7 +64,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///`BeerName`
+    ///The beer's name as shown to customers.
     #[derive(
         ::serde::Serialize,
         Clone,
@@ -135,6 +142,7 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct BeerPage {
+        ///Beers in id order (oldest first).
         pub items: ::std::vec::Vec<Beer>,
         ///Absent on the last page.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -162,6 +170,7 @@ pub mod types {
         pub name: BeerName,
         pub price: Price,
         pub sku: Sku,
+        ///Beer style, free text.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub style: ::std::option::Option<CreateBeerStyle>,
     }
@@ -239,7 +248,7 @@ pub mod types {
                 })
         }
     }
-    ///`CreateBeerStyle`
+    ///Beer style, free text.
     #[derive(
         ::serde::Serialize,
         Clone,
@@ -678,7 +687,9 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct Ping {
+        ///Always `pong!`.
         pub message: ::std::string::String,
+        ///Always `success`.
         pub status: ::std::string::String,
     }
     impl Ping {
@@ -776,10 +787,12 @@ pub mod types {
         ///Every validation failure of the request, when there were any.
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         pub errors: ::std::vec::Vec<ProblemError>,
+        ///A URI reference identifying this occurrence of the problem, when there is one.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub instance: ::std::option::Option<::std::string::String>,
         ///The id of the request, as in the `X-Request-Id` response header and the logs.
         pub request_id: ::std::string::String,
+        ///The HTTP status code of this response.
         pub status: u16,
         ///A short summary of the problem type.
         pub title: ::std::string::String,
@@ -802,6 +815,7 @@ pub mod types {
         schemars::JsonSchema
     )]
     pub struct ProblemError {
+        ///What is wrong with the value there (never echoes a submitted string).
         pub message: ::std::string::String,
         ///JSON pointer (RFC 6901) into the request body, or `/query/<name>`, `/path/<name>`, `/header/<name>` for parameters.
         pub pointer: ::std::string::String,
@@ -1120,6 +1134,7 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct Version {
+        ///The service name.
         pub service: ::std::string::String,
         ///`info.version` of the service's OpenAPI document.
         pub spec_version: ::std::string::String,
@@ -2202,6 +2217,8 @@ let response = client.readyz()
         builder::Readyz::new(self)
     }
     /**Build and spec version
+
+Which build of the service answers, and which version of its API document it serves.
 
 Sends a `GET` request to `/version`
 

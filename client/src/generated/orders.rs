@@ -19,7 +19,9 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct AddItem {
+        ///The beer to add (its id in the beers service).
         pub beer_id: ::uuid::Uuid,
+        ///How many; adding a beer already in the order adds to its quantity.
         pub quantity: ::std::num::NonZeroU32,
     }
     impl AddItem {
@@ -309,8 +311,10 @@ pub mod types {
         ///When it was checked out; absent while open.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub closed_at: ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+        ///When the order was created (UTC).
         pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
         pub discount: Money,
+        ///The order's id (UUIDv7).
         pub id: ::uuid::Uuid,
         ///In the order they were first added.
         pub items: ::std::vec::Vec<OrderItem>,
@@ -320,7 +324,9 @@ pub mod types {
         pub status: OrderStatus,
         pub subtotal: Money,
         pub total: Money,
+        ///When the order last changed (UTC).
         pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///The id of the user who owns the order.
         pub user_id: ::uuid::Uuid,
     }
     impl Order {
@@ -339,10 +345,14 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct OrderItem {
+        ///The beer's id in the beers service.
         pub beer_id: ::uuid::Uuid,
         pub line_total: Money,
+        ///The beer's name when it was first added.
         pub name: ::std::string::String,
+        ///How many.
         pub quantity: u32,
+        ///The beer's sku when it was first added.
         pub sku: ::std::string::String,
         pub unit_price: Money,
     }
@@ -362,6 +372,7 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct OrderPage {
+        ///Orders in id order (oldest first).
         pub items: ::std::vec::Vec<Order>,
         ///Absent on the last page.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -372,7 +383,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///`OrderStatus`
+    ///`open` while items may be added or removed; `closed` once checked out.
     #[derive(
         ::serde::Deserialize,
         ::serde::Serialize,
@@ -439,7 +450,9 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct Ping {
+        ///Always `pong!`.
         pub message: ::std::string::String,
+        ///Always `success`.
         pub status: ::std::string::String,
     }
     impl Ping {
@@ -463,10 +476,12 @@ pub mod types {
         ///Every validation failure of the request, when there were any.
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         pub errors: ::std::vec::Vec<ProblemError>,
+        ///A URI reference identifying this occurrence of the problem, when there is one.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub instance: ::std::option::Option<::std::string::String>,
         ///The id of the request, as in the `X-Request-Id` response header and the logs.
         pub request_id: ::std::string::String,
+        ///The HTTP status code of this response.
         pub status: u16,
         ///A short summary of the problem type.
         pub title: ::std::string::String,
@@ -489,6 +504,7 @@ pub mod types {
         schemars::JsonSchema
     )]
     pub struct ProblemError {
+        ///What is wrong with the value there (never echoes a submitted string).
         pub message: ::std::string::String,
         ///JSON pointer (RFC 6901) into the request body, or `/query/<name>`, `/path/<name>`, `/header/<name>` for parameters.
         pub pointer: ::std::string::String,
@@ -575,6 +591,7 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct Version {
+        ///The service name.
         pub service: ::std::string::String,
         ///`info.version` of the service's OpenAPI document.
         pub spec_version: ::std::string::String,
@@ -1719,6 +1736,8 @@ let response = client.readyz()
     }
     /**Build and spec version
 
+Which build of the service answers, and which version of its API document it serves.
+
 Sends a `GET` request to `/version`
 
 ```ignore
@@ -1751,6 +1770,8 @@ let response = client.list_orders()
         builder::ListOrders::new(self)
     }
     /**Start a new, empty order
+
+Creates an open, empty order owned by the caller. Add items to it, then check it out.
 
 Sends a `POST` request to `/v1/orders`
 

@@ -44,6 +44,7 @@ pub mod types {
         ///How many orders of one user may use the code (default 2).
         #[serde(default = "defaults::default_nzu64::<::std::num::NonZeroU32, 2>")]
         pub max_uses_per_user: ::std::num::NonZeroU32,
+        ///Percentage taken off the order's subtotal.
         pub percent_off: ::std::num::NonZeroU32,
     }
     impl CreatePromotion {
@@ -62,11 +63,17 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct Eligibility {
+        ///The promo code asked about.
         pub code: ::std::string::String,
+        ///Whether the user may use the code on one more order.
         pub eligible: bool,
+        ///How many orders of one user may use the code.
         pub max_uses: u32,
+        ///Percentage the code takes off.
         pub percent_off: u32,
+        ///The user asked about.
         pub user_id: ::uuid::Uuid,
+        ///How many of the user's orders have used the code, as counted from delivered events.
         pub uses: u32,
     }
     impl Eligibility {
@@ -87,8 +94,10 @@ pub mod types {
     pub struct Event {
         ///Unique per event; deliveries of one event share it.
         pub id: ::uuid::Uuid,
+        ///When it happened (UTC).
         pub occurred_at: ::chrono::DateTime<::chrono::offset::Utc>,
         pub order: PlacedOrder,
+        ///What happened; `order.placed` is the only kind so far.
         #[serde(rename = "type")]
         pub type_: EventType,
     }
@@ -110,6 +119,7 @@ pub mod types {
     pub struct EventReceipt {
         ///True when an earlier delivery of this event had already been taken.
         pub duplicate: bool,
+        ///The id of the event received.
         pub id: ::uuid::Uuid,
     }
     impl EventReceipt {
@@ -117,7 +127,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///`EventType`
+    ///What happened; `order.placed` is the only kind so far.
     #[derive(
         ::serde::Deserialize,
         ::serde::Serialize,
@@ -201,7 +211,9 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct Ping {
+        ///Always `pong!`.
         pub message: ::std::string::String,
+        ///Always `success`.
         pub status: ::std::string::String,
     }
     impl Ping {
@@ -209,7 +221,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///`PlacedOrder`
+    ///The order an `order.placed` event is about.
     #[derive(
         ::serde::Deserialize,
         ::serde::Serialize,
@@ -220,10 +232,13 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct PlacedOrder {
+        ///The order's id in the orders service.
         pub order_id: ::uuid::Uuid,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub promo_code: ::std::option::Option<PromoCode>,
+        ///What the user paid: a decimal string with two places.
         pub total: PlacedOrderTotal,
+        ///The id of the user who placed it.
         pub user_id: ::uuid::Uuid,
     }
     impl PlacedOrder {
@@ -231,7 +246,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///`PlacedOrderTotal`
+    ///What the user paid: a decimal string with two places.
     #[derive(
         ::serde::Serialize,
         Clone,
@@ -313,10 +328,12 @@ pub mod types {
         ///Every validation failure of the request, when there were any.
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         pub errors: ::std::vec::Vec<ProblemError>,
+        ///A URI reference identifying this occurrence of the problem, when there is one.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub instance: ::std::option::Option<::std::string::String>,
         ///The id of the request, as in the `X-Request-Id` response header and the logs.
         pub request_id: ::std::string::String,
+        ///The HTTP status code of this response.
         pub status: u16,
         ///A short summary of the problem type.
         pub title: ::std::string::String,
@@ -339,6 +356,7 @@ pub mod types {
         schemars::JsonSchema
     )]
     pub struct ProblemError {
+        ///What is wrong with the value there (never echoes a submitted string).
         pub message: ::std::string::String,
         ///JSON pointer (RFC 6901) into the request body, or `/query/<name>`, `/path/<name>`, `/header/<name>` for parameters.
         pub pointer: ::std::string::String,
@@ -425,9 +443,13 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct Promotion {
+        ///The promo code.
         pub code: ::std::string::String,
+        ///When the promotion was created (UTC).
         pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///How many orders of one user may use the code.
         pub max_uses_per_user: u32,
+        ///Percentage taken off the order's subtotal.
         pub percent_off: u32,
     }
     impl Promotion {
@@ -446,6 +468,7 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct Version {
+        ///The service name.
         pub service: ::std::string::String,
         ///`info.version` of the service's OpenAPI document.
         pub spec_version: ::std::string::String,
@@ -1612,6 +1635,8 @@ let response = client.readyz()
         builder::Readyz::new(self)
     }
     /**Build and spec version
+
+Which build of the service answers, and which version of its API document it serves.
 
 Sends a `GET` request to `/version`
 

@@ -49,7 +49,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///`Description`
+    ///Details; optional.
     #[derive(
         ::serde::Serialize,
         Clone,
@@ -211,7 +211,9 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct Ping {
+        ///Always `pong!`.
         pub message: ::std::string::String,
+        ///Always `success`.
         pub status: ::std::string::String,
     }
     impl Ping {
@@ -235,10 +237,12 @@ pub mod types {
         ///Every validation failure of the request, when there were any.
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         pub errors: ::std::vec::Vec<ProblemError>,
+        ///A URI reference identifying this occurrence of the problem, when there is one.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub instance: ::std::option::Option<::std::string::String>,
         ///The id of the request, as in the `X-Request-Id` response header and the logs.
         pub request_id: ::std::string::String,
+        ///The HTTP status code of this response.
         pub status: u16,
         ///A short summary of the problem type.
         pub title: ::std::string::String,
@@ -261,6 +265,7 @@ pub mod types {
         schemars::JsonSchema
     )]
     pub struct ProblemError {
+        ///What is wrong with the value there (never echoes a submitted string).
         pub message: ::std::string::String,
         ///JSON pointer (RFC 6901) into the request body, or `/query/<name>`, `/path/<name>`, `/header/<name>` for parameters.
         pub pointer: ::std::string::String,
@@ -281,12 +286,18 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct Task {
+        ///When the task was created (UTC).
         pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///Details; absent when there are none.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub description: ::std::option::Option<::std::string::String>,
+        ///Whether the task is done.
         pub done: bool,
+        ///The task's id (UUIDv7).
         pub id: ::uuid::Uuid,
+        ///What is to be done.
         pub title: ::std::string::String,
+        ///When the task last changed (UTC).
         pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
     }
     impl Task {
@@ -305,6 +316,7 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct TaskPage {
+        ///Tasks in id order (oldest first).
         pub items: ::std::vec::Vec<Task>,
         ///Absent on the last page.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -315,7 +327,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///`Title`
+    ///What is to be done.
     #[derive(
         ::serde::Serialize,
         Clone,
@@ -396,6 +408,7 @@ pub mod types {
     pub struct UpdateTask {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub description: ::std::option::Option<Description>,
+        ///Mark the task done (true) or not done (false).
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub done: ::std::option::Option<bool>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -417,6 +430,7 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct Version {
+        ///The service name.
         pub service: ::std::string::String,
         ///`info.version` of the service's OpenAPI document.
         pub spec_version: ::std::string::String,
@@ -1368,6 +1382,8 @@ let response = client.readyz()
     }
     /**Build and spec version
 
+Which build of the service answers, and which version of its API document it serves.
+
 Sends a `GET` request to `/version`
 
 ```ignore
@@ -1401,6 +1417,8 @@ let response = client.list_tasks()
     }
     /**Create a task
 
+Creates a task owned by the caller, not done.
+
 Sends a `POST` request to `/v1/tasks`
 
 ```ignore
@@ -1430,6 +1448,8 @@ let response = client.get_task()
         builder::GetTask::new(self)
     }
     /**Delete one of your tasks
+
+Deletes the task for good. Someone else's task is 404.
 
 Sends a `DELETE` request to `/v1/tasks/{task_id}`
 

@@ -64,9 +64,12 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct Credentials {
+        ///Email address (case-insensitive); give this or `username`.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub email: ::std::option::Option<CredentialsEmail>,
+        ///The account's password.
         pub password: CredentialsPassword,
+        ///Username (case-insensitive); give this or `email`.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub username: ::std::option::Option<CredentialsUsername>,
     }
@@ -75,7 +78,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///`CredentialsEmail`
+    ///Email address (case-insensitive); give this or `username`.
     #[derive(
         ::serde::Serialize,
         Clone,
@@ -139,7 +142,7 @@ pub mod types {
                 })
         }
     }
-    ///`CredentialsPassword`
+    ///The account's password.
     #[derive(
         ::serde::Serialize,
         Clone,
@@ -203,7 +206,7 @@ pub mod types {
                 })
         }
     }
-    ///`CredentialsUsername`
+    ///Username (case-insensitive); give this or `email`.
     #[derive(
         ::serde::Serialize,
         Clone,
@@ -267,7 +270,7 @@ pub mod types {
                 })
         }
     }
-    ///`Email`
+    ///An email address; unique regardless of case.
     #[derive(
         ::serde::Serialize,
         Clone,
@@ -362,14 +365,20 @@ pub mod types {
         schemars::JsonSchema
     )]
     pub struct Jwk {
+        ///Signature algorithm: `EdDSA`.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub alg: ::std::option::Option<::std::string::String>,
+        ///Curve: `Ed25519`.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub crv: ::std::option::Option<::std::string::String>,
+        ///Key id; a token names the key that signed it with the same `kid` in its header.
         pub kid: ::std::string::String,
+        ///Key type: `OKP` for Ed25519 keys.
         pub kty: ::std::string::String,
+        ///Intended use: `sig` (signatures).
         #[serde(rename = "use", skip_serializing_if = "::std::option::Option::is_none")]
         pub use_: ::std::option::Option<::std::string::String>,
+        ///The public key, base64url without padding.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub x: ::std::option::Option<::std::string::String>,
     }
@@ -388,6 +397,7 @@ pub mod types {
         schemars::JsonSchema
     )]
     pub struct Jwks {
+        ///The keys currently valid for verifying tokens.
         pub keys: ::std::vec::Vec<Jwk>,
     }
     impl Jwks {
@@ -461,7 +471,7 @@ pub mod types {
                 })
         }
     }
-    ///`Password`
+    ///At least 8 characters. Stored only as an argon2id hash, never returned.
     #[derive(
         ::serde::Serialize,
         Clone,
@@ -528,7 +538,7 @@ pub mod types {
                 })
         }
     }
-    ///`PersonName`
+    ///A first or last name, as the user spells it.
     #[derive(
         ::serde::Serialize,
         Clone,
@@ -603,7 +613,9 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct Ping {
+        ///Always `pong!`.
         pub message: ::std::string::String,
+        ///Always `success`.
         pub status: ::std::string::String,
     }
     impl Ping {
@@ -627,10 +639,12 @@ pub mod types {
         ///Every validation failure of the request, when there were any.
         #[serde(default, skip_serializing_if = "::std::vec::Vec::is_empty")]
         pub errors: ::std::vec::Vec<ProblemError>,
+        ///A URI reference identifying this occurrence of the problem, when there is one.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub instance: ::std::option::Option<::std::string::String>,
         ///The id of the request, as in the `X-Request-Id` response header and the logs.
         pub request_id: ::std::string::String,
+        ///The HTTP status code of this response.
         pub status: u16,
         ///A short summary of the problem type.
         pub title: ::std::string::String,
@@ -653,6 +667,7 @@ pub mod types {
         schemars::JsonSchema
     )]
     pub struct ProblemError {
+        ///What is wrong with the value there (never echoes a submitted string).
         pub message: ::std::string::String,
         ///JSON pointer (RFC 6901) into the request body, or `/query/<name>`, `/path/<name>`, `/header/<name>` for parameters.
         pub pointer: ::std::string::String,
@@ -662,7 +677,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///`Role`
+    ///`user` may see and change only their own account; `admin` may do everything, including changing roles.
     #[derive(
         ::serde::Deserialize,
         ::serde::Serialize,
@@ -729,9 +744,11 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct Token {
+        ///The bearer token (an EdDSA-signed JWT) to send as `Authorization: Bearer <token>`.
         pub access_token: ::std::string::String,
         ///Seconds until the token expires.
         pub expires_in: u32,
+        ///Always `Bearer`.
         pub token_type: TokenTokenType,
     }
     impl Token {
@@ -739,7 +756,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///`TokenTokenType`
+    ///Always `Bearer`.
     #[derive(
         ::serde::Deserialize,
         ::serde::Serialize,
@@ -831,15 +848,22 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct User {
+        ///When the account was created (UTC).
         pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///The email address.
         pub email: ::std::string::String,
+        ///First name, when given.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub first_name: ::std::option::Option<::std::string::String>,
+        ///The user's id (UUIDv7).
         pub id: ::uuid::Uuid,
+        ///Last name, when given.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub last_name: ::std::option::Option<::std::string::String>,
         pub role: Role,
+        ///When the account last changed (UTC).
         pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///The username as registered (uniqueness ignores case).
         pub username: ::std::string::String,
     }
     impl User {
@@ -858,6 +882,7 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct UserPage {
+        ///Users in id order (oldest first).
         pub items: ::std::vec::Vec<User>,
         ///Absent on the last page.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -868,7 +893,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///`Username`
+    ///Letters, digits, `_`, `.` and `-`; unique regardless of case.
     #[derive(
         ::serde::Serialize,
         Clone,
@@ -951,6 +976,7 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct Version {
+        ///The service name.
         pub service: ::std::string::String,
         ///`info.version` of the service's OpenAPI document.
         pub spec_version: ::std::string::String,
@@ -2388,6 +2414,8 @@ let response = client.readyz()
     }
     /**Build and spec version
 
+Which build of the service answers, and which version of its API document it serves.
+
 Sends a `GET` request to `/version`
 
 ```ignore
@@ -2502,6 +2530,8 @@ let response = client.create_token()
     }
     /**The user the token belongs to
 
+The account the bearer token was issued to, as `get_user` would return it.
+
 Sends a `GET` request to `/v1/auth/me`
 
 ```ignore
@@ -2513,6 +2543,8 @@ let response = client.get_current_user()
         builder::GetCurrentUser::new(self)
     }
     /**Public keys that verify access tokens
+
+The Ed25519 public keys (JWK Set) that verify access tokens. Other services fetch them to check tokens without calling users per request; a token names its key with `kid`.
 
 Sends a `GET` request to `/.well-known/jwks.json`
 
