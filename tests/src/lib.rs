@@ -607,3 +607,40 @@ where
     }
     panic!("not within {secs} s: {what}");
 }
+
+/// A running `chromedriver` (`CHROMEDRIVER` names another binary), stopped when dropped.
+pub struct Chromedriver(std::process::Child);
+
+impl Drop for Chromedriver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts chromedriver on a free port; the driver and its WebDriver URL.
+pub async fn start_chromedriver() -> (Chromedriver, String) {
+    let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let driver = Chromedriver(
+        std::process::Command::new(&binary)
+            .arg(format!("--port={port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run {binary:?} ({e}): install chromium and chromium-driver (see README)")
+            }),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if reqwest::get(format!("{url}/status")).await.is_ok() {
+            return (driver, url);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start on port {port}");
+}

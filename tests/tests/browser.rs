@@ -7,49 +7,9 @@
 //! chromium-driver`; `.ci/run` installs them). Set `CHROMEDRIVER` to use another driver binary.
 
 use fantoccini::{ClientBuilder, Locator};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use taproom_tests::start_chromedriver;
 use taproom_tests::{Backend, Users};
-
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start_chromedriver() -> (Driver, String) {
-    let binary = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-    let port = free_port();
-    let driver = Driver(
-        Command::new(&binary)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {binary:?} ({e}): install chromium and chromium-driver (see README)")
-        }),
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..100 {
-        if reqwest::get(format!("{url}/status")).await.is_ok() {
-            return (driver, url);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("chromedriver did not start on port {port}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docs_page_runs_an_operation_in_a_real_browser() {

@@ -17,6 +17,47 @@ macro_rules! unpublished_get {
     };
 }
 
+/// The glue of a service whose own state is just a `Keyring` (it checks tokens with the
+/// users service's keys): its context type, `connect`, `start` and `served_openapi`. The
+/// module defines `NAME`, `MIGRATOR` and `api`.
+macro_rules! keyring_service {
+    ($context:ident, $handlers:ty, $api_mod:ident) => {
+        pub type $context = $crate::runtime::Service<$crate::runtime::auth::Keyring>;
+
+        pub async fn connect(
+            config: &$crate::runtime::config::Config,
+        ) -> anyhow::Result<$crate::runtime::Db> {
+            $crate::runtime::server::connect(config, NAME, &MIGRATOR).await
+        }
+
+        /// Starts the service; `users_url` is where the users service publishes its keys.
+        pub async fn start(
+            config: &$crate::runtime::config::Config,
+            users_url: &str,
+            log: &slog::Logger,
+        ) -> anyhow::Result<dropshot::HttpServer<$context>> {
+            let keyring =
+                $crate::runtime::auth::Keyring::remote(users_url, config.service_timeout())?;
+            let context =
+                $crate::runtime::Service::open(config, NAME, api::SPEC_YAML, &MIGRATOR, keyring)
+                    .await?;
+            $crate::runtime::server::start(
+                api::$api_mod::api_description::<$handlers>(),
+                context,
+                config,
+                log,
+            )
+        }
+
+        /// The OpenAPI document dropshot derives from the trait, for `cargo xtask check`.
+        pub fn served_openapi() -> anyhow::Result<serde_json::Value> {
+            $crate::runtime::server::served_openapi(api::$api_mod::stub_api_description(), NAME)
+        }
+    };
+}
+
+pub(crate) use keyring_service;
+
 pub mod auth;
 pub mod config;
 pub mod db;
