@@ -111,7 +111,7 @@ async fn static_docs_list_every_operation_offline() {
     let (links, title, blocks) = outcome.expect("reading the static docs");
     assert_eq!(
         links,
-        ["users", "beers", "orders", "tasks", "promotions"]
+        ["users", "beers", "orders", "tasks", "promotions", "gateway"]
             .map(|s| format!("{s}/index.html"))
             .to_vec()
     );

@@ -25,7 +25,8 @@ pub fn default_out_dir(root: &Path) -> PathBuf {
 }
 
 /// Writes `out/index.html`, `out/assets/` and `out/<service>/{index.html, openapi.yaml,
-/// openapi.json}` for every service; returns the index page.
+/// openapi.json}` for every service and for the gateway's combined document; returns the
+/// index page.
 pub fn build(root: &Path, out: &Path) -> Result<PathBuf> {
     let assets = out.join("assets");
     std::fs::create_dir_all(&assets).with_context(|| format!("creating {}", assets.display()))?;
@@ -34,20 +35,27 @@ pub fn build(root: &Path, out: &Path) -> Result<PathBuf> {
         std::fs::copy(&from, assets.join(name))
             .with_context(|| format!("copying {}", from.display()))?;
     }
-    let mut entries = String::new();
+    let mut documents = Vec::new();
     for service in crate::SERVICES {
         let bundled = crate::bundle::bundle_service(&root.join("openapi"), service)?;
         crate::validate_spec(service, &bundled)?;
+        documents.push((*service, bundled));
+    }
+    // The gateway's combined document: every service behind one origin.
+    let combined = crate::gateway::combine(&documents)?;
+    documents.push(("gateway", combined));
+    let mut entries = String::new();
+    for (service, bundled) in &documents {
         let dir = out.join(service);
         std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("index.html"), service_page(&bundled)?)?;
+        std::fs::write(dir.join("index.html"), service_page(bundled)?)?;
         std::fs::write(
             dir.join("openapi.yaml"),
-            crate::bundled_yaml(service, &bundled)?,
+            crate::bundled_yaml(service, bundled)?,
         )?;
         std::fs::write(
             dir.join("openapi.json"),
-            serde_json::to_string_pretty(&bundled)?,
+            serde_json::to_string_pretty(bundled)?,
         )?;
         let info = |k: &str| {
             bundled
