@@ -16,10 +16,15 @@ pub fn run(root: &Path, extra: &[String]) -> Result<()> {
             "--locked",
             "-p",
             "taproom-server",
-            "--bin",
-            "server",
             "-p",
             "taproom-bench",
+            // --bin applies to every package named, so each binary is named.
+            "--bin",
+            "server",
+            "--bin",
+            "taproom-bench",
+            "--bin",
+            "baseline",
         ])
         .status()
         .context("running cargo build")?;
