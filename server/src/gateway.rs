@@ -6,10 +6,7 @@
 
 use crate::runtime::config::Config;
 use crate::runtime::Problem;
-use dropshot::{
-    ApiDescription, ApiEndpoint, Body, ConfigDropshot, HandlerTaskMode, HttpServer, Path,
-    RequestContext, ServerBuilder, UntypedBody,
-};
+use dropshot::{ApiDescription, ApiEndpoint, Body, HttpServer, Path, RequestContext, UntypedBody};
 use http::{header, HeaderName, Method, Response};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -163,17 +160,5 @@ pub fn start(
             .build()?,
     };
     let bind = std::net::SocketAddr::new(config.bind_address, config.gateway_port);
-    ServerBuilder::new(api, gateway, log.new(slog::o!("service" => "gateway")))
-        .config(ConfigDropshot {
-            bind_address: bind,
-            default_request_body_max_bytes: config.request_body_max_bytes,
-            default_handler_task_mode: HandlerTaskMode::Detached,
-            ..Default::default()
-        })
-        .response_hook(std::sync::Arc::new(crate::runtime::http::Hook::new(
-            config.cors_allowed_origins.clone(),
-            &[],
-        )))
-        .start()
-        .map_err(|e| anyhow::anyhow!("gateway: cannot listen on {bind}: {e}"))
+    crate::runtime::server::listen(api, gateway, config, log, "gateway", bind, &[])
 }

@@ -55,11 +55,17 @@ pub async fn connect(config: &Config) -> anyhow::Result<Db> {
     server::connect(config, NAME, &MIGRATOR).await
 }
 
-fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
+/// An HTTP client for calls to other services, bounded by `SERVICE_TIMEOUT_MS` and sending
+/// `headers` with every request.
+fn http_client(
+    config: &Config,
+    headers: reqwest::header::HeaderMap,
+) -> anyhow::Result<reqwest::Client> {
     let timeout = config.service_timeout();
     Ok(reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout)
+        .default_headers(headers)
         .build()?)
 }
 
@@ -111,12 +117,7 @@ pub async fn relay(
                 .context("EVENTS_TOKEN: not valid header text")?;
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
-            let timeout = config.service_timeout();
-            let http = reqwest::Client::builder()
-                .timeout(timeout)
-                .connect_timeout(timeout)
-                .default_headers(headers)
-                .build()?;
+            let http = http_client(config, headers)?;
             Arc::new(HttpSink {
                 promotions: taproom_client::promotions::Client::new_with_client(
                     promotions_url,
@@ -138,7 +139,7 @@ pub async fn start(
     peers: &PeerUrls,
     log: &slog::Logger,
 ) -> anyhow::Result<HttpServer<OrdersContext>> {
-    let http = http_client(config)?;
+    let http = http_client(config, Default::default())?;
     let state = Peers {
         keyring: Keyring::remote(&peers.users, config.service_timeout())?,
         beers: taproom_client::beers::Client::new_with_client(&peers.beers, http.clone()),

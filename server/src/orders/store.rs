@@ -3,7 +3,7 @@
 //! lock that orders item changes and checkout, so nothing slips into a closed order and
 //! of concurrent checkouts exactly one closes it.
 
-use crate::runtime::db::{is_unique_violation, now_text, parse_time, Db, StoreError};
+use crate::runtime::db::{is_unique_violation, now_text, parse_time, time_text, Db, StoreError};
 use crate::runtime::money::format_cents;
 use sqlx::Row;
 use taproom_client::orders::types;
@@ -261,9 +261,7 @@ pub struct Replay {
 const KEY_TTL: chrono::Duration = chrono::Duration::hours(24);
 
 fn key_cutoff() -> String {
-    (chrono::Utc::now() - KEY_TTL)
-        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string()
+    time_text(chrono::Utc::now() - KEY_TTL)
 }
 
 pub async fn replay(db: &Db, user_id: Uuid, key: &str) -> Result<Option<Replay>, StoreError> {

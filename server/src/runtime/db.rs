@@ -164,9 +164,12 @@ pub fn is_unique_violation(e: &sqlx::Error) -> bool {
 /// Current UTC time as stored and sent: RFC 3339 with microseconds, so text order is
 /// time order.
 pub fn now_text() -> String {
-    chrono::Utc::now()
-        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-        .to_string()
+    time_text(chrono::Utc::now())
+}
+
+/// A time as stored and sent (see `now_text`).
+pub fn time_text(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 pub fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {

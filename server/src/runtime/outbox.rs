@@ -8,7 +8,7 @@
 //! holding a claim the claim expires and another takes the events over. A crash between
 //! sending and marking an event delivered means it is sent again: at least once.
 
-use super::db::{now_text, Db};
+use super::db::{now_text, time_text, Db};
 use anyhow::Result;
 use sqlx::Row;
 use std::sync::Arc;
@@ -80,10 +80,6 @@ impl Default for RelayOptions {
             max_backoff: Duration::from_secs(30),
         }
     }
-}
-
-fn time_text(at: chrono::DateTime<chrono::Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 fn after(d: Duration) -> String {

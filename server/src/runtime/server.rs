@@ -93,22 +93,46 @@ pub fn start<C: ServiceContext>(
         api.register(endpoint)
             .map_err(|e| anyhow::anyhow!("{service}: {e}"))?;
     }
-    let bind = config.bind(service);
-    let server = ServerBuilder::new(api, context, log.new(slog::o!("service" => service)))
-        .config(ConfigDropshot {
-            bind_address: bind,
-            default_request_body_max_bytes: config.request_body_max_bytes,
-            // A client that hangs up must not cancel a handler halfway through a write.
-            default_handler_task_mode: HandlerTaskMode::Detached,
-            ..Default::default()
-        })
-        .response_hook(std::sync::Arc::new(super::http::Hook::new(
-            config.cors_allowed_origins.clone(),
-            &routes,
-        )))
-        .start()
-        .map_err(|e| anyhow::anyhow!("{service}: cannot listen on {bind}: {e}"))?;
-    Ok(server)
+    listen(
+        api,
+        context,
+        config,
+        log,
+        service,
+        config.bind(service),
+        &routes,
+    )
+}
+
+/// Serves `api` on `bind` with the runtime's server settings and response hook (`routes`:
+/// what the `Allow` header of a 405 lists).
+pub fn listen<C: dropshot::ServerContext>(
+    api: ApiDescription<C>,
+    context: C,
+    config: &Config,
+    log: &Logger,
+    name: &str,
+    bind: std::net::SocketAddr,
+    routes: &[(String, String)],
+) -> Result<HttpServer<C>> {
+    ServerBuilder::new(
+        api,
+        context,
+        log.new(slog::o!("service" => name.to_string())),
+    )
+    .config(ConfigDropshot {
+        bind_address: bind,
+        default_request_body_max_bytes: config.request_body_max_bytes,
+        // A client that hangs up must not cancel a handler halfway through a write.
+        default_handler_task_mode: HandlerTaskMode::Detached,
+        ..Default::default()
+    })
+    .response_hook(std::sync::Arc::new(super::http::Hook::new(
+        config.cors_allowed_origins.clone(),
+        routes,
+    )))
+    .start()
+    .map_err(|e| anyhow::anyhow!("{name}: cannot listen on {bind}: {e}"))
 }
 
 /// Every (path, METHOD) in a spec, plus the unpublished documentation endpoints.

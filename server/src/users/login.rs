@@ -146,9 +146,7 @@ pub async fn check(
             if failures >= FREE_FAILURES {
                 let secs =
                     (FIRST_LOCK_SECS << (failures - FREE_FAILURES).min(10)).min(MAX_LOCK_SECS);
-                let until = (now + chrono::Duration::seconds(secs))
-                    .format("%Y-%m-%dT%H:%M:%S%.6fZ")
-                    .to_string();
+                let until = crate::runtime::db::time_text(now + chrono::Duration::seconds(secs));
                 store::lock(db, &account, &until)
                     .await
                     .map_err(|e| db_problem(rqctx, e))?;
