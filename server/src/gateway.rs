@@ -11,34 +11,41 @@ use http::{header, HeaderName, Method, Response};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-/// Which service serves which path prefix (the longest match wins), and what the
-/// gateway's own `/docs` and `/openapi.json` are. Events between services are not routed.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("/v1/users", "users"),
-    ("/v1/auth", "users"),
-    ("/.well-known/", "users"),
-    ("/v1/beers", "beers"),
-    ("/v1/orders", "orders"),
-    ("/v1/tasks", "tasks"),
-    ("/v1/promotions", "promotions"),
-    ("/docs/", "users"),
-    ("/gateway/", "users"),
-];
+/// Which service serves which path prefix (the longest match wins): each service's public
+/// operations, from its spec (`ServiceDef::public_prefixes`), and the documentation pages,
+/// which every service serves (the first one's are used). Events between services
+/// (`x-internal`) are not routed.
+fn routes() -> &'static [(String, &'static str)] {
+    static ROUTES: std::sync::OnceLock<Vec<(String, &'static str)>> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| {
+        let mut routes = Vec::new();
+        for def in crate::SERVICES {
+            let prefixes = def
+                .public_prefixes()
+                .expect("the embedded specs were parsed at start-up");
+            routes.extend(prefixes.into_iter().map(|p| (p, def.name)));
+        }
+        let docs = crate::SERVICES[0].name;
+        routes.push(("/docs/".into(), docs));
+        routes.push(("/gateway/".into(), docs));
+        routes
+    })
+}
 
 /// Paths the gateway rewrites: the combined document's page and the document itself.
-const REWRITES: &[(&str, &str, &str)] = &[
-    ("/docs", "users", "/gateway/docs"),
-    ("/openapi.json", "users", "/gateway/openapi.json"),
+const REWRITES: &[(&str, &str)] = &[
+    ("/docs", "/gateway/docs"),
+    ("/openapi.json", "/gateway/openapi.json"),
 ];
 
 /// The service and upstream path for a request path, if any service serves it.
 pub fn route(path: &str) -> Option<(&'static str, String)> {
-    if let Some((_, service, to)) = REWRITES.iter().find(|(from, _, _)| *from == path) {
-        return Some((service, to.to_string()));
+    if let Some((_, to)) = REWRITES.iter().find(|(from, _)| *from == path) {
+        return Some((crate::SERVICES[0].name, to.to_string()));
     }
-    ROUTES
+    routes()
         .iter()
-        .filter(|(prefix, _)| path.starts_with(prefix))
+        .filter(|(prefix, _)| path.starts_with(prefix.as_str()))
         .max_by_key(|(prefix, _)| prefix.len())
         .map(|(_, service)| (*service, path.to_string()))
 }

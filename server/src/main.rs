@@ -2,10 +2,11 @@
 //! also come from the environment or a `.env` file.
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use taproom_server::runtime::config::Config;
+use taproom_server::runtime::registry::{self, PeerUrls, Running, ServiceDef};
 use taproom_server::runtime::server::logger;
-use taproom_server::{beers, gateway, orders, promotions, tasks, users};
+use taproom_server::{gateway, users, SERVICES};
 
 #[derive(Parser)]
 #[command(name = "server", version, about = "Taproom: spec-first microservices", long_about = None)]
@@ -16,21 +17,12 @@ struct Cli {
     command: Command,
 }
 
+/// The commands besides one per service (`server <service>`, added from the service
+/// list at start-up).
 #[derive(Subcommand)]
 enum Command {
     /// Run every service, each on its own port with its own database.
     All,
-    /// Run the users service.
-    Users,
-    /// Run the beers service (verifies tokens with the users service at USERS_URL).
-    Beers,
-    /// Run the orders service (tokens checked with USERS_URL, beers looked up at BEERS_URL).
-    Orders,
-    /// Run the tasks service (verifies tokens with the users service at USERS_URL).
-    Tasks,
-    /// Run the promotions service (tokens checked with USERS_URL; events over HTTP with
-    /// EVENTS_TOKEN, or from NATS_URL).
-    Promotions,
     /// Create or upgrade every service's database, then exit.
     Migrate,
     /// Manage accounts from the command line.
@@ -48,6 +40,40 @@ enum Command {
     /// `cargo xtask check` to compare it with the YAML).
     #[command(hide = true)]
     ServedOpenapi { service: String },
+    /// One service, by name (a subcommand per entry of the service list).
+    #[command(skip)]
+    Service(&'static ServiceDef),
+}
+
+impl Cli {
+    /// Parses the command line, with a subcommand for each service.
+    fn parse_with_services() -> Cli {
+        let mut command = Cli::command();
+        for def in SERVICES {
+            let peers = if def.peers.is_empty() {
+                String::new()
+            } else {
+                let urls: Vec<String> = def
+                    .peers
+                    .iter()
+                    .map(|p| format!("{}_URL", p.to_ascii_uppercase()))
+                    .collect();
+                format!(" (calls {})", urls.join(", "))
+            };
+            command = command.subcommand(clap::Command::new(def.name).about(format!(
+                "Run the {} service: {}{peers}",
+                def.name, def.about
+            )));
+        }
+        let matches = command.get_matches();
+        let config = Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let service = matches.subcommand_name().and_then(registry::find);
+        let command = match service {
+            Some(def) => Command::Service(def),
+            None => Command::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()),
+        };
+        Cli { config, command }
+    }
 }
 
 #[derive(Subcommand)]
@@ -71,7 +97,7 @@ async fn main() {
             std::process::exit(2);
         }
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_with_services();
     if let Err(e) = run(cli).await {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -82,14 +108,10 @@ async fn run(cli: Cli) -> Result<()> {
     let config = cli.config;
     match cli.command {
         Command::ServedOpenapi { service } => {
-            let doc = match service.as_str() {
-                users::NAME => users::served_openapi()?,
-                beers::NAME => beers::served_openapi()?,
-                orders::NAME => orders::served_openapi()?,
-                tasks::NAME => tasks::served_openapi()?,
-                promotions::NAME => promotions::served_openapi()?,
-                other => anyhow::bail!("unknown service {other:?}"),
-            };
+            let def = registry::find(&service).ok_or_else(|| {
+                anyhow::anyhow!("unknown service {service:?}; one of {}", registry::names())
+            })?;
+            let doc = (def.served_openapi)()?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(())
         }
@@ -112,80 +134,62 @@ async fn run(cli: Cli) -> Result<()> {
             };
             // Every service shares the infrastructure operations; the users client's
             // `readyz` asks any of them.
-            let services: Vec<&str> = if services.is_empty() {
-                taproom_server::SERVICES.to_vec()
+            let defs: Vec<&ServiceDef> = if services.is_empty() {
+                SERVICES.to_vec()
             } else {
-                services.iter().map(String::as_str).collect()
+                services
+                    .iter()
+                    .map(|name| {
+                        registry::find(name).ok_or_else(|| {
+                            anyhow::anyhow!(
+                                "unknown service {name:?}; one of {}",
+                                registry::names()
+                            )
+                        })
+                    })
+                    .collect::<Result<_>>()?
             };
-            for service in &services {
-                anyhow::ensure!(
-                    taproom_server::SERVICES.contains(service),
-                    "unknown service {service:?}; one of {}",
-                    taproom_server::SERVICES.join(", ")
-                );
-                let url = format!("http://{host}:{}", config.port(service));
+            for def in &defs {
+                let url = format!("http://{host}:{}", config.service(def.name).port);
                 taproom_client::users::Client::new(&url)
                     .readyz()
                     .send()
                     .await
-                    .map_err(|e| anyhow::anyhow!("{service} not ready: {e}"))?;
+                    .map_err(|e| anyhow::anyhow!("{} not ready: {e}", def.name))?;
             }
-            println!("{}: ready", services.join(", "));
+            let names: Vec<&str> = defs.iter().map(|d| d.name).collect();
+            println!("{}: ready", names.join(", "));
             Ok(())
         }
         Command::Migrate => {
-            users::connect(&config).await?;
-            beers::connect(&config).await?;
-            orders::connect(&config).await?;
-            tasks::connect(&config).await?;
-            promotions::connect(&config).await?;
-            println!("{}: migrated", taproom_server::SERVICES.join(", "));
+            for def in SERVICES {
+                taproom_server::runtime::server::connect(&config, def.name, def.migrator).await?;
+            }
+            println!("{}: migrated", registry::names());
             Ok(())
         }
-        command @ (Command::All
-        | Command::Users
-        | Command::Beers
-        | Command::Orders
-        | Command::Tasks
-        | Command::Promotions) => {
+        command @ (Command::All | Command::Service(_)) => {
             let mut config = config;
             let log = logger(&config.log_level, config.log_format)?;
             let all = matches!(command, Command::All);
             if all && config.events_token.is_none() {
-                // One process: orders and promotions share a secret nobody else knows.
+                // One process: its services share a secret nobody else knows.
                 config.events_token = Some(uuid::Uuid::new_v4().simple().to_string());
             }
-            let mut running = Vec::new();
-            let mut users_url = config.users_url.clone();
-            let mut beers_url = config.beers_url.clone();
-            let mut promotions_url = config.promotions_url.clone();
-            if all || matches!(command, Command::Users) {
-                let server = users::start(&config, &log).await?;
-                users_url = format!("http://{}", server.local_addr());
-                running.push(Running::new(users::NAME, server));
-            }
-            if all || matches!(command, Command::Beers) {
-                let server = beers::start(&config, &users_url, &log).await?;
-                beers_url = format!("http://{}", server.local_addr());
-                running.push(Running::new(beers::NAME, server));
-            }
-            if all || matches!(command, Command::Promotions) {
-                let server = promotions::start(&config, &users_url, &log).await?;
-                promotions_url = format!("http://{}", server.local_addr());
-                running.push(Running::new(promotions::NAME, server));
-            }
-            if all || matches!(command, Command::Orders) {
-                let peers = orders::PeerUrls {
-                    users: users_url.clone(),
-                    beers: beers_url.clone(),
-                    promotions: promotions_url.clone(),
-                };
-                let server = orders::start(&config, &peers, &log).await?;
-                running.push(Running::new(orders::NAME, server));
-            }
-            if all || matches!(command, Command::Tasks) {
-                let server = tasks::start(&config, &users_url, &log).await?;
-                running.push(Running::new(tasks::NAME, server));
+            let mut running: Vec<Running> = Vec::new();
+            for def in SERVICES {
+                if !all && !matches!(command, Command::Service(d) if d.name == def.name) {
+                    continue;
+                }
+                // Alone, a service finds its peers at `<PEER>_URL`; in `server all`, at the
+                // instances this process started (the list puts peers first).
+                let mut peers: PeerUrls = registry::peer_urls(&config, def);
+                for r in &running {
+                    if let Some(url) = peers.get_mut(r.name) {
+                        *url = format!("http://{}", r.addr);
+                    }
+                }
+                running.push((def.start)(&config, &peers, &log).await?);
             }
             if all && config.gateway {
                 let upstreams = running
@@ -216,27 +220,6 @@ async fn run(cli: Cli) -> Result<()> {
                     deadline.as_secs()
                 ),
             }
-        }
-    }
-}
-
-/// A running service, whatever its context type: where it listens, and how to stop it.
-struct Running {
-    name: &'static str,
-    addr: std::net::SocketAddr,
-    close: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>,
-}
-
-impl Running {
-    fn new<C: dropshot::ServerContext>(
-        name: &'static str,
-        server: dropshot::HttpServer<C>,
-    ) -> Self {
-        Running {
-            name,
-            addr: server.local_addr(),
-            // Runs only when awaited, at shutdown.
-            close: Box::pin(async move { server.close().await }),
         }
     }
 }

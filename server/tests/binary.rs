@@ -289,7 +289,7 @@ async fn server_all_runs_everything_behind_the_gateway_and_stops_on_ctrl_c() {
         format!("http://{addr}")
     };
     for service in taproom_server::SERVICES {
-        url_of(service);
+        url_of(service.name);
     }
     let gw = url_of("gateway");
     let http = reqwest::Client::new();

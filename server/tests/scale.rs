@@ -119,7 +119,10 @@ impl Drop for Fleet {
                     .await
                     .ok()?;
                 for service in taproom_server::SERVICES {
-                    let sql = format!("DROP DATABASE IF EXISTS \"{db}_{service}\" WITH (FORCE)");
+                    let sql = format!(
+                        "DROP DATABASE IF EXISTS \"{db}_{}\" WITH (FORCE)",
+                        service.name
+                    );
                     let _ = conn.execute(sqlx::AssertSqlSafe(sql)).await;
                 }
                 Some(())

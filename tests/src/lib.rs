@@ -12,6 +12,7 @@ pub use nginx::Nginx;
 use dropshot::HttpServer;
 use std::path::PathBuf;
 use taproom_server::runtime::config::Config;
+use taproom_server::runtime::registry::PeerUrls;
 use taproom_server::users::{self, UsersContext};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,25 +76,12 @@ impl TestDb {
         let mut config = Config {
             data_dir: self.data_dir(),
             database_url: None,
-            users_database_url: Some(self.url(users::NAME)),
             bind_address: "127.0.0.1".parse().unwrap(),
-            users_port: 0,
-            beers_database_url: Some(self.url("beers")),
-            beers_port: 0,
-            orders_database_url: Some(self.url("orders")),
-            orders_port: 0,
-            tasks_database_url: Some(self.url("tasks")),
-            tasks_port: 0,
             gateway_port: 0,
             gateway: false,
-            promotions_database_url: Some(self.url("promotions")),
-            promotions_port: 0,
-            promotions_url: String::new(),
             events_token: Some("test events token".into()),
             nats_url: None,
             outbox_relay: true,
-            users_url: String::new(),
-            beers_url: String::new(),
             service_timeout_ms: 2000,
             database_max_connections: 5,
             request_body_max_bytes: 1024 * 1024,
@@ -102,7 +90,15 @@ impl TestDb {
             cors_allowed_origins: vec!["https://app.example".into()],
             log_level: std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "critical".into()),
             log_format: taproom_server::runtime::server::LogFormat::Text,
+            services: Default::default(),
         };
+        // Every service on a free port, on its own database of this test.
+        for def in taproom_server::SERVICES {
+            let service = config.service_mut(def.name);
+            service.port = 0;
+            service.database_url = Some(self.url(def.name));
+            service.url = String::new();
+        }
         if let Some(adjust) = &self.adjust {
             adjust(&mut config);
         }
@@ -127,8 +123,9 @@ impl Drop for TestDb {
                     <sqlx::PgConnection as sqlx::Connection>::connect(&test_database_url())
                         .await
                         .ok()?;
-                for service in taproom_server::SERVICES {
+                for def in taproom_server::SERVICES {
                     // The name is ours (a UUID), not input.
+                    let service = def.name;
                     let sql = format!("DROP DATABASE IF EXISTS \"{name}_{service}\" WITH (FORCE)");
                     let _ = conn.execute(sqlx::AssertSqlSafe(sql)).await;
                 }
@@ -173,7 +170,7 @@ impl Users {
         let config = db.config();
         let log = taproom_server::runtime::server::logger(&config.log_level, config.log_format)
             .expect("logger");
-        users::start(&config, &log)
+        users::start(&config, &Default::default(), &log)
             .await
             .expect("users service starts")
     }
@@ -194,6 +191,11 @@ impl Users {
         self.base_url = format!("http://{}", server.local_addr());
         self.client = taproom_client::users::Client::new(&self.base_url);
         self.server = Some(server);
+    }
+
+    /// Peer URLs for a service that only calls users.
+    pub fn peers(&self) -> PeerUrls {
+        PeerUrls::from([("users", self.base_url.clone())])
     }
 
     /// A client that sends `token` as its bearer token.
@@ -303,7 +305,7 @@ impl Tasks {
         let config = users.db.config();
         let log = taproom_server::runtime::server::logger(&config.log_level, config.log_format)
             .expect("logger");
-        let server = taproom_server::tasks::start(&config, &users.base_url, &log)
+        let server = taproom_server::tasks::start(&config, &users.peers(), &log)
             .await
             .expect("tasks service starts");
         let base_url = format!("http://{}", server.local_addr());
@@ -355,11 +357,11 @@ impl Shop {
         let config = users.db.config();
         let log = taproom_server::runtime::server::logger(&config.log_level, config.log_format)
             .expect("logger");
-        let beers_server = taproom_server::beers::start(&config, &users.base_url, &log)
+        let beers_server = taproom_server::beers::start(&config, &users.peers(), &log)
             .await
             .expect("beers service starts");
         let beers_url = format!("http://{}", beers_server.local_addr());
-        let promotions_server = taproom_server::promotions::start(&config, &users.base_url, &log)
+        let promotions_server = taproom_server::promotions::start(&config, &users.peers(), &log)
             .await
             .expect("promotions service starts");
         let promotions_url = format!("http://{}", promotions_server.local_addr());
@@ -378,12 +380,11 @@ impl Shop {
     }
 
     /// Where orders finds its peers.
-    pub fn peers(&self) -> taproom_server::orders::PeerUrls {
-        taproom_server::orders::PeerUrls {
-            users: self.users.base_url.clone(),
-            beers: self.beers_url.clone(),
-            promotions: self.promotions_url.clone(),
-        }
+    pub fn peers(&self) -> PeerUrls {
+        let mut peers = self.users.peers();
+        peers.insert("beers", self.beers_url.clone());
+        peers.insert("promotions", self.promotions_url.clone());
+        peers
     }
 
     /// (Re)starts orders on its database, with the test configuration.
@@ -422,10 +423,10 @@ impl Shop {
             .and_then(|p| p.parse().ok())
             .expect("promotions URL has a port");
         let mut config = self.users.db.config();
-        config.promotions_port = port;
+        config.service_mut("promotions").port = port;
         let log = taproom_server::runtime::server::logger(&config.log_level, config.log_format)
             .expect("logger");
-        let server = taproom_server::promotions::start(&config, &self.users.base_url, &log)
+        let server = taproom_server::promotions::start(&config, &self.users.peers(), &log)
             .await
             .expect("promotions service restarts");
         self.promotions_server = Some(server);

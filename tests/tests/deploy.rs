@@ -44,7 +44,7 @@ fn compose_and_kubernetes_set_only_real_settings_and_ports() {
             "deploy/compose.yaml sets {key}, which the server does not read"
         );
     }
-    for service in taproom_server::SERVICES {
+    for service in taproom_server::SERVICES.iter().map(|s| &s.name) {
         let s = &compose["services"][*service];
         assert_eq!(
             s["command"][0].as_str(),
@@ -78,7 +78,7 @@ fn compose_and_kubernetes_set_only_real_settings_and_ports() {
                     let port = container["ports"][0]["containerPort"].as_u64().unwrap();
                     assert_eq!(
                         port,
-                        u64::from(config.port(service)),
+                        u64::from(config.service(service).port),
                         "{service}'s port in {name}"
                     );
                     assert_eq!(
@@ -97,6 +97,7 @@ fn compose_and_kubernetes_set_only_real_settings_and_ports() {
     }
     let all: BTreeSet<String> = taproom_server::SERVICES
         .iter()
+        .map(|s| s.name)
         .map(|s| s.to_string())
         .collect();
     assert_eq!(seen, all, "a Deployment per service");
@@ -105,7 +106,7 @@ fn compose_and_kubernetes_set_only_real_settings_and_ports() {
 /// The service that serves each path of the combined document, from the per-service ones.
 fn owners() -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for service in taproom_server::SERVICES {
+    for service in taproom_server::SERVICES.iter().map(|s| &s.name) {
         let doc: Value =
             serde_yaml::from_str(&read(&format!("openapi/bundled/{service}.yaml"))).unwrap();
         for (path, _) in doc["paths"].as_mapping().unwrap() {
@@ -170,7 +171,7 @@ fn the_gateway_routes_every_api_path_to_its_service() {
             "server all's gateway routes {path} to {owner}"
         );
     }
-    for service in taproom_server::SERVICES {
+    for service in taproom_server::SERVICES.iter().map(|s| &s.name) {
         let theirs = owners
             .iter()
             .filter(|(p, s)| s == service && gateway["paths"].get(p.as_str()).is_some())

@@ -14,7 +14,7 @@ async fn the_shop_works_through_the_gateway(backend: Backend) {
     let config = shop.users.db.config();
     let log =
         taproom_server::runtime::server::logger(&config.log_level, config.log_format).unwrap();
-    let tasks = taproom_server::tasks::start(&config, &shop.users.base_url, &log)
+    let tasks = taproom_server::tasks::start(&config, &shop.users.peers(), &log)
         .await
         .unwrap();
     let tasks_url = format!("http://{}", tasks.local_addr());

@@ -461,10 +461,8 @@ async fn orders_against(
     config.service_timeout_ms = timeout_ms;
     let log =
         taproom_server::runtime::server::logger(&config.log_level, config.log_format).unwrap();
-    let peers = taproom_server::orders::PeerUrls {
-        beers: beers_url.to_string(),
-        ..shop.peers()
-    };
+    let mut peers = shop.peers();
+    peers.insert("beers", beers_url.to_string());
     let server = taproom_server::orders::start(&config, &peers, &log)
         .await
         .unwrap();

@@ -128,7 +128,10 @@ async fn relay(w: &World, claim: Duration) -> Relay {
         nats_url: w.nats.as_ref().map(|n| n.url.clone()),
         ..config
     };
-    let db = taproom_server::orders::connect(&config).await.unwrap();
+    let orders = &taproom_server::orders::SERVICE;
+    let db = taproom_server::runtime::server::connect(&config, orders.name, orders.migrator)
+        .await
+        .unwrap();
     let log =
         taproom_server::runtime::server::logger(&config.log_level, config.log_format).unwrap();
     let options = RelayOptions {

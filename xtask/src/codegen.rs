@@ -87,6 +87,76 @@ pub fn trait_name(service: &str) -> String {
     format!("{}Api", service.to_upper_camel_case())
 }
 
+/// The context type a service module defines: `users` -> `UsersContext`.
+pub fn context_name(service: &str) -> String {
+    format!("{}Context", service.to_upper_camel_case())
+}
+
+/// Roles `x-roles` may name, with the alias the generated `api.rs` gives each.
+const ROLES: &[(&str, &str)] = &[("admin", "Admin")];
+
+/// The argument an operation's security requirement becomes (name and type), if any.
+/// Every operation must state its requirement: `security: []` for a public one.
+fn security_argument(op: &Value) -> Result<Option<TokenStream>> {
+    let requirements = op
+        .get("security")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            anyhow!("states no `security` (say `security: []` for a public operation)")
+        })?;
+    let roles: Vec<&str> = op
+        .get("x-roles")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let anonymous_too = requirements
+        .iter()
+        .any(|r| r.as_object().is_some_and(|o| o.is_empty()));
+    let schemes: Vec<(&String, &Value)> = requirements
+        .iter()
+        .filter_map(Value::as_object)
+        .flat_map(|o| o.iter())
+        .collect();
+    if schemes
+        .iter()
+        .any(|(_, scopes)| scopes.as_array().is_some_and(|s| !s.is_empty()))
+    {
+        bail!("security scopes are not used (OpenAPI 3.0 allows them only for OAuth2); name roles with `x-roles`");
+    }
+    let arg = match (schemes.as_slice(), anonymous_too) {
+        ([], _) => {
+            if !roles.is_empty() {
+                bail!("`x-roles` needs `security: [{{bearerAuth: []}}]`");
+            }
+            return Ok(None);
+        }
+        ([(scheme, _)], false) if scheme.as_str() == "bearerAuth" => match roles.as_slice() {
+            [] => quote! { caller: Authenticated },
+            [role] => {
+                let (_, alias) = ROLES
+                    .iter()
+                    .find(|(name, _)| name == role)
+                    .ok_or_else(|| anyhow!("unknown role {role:?} in `x-roles` (known: admin)"))?;
+                let alias = format_ident!("{alias}");
+                quote! { caller: #alias }
+            }
+            _ => bail!("`x-roles` names one role"),
+        },
+        ([(scheme, _)], false) if scheme.as_str() == "eventsAuth" => quote! { sender: EventSender },
+        ([(scheme, _)], true) if scheme.as_str() == "basicAuth" => {
+            quote! { credentials: BasicCredentials }
+        }
+        _ => bail!(
+            "unsupported security requirement {:?}: use [], [{{bearerAuth: []}}] (with optional x-roles), [{{eventsAuth: []}}] or [{{basicAuth: []}}, {{}}]",
+            op.get("security")
+        ),
+    };
+    if !roles.is_empty() && !arg.to_string().starts_with("caller") {
+        bail!("`x-roles` needs `security: [{{bearerAuth: []}}]`");
+    }
+    Ok(Some(arg))
+}
+
 fn resolve<'a>(spec: &'a Value, v: &'a Value) -> Result<&'a Value> {
     match v.get("$ref").and_then(Value::as_str) {
         Some(r) => {
@@ -189,18 +259,53 @@ pub fn server_code(service: &str, bundled: &Value) -> Result<String> {
         items.extend(extra);
     }
     let trait_ident = format_ident!("{}", trait_name(service));
+    let module_ident = format_ident!("{}_api_mod", service);
+    let context_ident = format_ident!("{}", context_name(service));
     let bundled_path = format!("../../../openapi/bundled/{service}.yaml");
     let tokens = quote! {
         #![allow(clippy::too_many_arguments)]
         use dropshot::RequestContext;
         use taproom_client::#trait_ident as _unused;
-        #[allow(unused_imports)]
-        use crate::runtime::{
-            OptionalBody, Problem, ValidatedBody, ValidatedHeaders, ValidatedPath, ValidatedQuery,
-        };
+        use crate::runtime::Problem;
 
         /// The bundled OpenAPI document this trait was generated from, as served.
         pub const SPEC_YAML: &str = include_str!(#bundled_path);
+
+        /// The service's context. Every extractor below reads the spec (validators) and
+        /// the keys (security) from it, never from process-wide state.
+        pub type Context = super::#context_ident;
+        /// A JSON body, validated against this service's YAML before deserialising.
+        pub type ValidatedBody<T> = crate::runtime::extract::ValidatedBody<T, Context>;
+        /// A JSON body the operation does not require, validated when present.
+        pub type OptionalBody<T> = crate::runtime::extract::OptionalBody<T, Context>;
+        /// Path parameters, validated against this service's YAML.
+        pub type ValidatedPath<T> = crate::runtime::extract::ValidatedPath<T, Context>;
+        /// Query parameters, validated against this service's YAML.
+        pub type ValidatedQuery<T> = crate::runtime::extract::ValidatedQuery<T, Context>;
+        /// Header parameters, validated against this service's YAML.
+        pub type ValidatedHeaders<T> = crate::runtime::extract::ValidatedHeaders<T, Context>;
+        /// `security: [{bearerAuth: []}]`: a caller with a valid token.
+        pub type Authenticated = crate::runtime::security::Authenticated<Context>;
+        /// `security: [{bearerAuth: []}]` with `x-roles: [admin]`: an admin caller.
+        pub type Admin = crate::runtime::security::WithRole<Context, crate::runtime::security::role::Admin>;
+        /// `security: [{eventsAuth: []}]`: another service with the events token.
+        pub type EventSender = crate::runtime::security::EventSender<Context>;
+        /// `security: [{basicAuth: []}, {}]`: HTTP Basic credentials, if sent.
+        pub type BasicCredentials = crate::runtime::security::BasicCredentials;
+
+        /// The API of an implementation, on this service's context (a mismatch does not
+        /// compile).
+        pub fn api<I: #trait_ident<Context = Context>>() -> Result<
+            dropshot::ApiDescription<Context>,
+            dropshot::ApiDescriptionBuildErrors,
+        > {
+            #module_ident::api_description::<I>()
+        }
+
+        /// The OpenAPI document dropshot derives from the trait, for `cargo xtask check`.
+        pub fn served_openapi() -> anyhow::Result<serde_json::Value> {
+            crate::runtime::server::served_openapi(#module_ident::stub_api_description(), #service)
+        }
 
         #(#items)*
 
@@ -303,7 +408,9 @@ fn operation(
         });
     }
     let mut extra = Vec::new();
-    let mut args = Vec::new();
+    // Security first: dropshot extracts in argument order, so it is checked before any
+    // parameter or body is looked at.
+    let mut args: Vec<TokenStream> = security_argument(op)?.into_iter().collect();
     for (location, suffix, wrapper) in [
         ("path", "Path", quote! { ValidatedPath }),
         ("query", "Query", quote! { ValidatedQuery }),
@@ -382,7 +489,7 @@ fn operation(
     };
     let body = if is_infra {
         if !args.is_empty() {
-            bail!("{INFRA_TAG} operations take no parameters or body");
+            bail!("{INFRA_TAG} operations are public and take no parameters or body");
         }
         quote! { #sig { crate::runtime::infra::#op_ident(rqctx).await } }
     } else {

@@ -2,15 +2,55 @@
 // Do not edit by hand: change the YAML and run `cargo xtask gen`.
 
 #![allow(clippy::too_many_arguments)]
-#[allow(unused_imports)]
-use crate::runtime::{
-    OptionalBody, Problem, ValidatedBody, ValidatedHeaders, ValidatedPath, ValidatedQuery,
-};
+use crate::runtime::Problem;
 use dropshot::RequestContext;
 use taproom_client::beers::types;
 
 /// The bundled OpenAPI document this trait was generated from, as served.
 pub const SPEC_YAML: &str = include_str!("../../../openapi/bundled/beers.yaml");
+
+/// The service's context. Every extractor below reads the spec (validators) and
+/// the keys (security) from it, never from process-wide state.
+pub type Context = super::BeersContext;
+
+/// A JSON body, validated against this service's YAML before deserialising.
+pub type ValidatedBody<T> = crate::runtime::extract::ValidatedBody<T, Context>;
+
+/// A JSON body the operation does not require, validated when present.
+pub type OptionalBody<T> = crate::runtime::extract::OptionalBody<T, Context>;
+
+/// Path parameters, validated against this service's YAML.
+pub type ValidatedPath<T> = crate::runtime::extract::ValidatedPath<T, Context>;
+
+/// Query parameters, validated against this service's YAML.
+pub type ValidatedQuery<T> = crate::runtime::extract::ValidatedQuery<T, Context>;
+
+/// Header parameters, validated against this service's YAML.
+pub type ValidatedHeaders<T> = crate::runtime::extract::ValidatedHeaders<T, Context>;
+
+/// `security: [{bearerAuth: []}]`: a caller with a valid token.
+pub type Authenticated = crate::runtime::security::Authenticated<Context>;
+
+/// `security: [{bearerAuth: []}]` with `x-roles: [admin]`: an admin caller.
+pub type Admin = crate::runtime::security::WithRole<Context, crate::runtime::security::role::Admin>;
+
+/// `security: [{eventsAuth: []}]`: another service with the events token.
+pub type EventSender = crate::runtime::security::EventSender<Context>;
+
+/// `security: [{basicAuth: []}, {}]`: HTTP Basic credentials, if sent.
+pub type BasicCredentials = crate::runtime::security::BasicCredentials;
+
+/// The API of an implementation, on this service's context (a mismatch does not
+/// compile).
+pub fn api<I: BeersApi<Context = Context>>(
+) -> Result<dropshot::ApiDescription<Context>, dropshot::ApiDescriptionBuildErrors> {
+    beers_api_mod::api_description::<I>()
+}
+
+/// The OpenAPI document dropshot derives from the trait, for `cargo xtask check`.
+pub fn served_openapi() -> anyhow::Result<serde_json::Value> {
+    crate::runtime::server::served_openapi(beers_api_mod::stub_api_description(), "beers")
+}
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 pub struct ListBeersQuery {
@@ -118,6 +158,7 @@ pub trait BeersApi {
     #[endpoint { method = POST, path = "/v1/beers", tags = ["beers"] }]
     async fn create_beer(
         rqctx: RequestContext<Self::Context>,
+        caller: Admin,
         body: ValidatedBody<types::CreateBeer>,
     ) -> Result<dropshot::HttpResponseHeaders<dropshot::HttpResponseCreated<types::Beer>>, Problem>;
 
@@ -133,6 +174,7 @@ pub trait BeersApi {
     #[endpoint { method = PATCH, path = "/v1/beers/{beer_id}", tags = ["beers"] }]
     async fn update_beer(
         rqctx: RequestContext<Self::Context>,
+        caller: Admin,
         path: ValidatedPath<UpdateBeerPath>,
         headers: ValidatedHeaders<UpdateBeerHeaders>,
         body: ValidatedBody<types::UpdateBeer>,
@@ -142,6 +184,7 @@ pub trait BeersApi {
     #[endpoint { method = DELETE, path = "/v1/beers/{beer_id}", tags = ["beers"] }]
     async fn delete_beer(
         rqctx: RequestContext<Self::Context>,
+        caller: Admin,
         path: ValidatedPath<DeleteBeerPath>,
         headers: ValidatedHeaders<DeleteBeerHeaders>,
     ) -> Result<dropshot::HttpResponseDeleted, Problem>;

@@ -4,11 +4,9 @@
 use super::api::*;
 use super::store::{self, Changes, NewBeer};
 use super::BeersContext;
-use crate::runtime::auth::{self, Caller};
 use crate::runtime::db::StoreError;
 use crate::runtime::http::created;
 use crate::runtime::{etag, money, pagination, FieldError, Problem};
-use crate::runtime::{ValidatedBody, ValidatedHeaders, ValidatedPath, ValidatedQuery};
 use dropshot::{
     HttpResponseCreated, HttpResponseDeleted, HttpResponseHeaders, HttpResponseOk, RequestContext,
 };
@@ -16,18 +14,6 @@ use taproom_client::beers::types;
 use uuid::Uuid;
 
 pub enum BeersImpl {}
-
-/// The caller, who must be an admin.
-async fn admin(rqctx: &RequestContext<BeersContext>) -> Result<Caller, Problem> {
-    let caller = auth::caller(rqctx, &rqctx.context().state).await?;
-    if !caller.admin {
-        return Err(auth::forbidden(
-            &rqctx.request_id,
-            "Only admins may change the catalogue.",
-        ));
-    }
-    Ok(caller)
-}
 
 fn store_problem(rqctx: &RequestContext<BeersContext>, e: StoreError) -> Problem {
     e.problem(&rqctx.log, &rqctx.request_id, "beer")
@@ -95,9 +81,9 @@ impl BeersApi for BeersImpl {
 
     async fn create_beer(
         rqctx: RequestContext<BeersContext>,
+        _admin: Admin,
         body: ValidatedBody<types::CreateBeer>,
     ) -> Result<HttpResponseHeaders<HttpResponseCreated<types::Beer>>, Problem> {
-        admin(&rqctx).await?;
         let body = body.into_inner();
         let new = NewBeer {
             price_cents: cents(&rqctx, &body.price)?,
@@ -126,11 +112,11 @@ impl BeersApi for BeersImpl {
 
     async fn update_beer(
         rqctx: RequestContext<BeersContext>,
+        _admin: Admin,
         path: ValidatedPath<UpdateBeerPath>,
         headers: ValidatedHeaders<UpdateBeerHeaders>,
         body: ValidatedBody<types::UpdateBeer>,
     ) -> Result<HttpResponseHeaders<HttpResponseOk<types::Beer>>, Problem> {
-        admin(&rqctx).await?;
         let id = path.into_inner().beer_id;
         let body = body.into_inner();
         let changes = Changes {
@@ -150,10 +136,10 @@ impl BeersApi for BeersImpl {
 
     async fn delete_beer(
         rqctx: RequestContext<BeersContext>,
+        _admin: Admin,
         path: ValidatedPath<DeleteBeerPath>,
         headers: ValidatedHeaders<DeleteBeerHeaders>,
     ) -> Result<HttpResponseDeleted, Problem> {
-        admin(&rqctx).await?;
         let id = path.into_inner().beer_id;
         let version = precondition(&rqctx, id, headers.into_inner().if_match.as_deref()).await?;
         let deleted = store::delete(&rqctx.context().db, id, version)

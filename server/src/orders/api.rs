@@ -2,15 +2,55 @@
 // Do not edit by hand: change the YAML and run `cargo xtask gen`.
 
 #![allow(clippy::too_many_arguments)]
-#[allow(unused_imports)]
-use crate::runtime::{
-    OptionalBody, Problem, ValidatedBody, ValidatedHeaders, ValidatedPath, ValidatedQuery,
-};
+use crate::runtime::Problem;
 use dropshot::RequestContext;
 use taproom_client::orders::types;
 
 /// The bundled OpenAPI document this trait was generated from, as served.
 pub const SPEC_YAML: &str = include_str!("../../../openapi/bundled/orders.yaml");
+
+/// The service's context. Every extractor below reads the spec (validators) and
+/// the keys (security) from it, never from process-wide state.
+pub type Context = super::OrdersContext;
+
+/// A JSON body, validated against this service's YAML before deserialising.
+pub type ValidatedBody<T> = crate::runtime::extract::ValidatedBody<T, Context>;
+
+/// A JSON body the operation does not require, validated when present.
+pub type OptionalBody<T> = crate::runtime::extract::OptionalBody<T, Context>;
+
+/// Path parameters, validated against this service's YAML.
+pub type ValidatedPath<T> = crate::runtime::extract::ValidatedPath<T, Context>;
+
+/// Query parameters, validated against this service's YAML.
+pub type ValidatedQuery<T> = crate::runtime::extract::ValidatedQuery<T, Context>;
+
+/// Header parameters, validated against this service's YAML.
+pub type ValidatedHeaders<T> = crate::runtime::extract::ValidatedHeaders<T, Context>;
+
+/// `security: [{bearerAuth: []}]`: a caller with a valid token.
+pub type Authenticated = crate::runtime::security::Authenticated<Context>;
+
+/// `security: [{bearerAuth: []}]` with `x-roles: [admin]`: an admin caller.
+pub type Admin = crate::runtime::security::WithRole<Context, crate::runtime::security::role::Admin>;
+
+/// `security: [{eventsAuth: []}]`: another service with the events token.
+pub type EventSender = crate::runtime::security::EventSender<Context>;
+
+/// `security: [{basicAuth: []}, {}]`: HTTP Basic credentials, if sent.
+pub type BasicCredentials = crate::runtime::security::BasicCredentials;
+
+/// The API of an implementation, on this service's context (a mismatch does not
+/// compile).
+pub fn api<I: OrdersApi<Context = Context>>(
+) -> Result<dropshot::ApiDescription<Context>, dropshot::ApiDescriptionBuildErrors> {
+    orders_api_mod::api_description::<I>()
+}
+
+/// The OpenAPI document dropshot derives from the trait, for `cargo xtask check`.
+pub fn served_openapi() -> anyhow::Result<serde_json::Value> {
+    crate::runtime::server::served_openapi(orders_api_mod::stub_api_description(), "orders")
+}
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 pub struct ListOrdersQuery {
@@ -98,6 +138,7 @@ pub trait OrdersApi {
     #[endpoint { method = GET, path = "/v1/orders", tags = ["orders"] }]
     async fn list_orders(
         rqctx: RequestContext<Self::Context>,
+        caller: Authenticated,
         query: ValidatedQuery<ListOrdersQuery>,
     ) -> Result<dropshot::HttpResponseOk<types::OrderPage>, Problem>;
 
@@ -105,12 +146,14 @@ pub trait OrdersApi {
     #[endpoint { method = POST, path = "/v1/orders", tags = ["orders"] }]
     async fn create_order(
         rqctx: RequestContext<Self::Context>,
+        caller: Authenticated,
     ) -> Result<dropshot::HttpResponseHeaders<dropshot::HttpResponseCreated<types::Order>>, Problem>;
 
     /// Get an order
     #[endpoint { method = GET, path = "/v1/orders/{order_id}", tags = ["orders"] }]
     async fn get_order(
         rqctx: RequestContext<Self::Context>,
+        caller: Authenticated,
         path: ValidatedPath<GetOrderPath>,
     ) -> Result<dropshot::HttpResponseOk<types::Order>, Problem>;
 
@@ -118,6 +161,7 @@ pub trait OrdersApi {
     #[endpoint { method = POST, path = "/v1/orders/{order_id}/items", tags = ["orders"] }]
     async fn add_order_item(
         rqctx: RequestContext<Self::Context>,
+        caller: Authenticated,
         path: ValidatedPath<AddOrderItemPath>,
         body: ValidatedBody<types::AddItem>,
     ) -> Result<dropshot::HttpResponseOk<types::Order>, Problem>;
@@ -126,6 +170,7 @@ pub trait OrdersApi {
     #[endpoint { method = DELETE, path = "/v1/orders/{order_id}/items/{beer_id}", tags = ["orders"] }]
     async fn remove_order_item(
         rqctx: RequestContext<Self::Context>,
+        caller: Authenticated,
         path: ValidatedPath<RemoveOrderItemPath>,
     ) -> Result<dropshot::HttpResponseOk<types::Order>, Problem>;
 
@@ -133,6 +178,7 @@ pub trait OrdersApi {
     #[endpoint { method = POST, path = "/v1/orders/{order_id}/checkout", tags = ["orders"] }]
     async fn checkout_order(
         rqctx: RequestContext<Self::Context>,
+        caller: Authenticated,
         path: ValidatedPath<CheckoutOrderPath>,
         headers: ValidatedHeaders<CheckoutOrderHeaders>,
         body: OptionalBody<types::Checkout>,

@@ -8,9 +8,6 @@ use crate::runtime::auth::{self, Caller};
 use crate::runtime::db::StoreError;
 use crate::runtime::http::created;
 use crate::runtime::{etag, money, pagination, FieldError, Problem};
-use crate::runtime::{
-    OptionalBody, ValidatedBody, ValidatedHeaders, ValidatedPath, ValidatedQuery,
-};
 use dropshot::{HttpResponseCreated, HttpResponseHeaders, HttpResponseOk, RequestContext};
 use taproom_client::orders::types;
 use taproom_client::CallContext;
@@ -19,10 +16,6 @@ use uuid::Uuid;
 pub enum OrdersImpl {}
 
 type Rq = RequestContext<OrdersContext>;
-
-async fn caller(rqctx: &Rq) -> Result<Caller, Problem> {
-    auth::caller(rqctx, &rqctx.context().state.keyring).await
-}
 
 fn store_problem(rqctx: &Rq, e: StoreError) -> Problem {
     e.problem(&rqctx.log, &rqctx.request_id, "order")
@@ -175,8 +168,8 @@ impl OrdersApi for OrdersImpl {
 
     async fn create_order(
         rqctx: Rq,
+        me: Authenticated,
     ) -> Result<HttpResponseHeaders<HttpResponseCreated<types::Order>>, Problem> {
-        let me = caller(&rqctx).await?;
         let order = store::create(&rqctx.context().db, me.user_id)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
@@ -185,9 +178,9 @@ impl OrdersApi for OrdersImpl {
 
     async fn list_orders(
         rqctx: Rq,
+        me: Authenticated,
         query: ValidatedQuery<ListOrdersQuery>,
     ) -> Result<HttpResponseOk<types::OrderPage>, Problem> {
-        let me = caller(&rqctx).await?;
         let query = query.into_inner();
         let after = pagination::position(query.page_token.as_deref(), &rqctx.request_id)?;
         let limit = query.limit.unwrap_or(pagination::DEFAULT_LIMIT);
@@ -205,9 +198,9 @@ impl OrdersApi for OrdersImpl {
 
     async fn get_order(
         rqctx: Rq,
+        me: Authenticated,
         path: ValidatedPath<GetOrderPath>,
     ) -> Result<HttpResponseOk<types::Order>, Problem> {
-        let me = caller(&rqctx).await?;
         visible_order(&rqctx, &me, path.into_inner().order_id)
             .await
             .map(HttpResponseOk)
@@ -215,10 +208,10 @@ impl OrdersApi for OrdersImpl {
 
     async fn add_order_item(
         rqctx: Rq,
+        me: Authenticated,
         path: ValidatedPath<AddOrderItemPath>,
         body: ValidatedBody<types::AddItem>,
     ) -> Result<HttpResponseOk<types::Order>, Problem> {
-        let me = caller(&rqctx).await?;
         let id = path.into_inner().order_id;
         let body = body.into_inner();
         let order = visible_order(&rqctx, &me, id).await?;
@@ -241,9 +234,9 @@ impl OrdersApi for OrdersImpl {
 
     async fn remove_order_item(
         rqctx: Rq,
+        me: Authenticated,
         path: ValidatedPath<RemoveOrderItemPath>,
     ) -> Result<HttpResponseOk<types::Order>, Problem> {
-        let me = caller(&rqctx).await?;
         let path = path.into_inner();
         visible_order(&rqctx, &me, path.order_id).await?;
         let removed = store::remove_item(&rqctx.context().db, path.order_id, path.beer_id)
@@ -259,11 +252,11 @@ impl OrdersApi for OrdersImpl {
 
     async fn checkout_order(
         rqctx: Rq,
+        me: Authenticated,
         path: ValidatedPath<CheckoutOrderPath>,
         headers: ValidatedHeaders<CheckoutOrderHeaders>,
         body: OptionalBody<types::Checkout>,
     ) -> Result<HttpResponseOk<types::Order>, Problem> {
-        let me = caller(&rqctx).await?;
         let id = path.into_inner().order_id;
         let body = body.into_inner().unwrap_or_default();
         let key = headers.into_inner().idempotency_key;

@@ -11,6 +11,7 @@ mod store;
 use crate::runtime::auth::Keyring;
 use crate::runtime::config::Config;
 use crate::runtime::outbox::{self, Relay, RelayHandle, RelayOptions, Sink};
+use crate::runtime::registry::{PeerUrls, ServiceDef};
 use crate::runtime::{nats, server, Db, Service};
 use anyhow::Context as _;
 use dropshot::HttpServer;
@@ -20,18 +21,19 @@ pub const NAME: &str = "orders";
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/orders");
 
-/// Where the services orders depends on are.
-#[derive(Debug, Clone)]
-pub struct PeerUrls {
-    pub users: String,
-    pub beers: String,
-    pub promotions: String,
-}
+pub static SERVICE: ServiceDef = ServiceDef {
+    name: NAME,
+    about: "each user's orders: beers looked up in the catalogue, idempotent checkout",
+    port: 5003,
+    spec: api::SPEC_YAML,
+    migrator: &MIGRATOR,
+    peers: &["users", "beers", "promotions"],
+    start: crate::start_fn!(NAME, start),
+    served_openapi: api::served_openapi,
+};
 
-/// What orders needs beyond its database.
+/// What orders needs beyond what every service has.
 pub struct Peers {
-    /// The keys tokens are checked with.
-    pub keyring: Keyring,
     /// The catalogue, with calls bounded by `SERVICE_TIMEOUT_MS`.
     pub beers: taproom_client::beers::Client,
     /// Promo code checks, bounded the same way.
@@ -50,10 +52,6 @@ impl Peers {
 }
 
 pub type OrdersContext = Service<Peers>;
-
-pub async fn connect(config: &Config) -> anyhow::Result<Db> {
-    server::connect(config, NAME, &MIGRATOR).await
-}
 
 /// An HTTP client for calls to other services, bounded by `SERVICE_TIMEOUT_MS` and sending
 /// `headers` with every request.
@@ -141,33 +139,26 @@ pub async fn start(
 ) -> anyhow::Result<HttpServer<OrdersContext>> {
     let http = http_client(config, Default::default())?;
     let state = Peers {
-        keyring: Keyring::remote(&peers.users, config.service_timeout())?,
-        beers: taproom_client::beers::Client::new_with_client(&peers.beers, http.clone()),
-        promotions: taproom_client::promotions::Client::new_with_client(&peers.promotions, http),
+        beers: taproom_client::beers::Client::new_with_client(&peers["beers"], http.clone()),
+        promotions: taproom_client::promotions::Client::new_with_client(
+            &peers["promotions"],
+            http,
+        ),
         relay: None,
     };
-    let mut context = Service::open(config, NAME, api::SPEC_YAML, &MIGRATOR, state).await?;
+    let keyring = Keyring::for_peers(config, peers)?;
+    let mut context = Service::open(config, &SERVICE, keyring, state).await?;
     context.db.outbox = true;
     if config.outbox_relay {
         let relay = relay(
             config,
             &context.db,
-            &peers.promotions,
+            &peers["promotions"],
             RelayOptions::default(),
             log,
         )
         .await?;
         context.state.relay = Some(relay.spawn());
     }
-    server::start(
-        api::orders_api_mod::api_description::<handlers::OrdersImpl>(),
-        context,
-        config,
-        log,
-    )
-}
-
-/// The OpenAPI document dropshot derives from the trait, for `cargo xtask check`.
-pub fn served_openapi() -> anyhow::Result<serde_json::Value> {
-    server::served_openapi(api::orders_api_mod::stub_api_description(), NAME)
+    server::start(api::api::<handlers::OrdersImpl>(), context, config, log)
 }

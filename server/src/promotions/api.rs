@@ -2,15 +2,55 @@
 // Do not edit by hand: change the YAML and run `cargo xtask gen`.
 
 #![allow(clippy::too_many_arguments)]
-#[allow(unused_imports)]
-use crate::runtime::{
-    OptionalBody, Problem, ValidatedBody, ValidatedHeaders, ValidatedPath, ValidatedQuery,
-};
+use crate::runtime::Problem;
 use dropshot::RequestContext;
 use taproom_client::promotions::types;
 
 /// The bundled OpenAPI document this trait was generated from, as served.
 pub const SPEC_YAML: &str = include_str!("../../../openapi/bundled/promotions.yaml");
+
+/// The service's context. Every extractor below reads the spec (validators) and
+/// the keys (security) from it, never from process-wide state.
+pub type Context = super::PromotionsContext;
+
+/// A JSON body, validated against this service's YAML before deserialising.
+pub type ValidatedBody<T> = crate::runtime::extract::ValidatedBody<T, Context>;
+
+/// A JSON body the operation does not require, validated when present.
+pub type OptionalBody<T> = crate::runtime::extract::OptionalBody<T, Context>;
+
+/// Path parameters, validated against this service's YAML.
+pub type ValidatedPath<T> = crate::runtime::extract::ValidatedPath<T, Context>;
+
+/// Query parameters, validated against this service's YAML.
+pub type ValidatedQuery<T> = crate::runtime::extract::ValidatedQuery<T, Context>;
+
+/// Header parameters, validated against this service's YAML.
+pub type ValidatedHeaders<T> = crate::runtime::extract::ValidatedHeaders<T, Context>;
+
+/// `security: [{bearerAuth: []}]`: a caller with a valid token.
+pub type Authenticated = crate::runtime::security::Authenticated<Context>;
+
+/// `security: [{bearerAuth: []}]` with `x-roles: [admin]`: an admin caller.
+pub type Admin = crate::runtime::security::WithRole<Context, crate::runtime::security::role::Admin>;
+
+/// `security: [{eventsAuth: []}]`: another service with the events token.
+pub type EventSender = crate::runtime::security::EventSender<Context>;
+
+/// `security: [{basicAuth: []}, {}]`: HTTP Basic credentials, if sent.
+pub type BasicCredentials = crate::runtime::security::BasicCredentials;
+
+/// The API of an implementation, on this service's context (a mismatch does not
+/// compile).
+pub fn api<I: PromotionsApi<Context = Context>>(
+) -> Result<dropshot::ApiDescription<Context>, dropshot::ApiDescriptionBuildErrors> {
+    promotions_api_mod::api_description::<I>()
+}
+
+/// The OpenAPI document dropshot derives from the trait, for `cargo xtask check`.
+pub fn served_openapi() -> anyhow::Result<serde_json::Value> {
+    crate::runtime::server::served_openapi(promotions_api_mod::stub_api_description(), "promotions")
+}
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 pub struct GetPromotionPath {
@@ -70,6 +110,7 @@ pub trait PromotionsApi {
     #[endpoint { method = POST, path = "/v1/promotions", tags = ["promotions"] }]
     async fn create_promotion(
         rqctx: RequestContext<Self::Context>,
+        caller: Admin,
         body: ValidatedBody<types::CreatePromotion>,
     ) -> Result<
         dropshot::HttpResponseHeaders<dropshot::HttpResponseCreated<types::Promotion>>,
@@ -80,6 +121,7 @@ pub trait PromotionsApi {
     #[endpoint { method = GET, path = "/v1/promotions/{code}", tags = ["promotions"] }]
     async fn get_promotion(
         rqctx: RequestContext<Self::Context>,
+        caller: Authenticated,
         path: ValidatedPath<GetPromotionPath>,
     ) -> Result<dropshot::HttpResponseOk<types::Promotion>, Problem>;
 
@@ -87,6 +129,7 @@ pub trait PromotionsApi {
     #[endpoint { method = GET, path = "/v1/promotions/{code}/eligibility", tags = ["promotions"] }]
     async fn check_eligibility(
         rqctx: RequestContext<Self::Context>,
+        caller: Authenticated,
         path: ValidatedPath<CheckEligibilityPath>,
         query: ValidatedQuery<CheckEligibilityQuery>,
     ) -> Result<dropshot::HttpResponseOk<types::Eligibility>, Problem>;
@@ -95,6 +138,7 @@ pub trait PromotionsApi {
     #[endpoint { method = POST, path = "/v1/events", tags = ["events"] }]
     async fn receive_event(
         rqctx: RequestContext<Self::Context>,
+        sender: EventSender,
         body: ValidatedBody<types::Event>,
     ) -> Result<dropshot::HttpResponseOk<types::EventReceipt>, Problem>;
 }

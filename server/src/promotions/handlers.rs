@@ -3,11 +3,11 @@
 use super::api::*;
 use super::store;
 use super::PromotionsContext;
-use crate::runtime::auth::{self, Caller};
+use crate::runtime::auth;
 use crate::runtime::db::StoreError;
 use crate::runtime::http::created;
-use crate::runtime::{extract, Db, Problem};
-use crate::runtime::{ValidatedBody, ValidatedPath, ValidatedQuery};
+use crate::runtime::extract::Validators;
+use crate::runtime::{Db, Problem};
 use dropshot::{HttpResponseCreated, HttpResponseHeaders, HttpResponseOk, RequestContext};
 use taproom_client::promotions::types;
 
@@ -15,29 +15,19 @@ pub enum PromotionsImpl {}
 
 type Rq = RequestContext<PromotionsContext>;
 
-async fn caller(rqctx: &Rq) -> Result<Caller, Problem> {
-    auth::caller(rqctx, &rqctx.context().state.keyring).await
-}
-
 fn store_problem(rqctx: &Rq, e: StoreError) -> Problem {
     e.problem(&rqctx.log, &rqctx.request_id, "promo code")
-}
-
-/// Whether `given` is the shared events token, compared in constant time.
-fn is_events_token(expected: &str, given: &str) -> bool {
-    use sha2::{Digest, Sha256};
-    // Equal-length digests, so the comparison time says nothing about the token.
-    let (a, b) = (Sha256::digest(expected), Sha256::digest(given));
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
 }
 
 /// Takes an event from NATS: validated like `receive_event`'s body. An event that can
 /// never be taken (not JSON, not an Event) is logged and dropped rather than redelivered
 /// forever; a store failure is an error, so the message is delivered again.
-pub async fn take_raw_event(db: &Db, payload: &[u8], log: &slog::Logger) -> anyhow::Result<()> {
+pub async fn take_raw_event(
+    db: &Db,
+    validators: &Validators,
+    payload: &[u8],
+    log: &slog::Logger,
+) -> anyhow::Result<()> {
     let value: serde_json::Value = match serde_json::from_slice(payload) {
         Ok(v) => v,
         Err(e) => {
@@ -45,7 +35,7 @@ pub async fn take_raw_event(db: &Db, payload: &[u8], log: &slog::Logger) -> anyh
             return Ok(());
         }
     };
-    let errors = extract::validate_body("receive_event", &value);
+    let errors = validators.validate_body("receive_event", &value);
     let event: types::Event = match (errors.is_empty(), serde_json::from_value(value)) {
         (true, Ok(event)) => event,
         (_, result) => {
@@ -66,15 +56,9 @@ impl PromotionsApi for PromotionsImpl {
 
     async fn create_promotion(
         rqctx: Rq,
+        _admin: Admin,
         body: ValidatedBody<types::CreatePromotion>,
     ) -> Result<HttpResponseHeaders<HttpResponseCreated<types::Promotion>>, Problem> {
-        let me = caller(&rqctx).await?;
-        if !me.admin {
-            return Err(auth::forbidden(
-                &rqctx.request_id,
-                "Only admins may create promo codes.",
-            ));
-        }
         let body = body.into_inner();
         let max_uses = body.max_uses_per_user.get();
         let promotion = store::create(
@@ -93,9 +77,9 @@ impl PromotionsApi for PromotionsImpl {
 
     async fn get_promotion(
         rqctx: Rq,
+        _caller: Authenticated,
         path: ValidatedPath<GetPromotionPath>,
     ) -> Result<HttpResponseOk<types::Promotion>, Problem> {
-        caller(&rqctx).await?;
         store::get(&rqctx.context().db, &path.into_inner().code)
             .await
             .map(HttpResponseOk)
@@ -104,10 +88,10 @@ impl PromotionsApi for PromotionsImpl {
 
     async fn check_eligibility(
         rqctx: Rq,
+        me: Authenticated,
         path: ValidatedPath<CheckEligibilityPath>,
         query: ValidatedQuery<CheckEligibilityQuery>,
     ) -> Result<HttpResponseOk<types::Eligibility>, Problem> {
-        let me = caller(&rqctx).await?;
         let user_id = query.into_inner().user_id.unwrap_or(me.user_id);
         if !me.may_act_for(user_id) {
             return Err(auth::forbidden(
@@ -135,19 +119,9 @@ impl PromotionsApi for PromotionsImpl {
 
     async fn receive_event(
         rqctx: Rq,
+        _sender: EventSender,
         body: ValidatedBody<types::Event>,
     ) -> Result<HttpResponseOk<types::EventReceipt>, Problem> {
-        let expected = rqctx.context().state.events_token.as_deref();
-        let given = auth::bearer_token(&rqctx);
-        let ok =
-            matches!((expected, given.as_deref()), (Some(e), Some(g)) if is_events_token(e, g));
-        if !ok {
-            return Err(auth::unauthorized(
-                &rqctx.request_id,
-                "send the services' events token as a Bearer token",
-                given.is_some(),
-            ));
-        }
         let event = body.into_inner();
         let duplicate = store::take_event(&rqctx.context().db, &event)
             .await

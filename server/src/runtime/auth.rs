@@ -93,6 +93,21 @@ impl Keyring {
         })
     }
 
+    /// The keyring of a service that verifies tokens with the users service among its
+    /// `peers`.
+    pub fn for_peers(
+        config: &super::config::Config,
+        peers: &super::registry::PeerUrls,
+    ) -> anyhow::Result<std::sync::Arc<Keyring>> {
+        let users = peers.get("users").ok_or_else(|| {
+            anyhow::anyhow!("tokens are verified with the users service: list it among the peers")
+        })?;
+        Ok(std::sync::Arc::new(Keyring::remote(
+            users,
+            config.service_timeout(),
+        )?))
+    }
+
     /// The key `kid`, fetching the key set again if it is unknown and may be new.
     async fn key(&self, kid: &str) -> Result<DecodingKey, Rejection> {
         if let Some(key) = self.get(kid) {
@@ -165,47 +180,6 @@ pub fn unauthorized(request_id: &str, detail: &str, token_given: bool) -> Proble
     Problem::new(401, format!("Authentication required: {detail}."))
         .request(request_id)
         .header(http::header::WWW_AUTHENTICATE, &challenge)
-}
-
-/// The caller of a request, from its `Authorization: Bearer` header.
-pub async fn caller<C: ServerContext>(
-    rqctx: &RequestContext<C>,
-    keyring: &Keyring,
-) -> Result<Caller, Problem> {
-    let rid = &rqctx.request_id;
-    let header = rqctx
-        .request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .ok_or_else(|| {
-            unauthorized(rid, "send an `Authorization: Bearer <token>` header", false)
-        })?;
-    let token = header
-        .to_str()
-        .ok()
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .ok_or_else(|| unauthorized(rid, "the Authorization header is not a Bearer token", true))?;
-    let claims = keyring
-        .verify(token)
-        .await
-        .map_err(|rejection| match rejection {
-            Rejection::Invalid(why) => unauthorized(rid, why, true),
-            Rejection::KeysUnavailable => Problem::unavailable(
-                "Tokens cannot be checked right now: the users service's keys are unreachable.",
-            )
-            .request(rid)
-            .header(http::header::RETRY_AFTER, "5"),
-        })?;
-    let user_id = Uuid::parse_str(&claims.sub)
-        .map_err(|_| unauthorized(rid, "the token is not valid", true))?;
-    Ok(Caller {
-        user_id,
-        admin: claims.role == "admin",
-    })
 }
 
 /// The bearer token of a request as sent, to pass along when calling another service

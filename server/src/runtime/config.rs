@@ -16,49 +16,9 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
 
-    /// Database URL for the users service (sqlite://… or postgres://…); overrides DATABASE_URL.
-    #[arg(long, env = "USERS_DATABASE_URL", global = true)]
-    pub users_database_url: Option<String>,
-
-    /// Database URL for the beers service; overrides DATABASE_URL.
-    #[arg(long, env = "BEERS_DATABASE_URL", global = true)]
-    pub beers_database_url: Option<String>,
-
-    /// Database URL for the orders service; overrides DATABASE_URL.
-    #[arg(long, env = "ORDERS_DATABASE_URL", global = true)]
-    pub orders_database_url: Option<String>,
-
-    /// Database URL for the promotions service; overrides DATABASE_URL.
-    #[arg(long, env = "PROMOTIONS_DATABASE_URL", global = true)]
-    pub promotions_database_url: Option<String>,
-
-    /// Database URL for the tasks service; overrides DATABASE_URL.
-    #[arg(long, env = "TASKS_DATABASE_URL", global = true)]
-    pub tasks_database_url: Option<String>,
-
     /// Address every service binds to (0.0.0.0 in a container).
     #[arg(long, env = "BIND_ADDRESS", default_value = "127.0.0.1", global = true)]
     pub bind_address: IpAddr,
-
-    /// Port of the users service (0 picks a free one).
-    #[arg(long, env = "USERS_PORT", default_value_t = 5001, global = true)]
-    pub users_port: u16,
-
-    /// Port of the beers service (0 picks a free one).
-    #[arg(long, env = "BEERS_PORT", default_value_t = 5002, global = true)]
-    pub beers_port: u16,
-
-    /// Port of the orders service (0 picks a free one).
-    #[arg(long, env = "ORDERS_PORT", default_value_t = 5003, global = true)]
-    pub orders_port: u16,
-
-    /// Port of the tasks service (0 picks a free one).
-    #[arg(long, env = "TASKS_PORT", default_value_t = 5004, global = true)]
-    pub tasks_port: u16,
-
-    /// Port of the promotions service (0 picks a free one).
-    #[arg(long, env = "PROMOTIONS_PORT", default_value_t = 5005, global = true)]
-    pub promotions_port: u16,
 
     /// Port of the built-in gateway `server all` puts in front of every service (0 picks a
     /// free one).
@@ -68,36 +28,6 @@ pub struct Config {
     /// Whether `server all` runs the built-in gateway.
     #[arg(long, env = "GATEWAY", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub gateway: bool,
-
-    /// Base URL of the users service, whose public keys the other services verify tokens
-    /// with. `server all` points it at its own users service.
-    #[arg(
-        long,
-        env = "USERS_URL",
-        default_value = "http://127.0.0.1:5001",
-        global = true
-    )]
-    pub users_url: String,
-
-    /// Base URL of the beers service, which orders looks beers up in. `server all`
-    /// points it at its own beers service.
-    #[arg(
-        long,
-        env = "BEERS_URL",
-        default_value = "http://127.0.0.1:5002",
-        global = true
-    )]
-    pub beers_url: String,
-
-    /// Base URL of the promotions service, which orders checks promo codes with and (without
-    /// NATS_URL) delivers events to. `server all` points it at its own promotions service.
-    #[arg(
-        long,
-        env = "PROMOTIONS_URL",
-        default_value = "http://127.0.0.1:5005",
-        global = true
-    )]
-    pub promotions_url: String,
 
     /// Shared secret services deliver events to each other with (over HTTP). Required by
     /// orders and promotions when run apart; `server all` makes one up if unset.
@@ -166,6 +96,127 @@ pub struct Config {
     /// Log line format on stdout.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = super::server::LogFormat::Json, global = true)]
     pub log_format: super::server::LogFormat,
+
+    /// Each service's port, database URL and base URL (`<NAME>_PORT`, …), one set per
+    /// service in `crate::SERVICES`.
+    #[command(flatten)]
+    pub services: ServiceSettings,
+}
+
+/// One service's own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSetting {
+    /// `<NAME>_PORT`: where it listens (0: any free port).
+    pub port: u16,
+    /// `<NAME>_DATABASE_URL`: its database, overriding DATABASE_URL and DATA_DIR.
+    pub database_url: Option<String>,
+    /// `<NAME>_URL`: where other services reach it when it runs apart (`server all`
+    /// uses its own instance).
+    pub url: String,
+}
+
+/// Every service's settings, by name. Its command-line flags and environment variables
+/// are made from the service list, so a new service gets them without a line here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSettings(std::collections::BTreeMap<&'static str, ServiceSetting>);
+
+impl Default for ServiceSettings {
+    /// Every service's defaults: its own port, no database URL, itself on 127.0.0.1.
+    fn default() -> Self {
+        ServiceSettings(
+            crate::SERVICES
+                .iter()
+                .map(|def| {
+                    let setting = ServiceSetting {
+                        port: def.port,
+                        database_url: None,
+                        url: format!("http://127.0.0.1:{}", def.port),
+                    };
+                    (def.name, setting)
+                })
+                .collect(),
+        )
+    }
+}
+
+impl ServiceSettings {
+    fn ids(name: &str) -> [String; 3] {
+        [
+            format!("{name}-port"),
+            format!("{name}-database-url"),
+            format!("{name}-url"),
+        ]
+    }
+}
+
+impl clap::FromArgMatches for ServiceSettings {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut settings = ServiceSettings::default();
+        settings.update_from_arg_matches(matches)?;
+        Ok(settings)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        for (name, setting) in self.0.iter_mut() {
+            let [port, database_url, url] = Self::ids(name);
+            if let Some(p) = matches.get_one::<u16>(&port) {
+                setting.port = *p;
+            }
+            if let Some(d) = matches.get_one::<String>(&database_url) {
+                setting.database_url = Some(d.clone());
+            }
+            if let Some(u) = matches.get_one::<String>(&url) {
+                setting.url = u.clone();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl clap::Args for ServiceSettings {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        use clap::Arg;
+        for def in crate::SERVICES {
+            let env = def.env_prefix();
+            let [port, database_url, url] = Self::ids(def.name);
+            cmd = cmd
+                .arg(
+                    Arg::new(port.clone())
+                        .long(port)
+                        .env(format!("{env}_PORT"))
+                        .value_parser(clap::value_parser!(u16))
+                        .default_value(def.port.to_string())
+                        .global(true)
+                        .help(format!("Port of the {} service (0 picks a free one)", def.name)),
+                )
+                .arg(
+                    Arg::new(database_url.clone())
+                        .long(database_url)
+                        .env(format!("{env}_DATABASE_URL"))
+                        .global(true)
+                        .help(format!(
+                            "Database URL of the {} service (sqlite://… or postgres://…); overrides DATABASE_URL",
+                            def.name
+                        )),
+                )
+                .arg(
+                    Arg::new(url.clone())
+                        .long(url)
+                        .env(format!("{env}_URL"))
+                        .default_value(format!("http://127.0.0.1:{}", def.port))
+                        .global(true)
+                        .help(format!(
+                            "Base URL of the {} service for the services that call it when run apart",
+                            def.name
+                        )),
+                );
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 impl Config {
@@ -184,34 +235,32 @@ impl Config {
         std::time::Duration::from_millis(self.service_timeout_ms)
     }
 
-    pub fn port(&self, service: &str) -> u16 {
-        match service {
-            "users" => self.users_port,
-            "beers" => self.beers_port,
-            "orders" => self.orders_port,
-            "tasks" => self.tasks_port,
-            "promotions" => self.promotions_port,
-            _ => 0,
-        }
+    /// The settings of `service`. Panics on a name not in `crate::SERVICES`: names come
+    /// from that list, so another is a programming error, never a silent port 0.
+    pub fn service(&self, service: &str) -> &ServiceSetting {
+        self.services
+            .0
+            .get(service)
+            .unwrap_or_else(|| panic!("{service:?} is not a service"))
+    }
+
+    /// The settings of `service`, to change (tests, `server all`).
+    pub fn service_mut(&mut self, service: &str) -> &mut ServiceSetting {
+        self.services
+            .0
+            .get_mut(service)
+            .unwrap_or_else(|| panic!("{service:?} is not a service"))
     }
 
     pub fn bind(&self, service: &str) -> SocketAddr {
-        SocketAddr::new(self.bind_address, self.port(service))
+        SocketAddr::new(self.bind_address, self.service(service).port)
     }
 
     /// The database URL of one service: its own setting, else one derived from
     /// DATABASE_URL, else a SQLite file under DATA_DIR.
     pub fn database_url(&self, service: &str) -> Result<String> {
-        let own = match service {
-            "users" => self.users_database_url.clone(),
-            "beers" => self.beers_database_url.clone(),
-            "orders" => self.orders_database_url.clone(),
-            "tasks" => self.tasks_database_url.clone(),
-            "promotions" => self.promotions_database_url.clone(),
-            _ => None,
-        };
-        if let Some(url) = own {
-            return Ok(url);
+        if let Some(url) = &self.service(service).database_url {
+            return Ok(url.clone());
         }
         if let Some(base) = &self.database_url {
             return per_service_postgres_url(base, service).context("DATABASE_URL");

@@ -3,8 +3,15 @@
 //! `jsonschema`, all violations at once, and only then deserialised into the generated
 //! types. Each extractor wraps a dropshot extractor's metadata, so the served document
 //! still describes the request exactly as dropshot would.
+//!
+//! The compiled checks belong to each service's `Spec` (`Validators`), never to the
+//! process: two services of one process with the same operationId each validate against
+//! their own YAML. An extractor is typed with its service's context `C` (the generated
+//! `api.rs` spells the aliases), and an operation without checks is refused, not served
+//! unvalidated.
 
 use super::problem::{FieldError, Problem};
+use super::ServiceContext;
 use async_trait::async_trait;
 use dropshot::{
     ApiEndpointBodyContentType, ExclusiveExtractor, ExtractorMetadata, Query, RequestContext,
@@ -15,7 +22,8 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::marker::PhantomData;
+use std::sync::Arc;
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Location {
@@ -47,19 +55,50 @@ pub struct OperationChecks {
     params: Vec<ParamCheck>,
 }
 
-type Registry = RwLock<HashMap<String, Arc<OperationChecks>>>;
-
-fn registry() -> &'static Registry {
-    static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(Default::default)
+/// Every operation's compiled checks, by operationId: one service's, built from its
+/// spec at start-up.
+#[derive(Default)]
+pub struct Validators {
+    operations: HashMap<String, Arc<OperationChecks>>,
 }
 
-fn checks_for(operation_id: &str) -> Option<Arc<OperationChecks>> {
-    registry()
-        .read()
-        .expect("registry lock")
-        .get(operation_id)
-        .cloned()
+impl std::fmt::Debug for Validators {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validators")
+            .field("operations", &self.operations.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Validators {
+    /// Every operation's id.
+    pub fn operation_ids(&self) -> impl Iterator<Item = &str> {
+        self.operations.keys().map(String::as_str)
+    }
+
+    /// The checks of `operation_id`, if the spec has that operation.
+    pub fn get(&self, operation_id: &str) -> Option<&Arc<OperationChecks>> {
+        self.operations.get(operation_id)
+    }
+
+    /// Validates `value` against the request body schema of `operation_id`, for input
+    /// that arrives some other way than HTTP (the CLI, a NATS message). An unknown
+    /// operation is a programming error and is reported as a violation, never passed.
+    pub fn validate_body(&self, operation_id: &str, value: &Value) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        match self.get(operation_id) {
+            Some(checks) => {
+                if let Some(validator) = &checks.body {
+                    violations(validator, value, "", &mut errors);
+                }
+            }
+            None => errors.push(FieldError {
+                pointer: String::new(),
+                message: format!("operation {operation_id} is not in the spec"),
+            }),
+        }
+        errors
+    }
 }
 
 /// Compiles a validator for `schema`, resolving `#/components/...` against `spec`.
@@ -92,75 +131,80 @@ fn deref<'a>(spec: &'a Value, v: &'a Value) -> &'a Value {
     }
 }
 
-/// Compiles the checks of every operation in `spec` (the bundled OpenAPI document) and
-/// registers them by operationId. Idempotent, so many servers may share a process.
-pub fn register_spec(spec: &Value) -> anyhow::Result<()> {
-    let paths = spec
-        .get("paths")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    for (_, item) in paths {
-        let shared: Vec<Value> = item
-            .get("parameters")
-            .and_then(Value::as_array)
+impl Validators {
+    /// Compiles the checks of every operation in `spec` (the bundled OpenAPI document); an
+    /// error names the operation whose schema does not compile.
+    pub fn compile(spec: &Value) -> anyhow::Result<Validators> {
+        let mut operations = HashMap::new();
+        let paths = spec
+            .get("paths")
+            .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        for method in ["get", "post", "put", "patch", "delete"] {
-            let Some(op) = item.get(method) else { continue };
-            let Some(id) = op.get("operationId").and_then(Value::as_str) else {
-                continue;
-            };
-            if checks_for(id).is_some() {
-                continue;
-            }
-            let mut checks = OperationChecks::default();
-            if let Some(schema) = op
-                .get("requestBody")
-                .map(|b| deref(spec, b))
-                .and_then(|b| b.pointer("/content/application~1json/schema"))
-            {
-                checks.body = Some(compile(spec, schema)?);
-            }
-            let own: Vec<Value> = op
+        for (_, item) in paths {
+            let shared: Vec<Value> = item
                 .get("parameters")
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
-            for p in shared.iter().chain(own.iter()) {
-                let p = deref(spec, p);
-                let location = match p.get("in").and_then(Value::as_str) {
-                    Some("path") => Location::Path,
-                    Some("query") => Location::Query,
-                    Some("header") => Location::Header,
-                    _ => continue,
+            for method in ["get", "post", "put", "patch", "delete"] {
+                let Some(op) = item.get(method) else { continue };
+                let Some(id) = op.get("operationId").and_then(Value::as_str) else {
+                    continue;
                 };
-                let schema = p.get("schema").cloned().unwrap_or(Value::Bool(true));
-                let kind = match deref(spec, &schema).get("type").and_then(Value::as_str) {
-                    Some("integer") => Kind::Integer,
-                    Some("number") => Kind::Number,
-                    Some("boolean") => Kind::Boolean,
-                    _ => Kind::String,
-                };
-                checks.params.push(ParamCheck {
-                    name: p
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    location,
-                    required: p.get("required").and_then(Value::as_bool).unwrap_or(false),
-                    kind,
-                    validator: compile(spec, &schema)?,
-                });
+                anyhow::ensure!(
+                    !operations.contains_key(id),
+                    "operationId {id} is used by more than one operation"
+                );
+                let mut checks = OperationChecks::default();
+                if let Some(schema) = op
+                    .get("requestBody")
+                    .map(|b| deref(spec, b))
+                    .and_then(|b| b.pointer("/content/application~1json/schema"))
+                {
+                    checks.body = Some(
+                        compile(spec, schema)
+                            .map_err(|e| anyhow::anyhow!("{id}: request body: {e}"))?,
+                    );
+                }
+                let own: Vec<Value> = op
+                    .get("parameters")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                for p in shared.iter().chain(own.iter()) {
+                    let p = deref(spec, p);
+                    let location = match p.get("in").and_then(Value::as_str) {
+                        Some("path") => Location::Path,
+                        Some("query") => Location::Query,
+                        Some("header") => Location::Header,
+                        _ => continue,
+                    };
+                    let schema = p.get("schema").cloned().unwrap_or(Value::Bool(true));
+                    let kind = match deref(spec, &schema).get("type").and_then(Value::as_str) {
+                        Some("integer") => Kind::Integer,
+                        Some("number") => Kind::Number,
+                        Some("boolean") => Kind::Boolean,
+                        _ => Kind::String,
+                    };
+                    checks.params.push(ParamCheck {
+                        name: p
+                            .get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                        location,
+                        required: p.get("required").and_then(Value::as_bool).unwrap_or(false),
+                        kind,
+                        validator: compile(spec, &schema)
+                            .map_err(|e| anyhow::anyhow!("{id}: parameter: {e}"))?,
+                    });
+                }
+                operations.insert(id.to_string(), Arc::new(checks));
             }
-            registry()
-                .write()
-                .expect("registry lock")
-                .insert(id.to_string(), Arc::new(checks));
         }
+        Ok(Validators { operations })
     }
-    Ok(())
 }
 
 /// Every violation of `validator` by `instance`, with pointers prefixed by `prefix`.
@@ -207,8 +251,8 @@ fn violations(
     }
 }
 
-fn fail(rqctx_request_id: &str, problem: Problem) -> dropshot::HttpError {
-    problem.request(rqctx_request_id).into_http_error()
+fn fail(request_id: &str, problem: Problem) -> dropshot::HttpError {
+    problem.request(request_id).into_http_error()
 }
 
 fn is_json(content_type: &str) -> bool {
@@ -222,18 +266,51 @@ fn is_json(content_type: &str) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Reads, checks and validates a JSON body. `Ok(None)`: no body, and `optional` allows that.
-async fn json_body<Context: ServerContext, T: DeserializeOwned>(
-    rqctx: &RequestContext<Context>,
+/// The service context of a request, as the concrete type `C` its extractors are typed
+/// with. A mismatch is a wiring mistake (an API mounted with another service's context);
+/// it is refused with a 500 rather than served unchecked.
+pub fn service_context<C: ServiceContext, X: ServerContext>(
+    rqctx: &RequestContext<X>,
+) -> Result<&C, dropshot::HttpError> {
+    (rqctx.context() as &dyn std::any::Any)
+        .downcast_ref::<C>()
+        .ok_or_else(|| {
+            slog::error!(rqctx.log, "extractor typed with another context";
+                "expected" => std::any::type_name::<C>(), "actual" => std::any::type_name::<X>());
+            fail(
+                &rqctx.request_id,
+                Problem::new(500, "The server is misconfigured."),
+            )
+        })
+}
+
+/// The compiled checks of the request's operation in its own service's spec. An
+/// operation the spec does not describe is never served unvalidated.
+fn operation_checks<C: ServiceContext, X: ServerContext>(
+    rqctx: &RequestContext<X>,
+) -> Result<Arc<OperationChecks>, dropshot::HttpError> {
+    let service = service_context::<C, X>(rqctx)?;
+    let id = rqctx.endpoint.operation_id.as_str();
+    service.spec().validators.get(id).cloned().ok_or_else(|| {
+        slog::error!(rqctx.log, "operation has no validator"; "operation_id" => id);
+        fail(
+            &rqctx.request_id,
+            Problem::new(500, "The server is misconfigured."),
+        )
+    })
+}
+
+/// Reads a request body as JSON, within `limit` bytes, refusing other media types.
+/// `Ok(None)`: the body is empty and `optional` allows that.
+pub async fn read_json(
     request: hyper::Request<dropshot::Body>,
+    limit: usize,
     optional: bool,
-) -> Result<Option<T>, dropshot::HttpError> {
-    let rid = rqctx.request_id.as_str();
+) -> Result<Option<Value>, Problem> {
     let content_type = request
         .headers()
         .get(http::header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or("?").to_string());
-    let limit = rqctx.request_body_max_bytes();
     let body = http_body_util::Limited::new(request.into_body(), limit)
         .collect()
         .await
@@ -241,18 +318,12 @@ async fn json_body<Context: ServerContext, T: DeserializeOwned>(
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
-                fail(
-                    rid,
-                    Problem::new(
-                        413,
-                        format!("The request body is larger than {limit} bytes."),
-                    ),
+                Problem::new(
+                    413,
+                    format!("The request body is larger than {limit} bytes."),
                 )
             } else {
-                fail(
-                    rid,
-                    Problem::bad_request("The request body could not be read."),
-                )
+                Problem::bad_request("The request body could not be read.")
             }
         })?
         .to_bytes();
@@ -262,82 +333,210 @@ async fn json_body<Context: ServerContext, T: DeserializeOwned>(
     match content_type.as_deref() {
         Some(ct) if is_json(ct) => {}
         Some(ct) => {
-            return Err(fail(
-                rid,
-                Problem::new(
-                    415,
-                    format!("Content-Type {ct:?} is not supported; send application/json."),
-                ),
+            return Err(Problem::new(
+                415,
+                format!("Content-Type {ct:?} is not supported; send application/json."),
             ))
         }
         None if body.is_empty() => {}
         None => {
-            return Err(fail(
-                rid,
-                Problem::new(415, "Content-Type is missing; send application/json."),
+            return Err(Problem::new(
+                415,
+                "Content-Type is missing; send application/json.",
             ))
         }
     }
     if body.is_empty() {
-        return Err(fail(
-            rid,
-            Problem::bad_request("A JSON request body is required."),
-        ));
+        return Err(Problem::bad_request("A JSON request body is required."));
     }
-    let text = std::str::from_utf8(&body).map_err(|e| {
-        fail(
-            rid,
-            Problem::bad_request(format!("The request body is not valid UTF-8 ({e}).")),
-        )
-    })?;
-    let value: Value = serde_json::from_str(text).map_err(|e| {
-        fail(
-            rid,
-            Problem::bad_request(format!("The request body is not valid JSON: {e}.")),
-        )
-    })?;
-    let mut errors = Vec::new();
-    if let Some(checks) = checks_for(&rqctx.endpoint.operation_id) {
-        if let Some(validator) = &checks.body {
-            violations(validator, &value, "", &mut errors);
+    let text = std::str::from_utf8(&body)
+        .map_err(|e| Problem::bad_request(format!("The request body is not valid UTF-8 ({e}).")))?;
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| Problem::bad_request(format!("The request body is not valid JSON: {e}.")))
+}
+
+impl OperationChecks {
+    /// Every violation of the operation's request body schema by `value`.
+    pub fn body_violations(&self, value: &Value) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        if let Some(validator) = &self.body {
+            violations(validator, value, "", &mut errors);
+        }
+        errors
+    }
+
+    /// Validates raw parameters of one location (undeclared ones are violations too)
+    /// and returns them as one JSON object, each coerced to its schema's type.
+    fn parameters(
+        &self,
+        location: Location,
+        raw: &[(String, String)],
+    ) -> Result<Map<String, Value>, Problem> {
+        let prefix = location.prefix();
+        let mut errors = Vec::new();
+        let mut object = Map::new();
+        let declared: Vec<&ParamCheck> = self
+            .params
+            .iter()
+            .filter(|p| p.location == location)
+            .collect();
+        for (name, text) in raw {
+            let pointer = format!("{prefix}/{name}");
+            let Some(check) = declared.iter().find(|p| &p.name == name) else {
+                errors.push(FieldError {
+                    pointer,
+                    message: "is not a known parameter".into(),
+                });
+                continue;
+            };
+            if object.contains_key(name) {
+                errors.push(FieldError {
+                    pointer,
+                    message: "is given more than once".into(),
+                });
+                continue;
+            }
+            match coerce(check.kind, text) {
+                Ok(value) => {
+                    violations(&check.validator, &value, &pointer, &mut errors);
+                    object.insert(name.clone(), value);
+                }
+                Err(message) => errors.push(FieldError {
+                    pointer,
+                    message: message.into(),
+                }),
+            }
+        }
+        for check in &declared {
+            if check.required && !raw.iter().any(|(n, _)| n == &check.name) {
+                errors.push(FieldError {
+                    pointer: format!("{prefix}/{}", check.name),
+                    message: "is required".into(),
+                });
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Problem::validation(errors));
+        }
+        Ok(object)
+    }
+
+    /// Path parameters, validated.
+    pub fn path(&self, raw: &[(String, String)]) -> Result<Map<String, Value>, Problem> {
+        self.parameters(Location::Path, raw)
+    }
+
+    /// The query string, parsed and validated.
+    pub fn query(&self, query: Option<&str>) -> Result<Map<String, Value>, Problem> {
+        let raw: Vec<(String, String)> =
+            serde_urlencoded::from_str(query.unwrap_or("")).map_err(|e| {
+                Problem::bad_request(format!("The query string cannot be parsed: {e}."))
+            })?;
+        self.parameters(Location::Query, &raw)
+    }
+
+    /// The declared header parameters, validated. Only the headers the operation
+    /// declares are looked at (matched ignoring case); a header sent on several lines
+    /// counts as one comma-separated value, as HTTP defines.
+    pub fn headers(&self, headers: &http::HeaderMap) -> Result<Map<String, Value>, Problem> {
+        let mut raw = Vec::new();
+        let mut errors = Vec::new();
+        for check in self
+            .params
+            .iter()
+            .filter(|p| p.location == Location::Header)
+        {
+            let mut values = Vec::new();
+            for value in headers.get_all(check.name.as_str()) {
+                match value.to_str() {
+                    Ok(text) => values.push(text.trim()),
+                    Err(_) => errors.push(FieldError {
+                        pointer: format!("/header/{}", check.name),
+                        message: "is not visible ASCII text".into(),
+                    }),
+                }
+            }
+            if !values.is_empty() {
+                raw.push((check.name.clone(), values.join(", ")));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Problem::validation(errors));
+        }
+        self.parameters(Location::Header, &raw)
+    }
+}
+
+impl Location {
+    fn prefix(self) -> &'static str {
+        match self {
+            Location::Path => "/path",
+            Location::Query => "/query",
+            Location::Header => "/header",
         }
     }
-    if !errors.is_empty() {
-        return Err(fail(rid, Problem::validation(errors)));
-    }
-    // The schema accepted it; serde can still refuse what JSON Schema cannot say.
-    serde_json::from_value(value).map(Some).map_err(|e| {
-        fail(
-            rid,
-            Problem::validation(vec![FieldError {
-                pointer: String::new(),
-                message: e.to_string(),
-            }]),
-        )
+}
+
+/// Deserialises what the schema accepted; serde can still refuse what JSON Schema cannot
+/// say, and that is a validation problem at `pointer` too.
+fn decode<T: DeserializeOwned>(value: Value, pointer: &str) -> Result<T, Problem> {
+    serde_json::from_value(value).map_err(|e| {
+        Problem::validation(vec![FieldError {
+            pointer: pointer.into(),
+            message: e.to_string(),
+        }])
     })
 }
 
-/// A JSON request body, validated against the operation's schema before deserialising.
-#[derive(Debug)]
-pub struct ValidatedBody<T>(T);
+/// Reads, checks and validates a JSON body. `Ok(None)`: no body, and `optional` allows that.
+async fn json_body<C: ServiceContext, X: ServerContext, T: DeserializeOwned>(
+    rqctx: &RequestContext<X>,
+    request: hyper::Request<dropshot::Body>,
+    optional: bool,
+) -> Result<Option<T>, dropshot::HttpError> {
+    let checks = operation_checks::<C, X>(rqctx)?;
+    let rid = rqctx.request_id.as_str();
+    let Some(value) = read_json(request, rqctx.request_body_max_bytes(), optional)
+        .await
+        .map_err(|p| fail(rid, p))?
+    else {
+        return Ok(None);
+    };
+    let errors = checks.body_violations(&value);
+    if !errors.is_empty() {
+        return Err(fail(rid, Problem::validation(errors)));
+    }
+    decode(value, "").map(Some).map_err(|p| fail(rid, p))
+}
 
-impl<T> ValidatedBody<T> {
+/// The extractor wrappers below carry their service's context type only as a marker.
+type Marker<C> = PhantomData<fn() -> C>;
+
+/// A JSON request body, validated against the operation's schema before deserialising.
+pub struct ValidatedBody<T, C>(T, Marker<C>);
+
+impl<T, C> ValidatedBody<T, C> {
     pub fn into_inner(self) -> T {
         self.0
     }
 }
 
 #[async_trait]
-impl<T> ExclusiveExtractor for ValidatedBody<T>
+impl<T, C> ExclusiveExtractor for ValidatedBody<T, C>
 where
     T: JsonSchema + DeserializeOwned + Send + Sync + 'static,
+    C: ServiceContext,
 {
-    async fn from_request<Context: ServerContext>(
-        rqctx: &RequestContext<Context>,
+    async fn from_request<X: ServerContext>(
+        rqctx: &RequestContext<X>,
         request: hyper::Request<dropshot::Body>,
     ) -> Result<Self, dropshot::HttpError> {
-        let body = json_body(rqctx, request, false).await?;
-        Ok(ValidatedBody(body.expect("a required body is present")))
+        let body = json_body::<C, X, T>(rqctx, request, false).await?;
+        Ok(ValidatedBody(
+            body.expect("a required body is present"),
+            PhantomData,
+        ))
     }
 
     fn metadata(content_type: ApiEndpointBodyContentType) -> ExtractorMetadata {
@@ -347,25 +546,27 @@ where
 
 /// A JSON request body the operation does not require (`requestBody.required: false`):
 /// `None` when the request has no body; validated like `ValidatedBody` when it has one.
-#[derive(Debug)]
-pub struct OptionalBody<T>(Option<T>);
+pub struct OptionalBody<T, C>(Option<T>, Marker<C>);
 
-impl<T> OptionalBody<T> {
+impl<T, C> OptionalBody<T, C> {
     pub fn into_inner(self) -> Option<T> {
         self.0
     }
 }
 
 #[async_trait]
-impl<T> ExclusiveExtractor for OptionalBody<T>
+impl<T, C> ExclusiveExtractor for OptionalBody<T, C>
 where
     T: JsonSchema + DeserializeOwned + Send + Sync + 'static,
+    C: ServiceContext,
 {
-    async fn from_request<Context: ServerContext>(
-        rqctx: &RequestContext<Context>,
+    async fn from_request<X: ServerContext>(
+        rqctx: &RequestContext<X>,
         request: hyper::Request<dropshot::Body>,
     ) -> Result<Self, dropshot::HttpError> {
-        json_body(rqctx, request, true).await.map(OptionalBody)
+        json_body::<C, X, T>(rqctx, request, true)
+            .await
+            .map(|body| OptionalBody(body, PhantomData))
     }
 
     fn metadata(content_type: ApiEndpointBodyContentType) -> ExtractorMetadata {
@@ -400,99 +601,30 @@ fn coerce(kind: Kind, text: &str) -> Result<Value, &'static str> {
     }
 }
 
-/// Validates raw parameters of one location and deserialises them into `T`.
-fn parameters<T: DeserializeOwned>(
-    operation_id: &str,
-    location: Location,
-    raw: Vec<(String, String)>,
-) -> Result<T, Problem> {
-    let prefix = match location {
-        Location::Path => "/path",
-        Location::Query => "/query",
-        Location::Header => "/header",
-    };
-    let mut errors = Vec::new();
-    let mut object = Map::new();
-    let checks = checks_for(operation_id);
-    let declared: Vec<&ParamCheck> = checks
-        .as_ref()
-        .map(|c| c.params.iter().filter(|p| p.location == location).collect())
-        .unwrap_or_default();
-    for (name, text) in &raw {
-        let pointer = format!("{prefix}/{name}");
-        let Some(check) = declared.iter().find(|p| &p.name == name) else {
-            errors.push(FieldError {
-                pointer,
-                message: "is not a known parameter".into(),
-            });
-            continue;
-        };
-        if object.contains_key(name) {
-            errors.push(FieldError {
-                pointer,
-                message: "is given more than once".into(),
-            });
-            continue;
-        }
-        match coerce(check.kind, text) {
-            Ok(value) => {
-                violations(&check.validator, &value, &pointer, &mut errors);
-                object.insert(name.clone(), value);
-            }
-            Err(message) => errors.push(FieldError {
-                pointer,
-                message: message.into(),
-            }),
-        }
-    }
-    for check in &declared {
-        if check.required && !raw.iter().any(|(n, _)| n == &check.name) {
-            errors.push(FieldError {
-                pointer: format!("{prefix}/{}", check.name),
-                message: "is required".into(),
-            });
-        }
-    }
-    if !errors.is_empty() {
-        return Err(Problem::validation(errors));
-    }
-    serde_json::from_value(Value::Object(object)).map_err(|e| {
-        Problem::validation(vec![FieldError {
-            pointer: prefix.into(),
-            message: e.to_string(),
-        }])
-    })
-}
-
 /// Query parameters, validated against the operation's parameter schemas.
-#[derive(Debug)]
-pub struct ValidatedQuery<T>(T);
+pub struct ValidatedQuery<T, C>(T, Marker<C>);
 
-impl<T> ValidatedQuery<T> {
+impl<T, C> ValidatedQuery<T, C> {
     pub fn into_inner(self) -> T {
         self.0
     }
 }
 
 #[async_trait]
-impl<T> SharedExtractor for ValidatedQuery<T>
+impl<T, C> SharedExtractor for ValidatedQuery<T, C>
 where
     T: JsonSchema + DeserializeOwned + Send + Sync + 'static,
+    C: ServiceContext,
 {
-    async fn from_request<Context: ServerContext>(
-        rqctx: &RequestContext<Context>,
+    async fn from_request<X: ServerContext>(
+        rqctx: &RequestContext<X>,
     ) -> Result<Self, dropshot::HttpError> {
-        let rid = rqctx.request_id.as_str();
-        let raw: Vec<(String, String)> =
-            serde_urlencoded::from_str(rqctx.request.uri().query().unwrap_or("")).map_err(|e| {
-                fail(
-                    rid,
-                    Problem::bad_request(format!("The query string cannot be parsed: {e}.")),
-                )
-            })?;
-        parameters(&rqctx.endpoint.operation_id, Location::Query, raw)
-            .map(ValidatedQuery)
-            .map_err(|p| fail(rid, p))
+        let checks = operation_checks::<C, X>(rqctx)?;
+        checks
+            .query(rqctx.request.uri().query())
+            .and_then(|object| decode(Value::Object(object), "/query"))
+            .map(|v| ValidatedQuery(v, PhantomData))
+            .map_err(|p| fail(&rqctx.request_id, p))
     }
 
     fn metadata(content_type: ApiEndpointBodyContentType) -> ExtractorMetadata {
@@ -501,23 +633,24 @@ where
 }
 
 /// Path parameters, validated against the operation's parameter schemas.
-#[derive(Debug)]
-pub struct ValidatedPath<T>(T);
+pub struct ValidatedPath<T, C>(T, Marker<C>);
 
-impl<T> ValidatedPath<T> {
+impl<T, C> ValidatedPath<T, C> {
     pub fn into_inner(self) -> T {
         self.0
     }
 }
 
 #[async_trait]
-impl<T> SharedExtractor for ValidatedPath<T>
+impl<T, C> SharedExtractor for ValidatedPath<T, C>
 where
     T: JsonSchema + DeserializeOwned + Send + Sync + 'static,
+    C: ServiceContext,
 {
-    async fn from_request<Context: ServerContext>(
-        rqctx: &RequestContext<Context>,
+    async fn from_request<X: ServerContext>(
+        rqctx: &RequestContext<X>,
     ) -> Result<Self, dropshot::HttpError> {
+        let checks = operation_checks::<C, X>(rqctx)?;
         let raw: std::collections::BTreeMap<String, String> = <dropshot::Path<
             std::collections::BTreeMap<String, String>,
         > as SharedExtractor>::from_request(
@@ -525,9 +658,11 @@ where
         )
         .await?
         .into_inner();
-        let raw = raw.into_iter().collect();
-        parameters(&rqctx.endpoint.operation_id, Location::Path, raw)
-            .map(ValidatedPath)
+        let raw: Vec<(String, String)> = raw.into_iter().collect();
+        checks
+            .path(&raw)
+            .and_then(|object| decode(Value::Object(object), "/path"))
+            .map(|v| ValidatedPath(v, PhantomData))
             .map_err(|p| fail(&rqctx.request_id, p))
     }
 
@@ -536,72 +671,33 @@ where
     }
 }
 
-/// Header parameters, validated against the operation's parameter schemas. Only the
-/// headers the operation declares are looked at (matched ignoring case); a header sent
-/// on several lines counts as one comma-separated value, as HTTP defines.
-#[derive(Debug)]
-pub struct ValidatedHeaders<T>(T);
+/// Header parameters, validated against the operation's parameter schemas.
+pub struct ValidatedHeaders<T, C>(T, Marker<C>);
 
-impl<T> ValidatedHeaders<T> {
+impl<T, C> ValidatedHeaders<T, C> {
     pub fn into_inner(self) -> T {
         self.0
     }
 }
 
 #[async_trait]
-impl<T> SharedExtractor for ValidatedHeaders<T>
+impl<T, C> SharedExtractor for ValidatedHeaders<T, C>
 where
     T: JsonSchema + DeserializeOwned + Send + Sync + 'static,
+    C: ServiceContext,
 {
-    async fn from_request<Context: ServerContext>(
-        rqctx: &RequestContext<Context>,
+    async fn from_request<X: ServerContext>(
+        rqctx: &RequestContext<X>,
     ) -> Result<Self, dropshot::HttpError> {
-        let operation_id = &rqctx.endpoint.operation_id;
-        let headers = rqctx.request.headers();
-        let mut raw = Vec::new();
-        let mut errors = Vec::new();
-        let checks = checks_for(operation_id);
-        for check in checks
-            .iter()
-            .flat_map(|c| c.params.iter())
-            .filter(|p| p.location == Location::Header)
-        {
-            let mut values = Vec::new();
-            for value in headers.get_all(check.name.as_str()) {
-                match value.to_str() {
-                    Ok(text) => values.push(text.trim()),
-                    Err(_) => errors.push(FieldError {
-                        pointer: format!("/header/{}", check.name),
-                        message: "is not visible ASCII text".into(),
-                    }),
-                }
-            }
-            if !values.is_empty() {
-                raw.push((check.name.clone(), values.join(", ")));
-            }
-        }
-        if !errors.is_empty() {
-            return Err(fail(&rqctx.request_id, Problem::validation(errors)));
-        }
-        parameters(operation_id, Location::Header, raw)
-            .map(ValidatedHeaders)
+        let checks = operation_checks::<C, X>(rqctx)?;
+        checks
+            .headers(rqctx.request.headers())
+            .and_then(|object| decode(Value::Object(object), "/header"))
+            .map(|v| ValidatedHeaders(v, PhantomData))
             .map_err(|p| fail(&rqctx.request_id, p))
     }
 
     fn metadata(content_type: ApiEndpointBodyContentType) -> ExtractorMetadata {
         <dropshot::Header<T> as SharedExtractor>::metadata(content_type)
     }
-}
-
-/// Validates `value` against the request body schema of `operation_id` (registered by
-/// `register_spec`), for input that arrives some other way than HTTP (e.g. the CLI).
-pub fn validate_body(operation_id: &str, value: &Value) -> Vec<FieldError> {
-    let mut errors = Vec::new();
-    if let Some(validator) = checks_for(operation_id)
-        .as_ref()
-        .and_then(|c| c.body.as_ref())
-    {
-        violations(validator, value, "", &mut errors);
-    }
-    errors
 }

@@ -17,47 +17,6 @@ macro_rules! unpublished_get {
     };
 }
 
-/// The glue of a service whose own state is just a `Keyring` (it checks tokens with the
-/// users service's keys): its context type, `connect`, `start` and `served_openapi`. The
-/// module defines `NAME`, `MIGRATOR` and `api`.
-macro_rules! keyring_service {
-    ($context:ident, $handlers:ty, $api_mod:ident) => {
-        pub type $context = $crate::runtime::Service<$crate::runtime::auth::Keyring>;
-
-        pub async fn connect(
-            config: &$crate::runtime::config::Config,
-        ) -> anyhow::Result<$crate::runtime::Db> {
-            $crate::runtime::server::connect(config, NAME, &MIGRATOR).await
-        }
-
-        /// Starts the service; `users_url` is where the users service publishes its keys.
-        pub async fn start(
-            config: &$crate::runtime::config::Config,
-            users_url: &str,
-            log: &slog::Logger,
-        ) -> anyhow::Result<dropshot::HttpServer<$context>> {
-            let keyring =
-                $crate::runtime::auth::Keyring::remote(users_url, config.service_timeout())?;
-            let context =
-                $crate::runtime::Service::open(config, NAME, api::SPEC_YAML, &MIGRATOR, keyring)
-                    .await?;
-            $crate::runtime::server::start(
-                api::$api_mod::api_description::<$handlers>(),
-                context,
-                config,
-                log,
-            )
-        }
-
-        /// The OpenAPI document dropshot derives from the trait, for `cargo xtask check`.
-        pub fn served_openapi() -> anyhow::Result<serde_json::Value> {
-            $crate::runtime::server::served_openapi(api::$api_mod::stub_api_description(), NAME)
-        }
-    };
-}
-
-pub(crate) use keyring_service;
-
 pub mod auth;
 pub mod config;
 pub mod db;
@@ -71,15 +30,17 @@ pub mod nats;
 pub mod outbox;
 pub mod pagination;
 pub mod problem;
+pub mod registry;
+pub mod security;
 pub mod server;
 
 pub use db::Db;
-pub use extract::{OptionalBody, ValidatedBody, ValidatedHeaders, ValidatedPath, ValidatedQuery};
 pub use problem::{FieldError, Problem};
 
 use serde_json::Value;
 
-/// A service's published OpenAPI document, parsed once at start-up.
+/// A service's published OpenAPI document, parsed once at start-up, with the compiled
+/// checks of every operation.
 #[derive(Debug)]
 pub struct Spec {
     pub service: &'static str,
@@ -90,6 +51,8 @@ pub struct Spec {
     pub value: Value,
     /// `info.version`.
     pub version: String,
+    /// Every operation's request checks, compiled from this document.
+    pub validators: std::sync::Arc<extract::Validators>,
 }
 
 impl Spec {
@@ -100,20 +63,29 @@ impl Spec {
             .and_then(Value::as_str)
             .unwrap_or("0")
             .to_string();
+        let validators = extract::Validators::compile(&value)
+            .map_err(|e| anyhow::anyhow!("{service}: compiling validators: {e}"))?
+            .into();
         Ok(Spec {
             service,
             yaml,
             json: serde_json::to_string(&value)?,
             value,
             version,
+            validators,
         })
     }
 }
 
-/// A service's context: its published spec, its database, and its own state `S`.
+/// A service's context: its published spec, its database, how it checks callers, and its
+/// own state `S`.
 pub struct Service<S> {
     pub spec: Spec,
     pub db: Db,
+    /// The keys bearer tokens are verified with.
+    pub keyring: std::sync::Arc<auth::Keyring>,
+    /// The shared secret of `eventsAuth` operations, if configured.
+    pub events_token: Option<String>,
     pub state: S,
 }
 
@@ -121,14 +93,15 @@ impl<S> Service<S> {
     /// Connects to (creating and migrating) the service's database and parses its spec.
     pub async fn open(
         config: &config::Config,
-        service: &'static str,
-        yaml: &'static str,
-        migrator: &'static sqlx::migrate::Migrator,
+        def: &registry::ServiceDef,
+        keyring: std::sync::Arc<auth::Keyring>,
         state: S,
     ) -> anyhow::Result<Service<S>> {
         Ok(Service {
-            spec: Spec::parse(service, yaml)?,
-            db: server::connect(config, service, migrator).await?,
+            spec: Spec::parse(def.name, def.spec)?,
+            db: server::connect(config, def.name, def.migrator).await?,
+            keyring,
+            events_token: config.events_token.clone(),
             state,
         })
     }
@@ -141,10 +114,19 @@ impl<S: Send + Sync + 'static> ServiceContext for Service<S> {
     fn db(&self) -> &Db {
         &self.db
     }
+    fn keyring(&self) -> &auth::Keyring {
+        &self.keyring
+    }
+    fn events_token(&self) -> Option<&str> {
+        self.events_token.as_deref()
+    }
 }
 
-/// What the runtime needs from a service's context.
+/// What the runtime (validation, security, infrastructure endpoints) needs from a
+/// service's context.
 pub trait ServiceContext: Send + Sync + 'static {
     fn spec(&self) -> &Spec;
     fn db(&self) -> &Db;
+    fn keyring(&self) -> &auth::Keyring;
+    fn events_token(&self) -> Option<&str>;
 }

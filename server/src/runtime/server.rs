@@ -2,7 +2,7 @@
 //! request validators, and a dropshot server on its port.
 
 use super::config::Config;
-use super::{extract, infra, ServiceContext};
+use super::{infra, ServiceContext, Spec};
 use anyhow::{Context, Result};
 use dropshot::{
     ApiDescription, ApiDescriptionBuildErrors, ConfigDropshot, HandlerTaskMode, HttpServer,
@@ -82,9 +82,8 @@ pub fn start<C: ServiceContext>(
     log: &Logger,
 ) -> Result<HttpServer<C>> {
     let service = context.spec().service;
-    extract::register_spec(&context.spec().value)
-        .with_context(|| format!("{service}: compiling validators"))?;
     let mut api = api.map_err(|e| anyhow::anyhow!("{service}: {e}"))?;
+    fail_closed(&api, context.spec()).with_context(|| format!("{service}: refusing to start"))?;
     let routes = published_routes(&context.spec().value);
     for endpoint in infra::endpoints()
         .into_iter()
@@ -102,6 +101,42 @@ pub fn start<C: ServiceContext>(
         config.bind(service),
         &routes,
     )
+}
+
+/// Every operation the API serves must have compiled checks in the spec it validates
+/// against, and every operation of that spec must be served: an operation the YAML does
+/// not describe is never served unvalidated.
+pub fn fail_closed<C: dropshot::ServerContext>(api: &ApiDescription<C>, spec: &Spec) -> Result<()> {
+    let served = api
+        .openapi(spec.service, semver::Version::new(1, 0, 0))
+        .json()?;
+    let mut served_ids = Vec::new();
+    for item in served
+        .get("paths")
+        .and_then(|p| p.as_object())
+        .into_iter()
+        .flat_map(|p| p.values())
+    {
+        for op in item.as_object().into_iter().flat_map(|o| o.values()) {
+            if let Some(id) = op.get("operationId").and_then(|i| i.as_str()) {
+                served_ids.push(id.to_string());
+            }
+        }
+    }
+    for id in &served_ids {
+        anyhow::ensure!(
+            spec.validators.get(id).is_some(),
+            "operation {id} has no validator: {} does not describe it",
+            spec.service
+        );
+    }
+    for id in spec.validators.operation_ids() {
+        anyhow::ensure!(
+            served_ids.iter().any(|s| s == id),
+            "operation {id} of the spec is not served"
+        );
+    }
+    Ok(())
 }
 
 /// Serves `api` on `bind` with the runtime's server settings and response hook (`routes`:

@@ -4,20 +4,15 @@
 use super::api::*;
 use super::store::{self, Changes};
 use super::TasksContext;
-use crate::runtime::auth::{self, Caller};
 use crate::runtime::db::StoreError;
 use crate::runtime::http::created;
-use crate::runtime::{pagination, Problem, ValidatedBody, ValidatedPath, ValidatedQuery};
+use crate::runtime::{pagination, Problem};
 use dropshot::{
     HttpResponseCreated, HttpResponseDeleted, HttpResponseHeaders, HttpResponseOk, RequestContext,
 };
 use taproom_client::tasks::types;
 
 pub enum TasksImpl {}
-
-async fn caller(rqctx: &RequestContext<TasksContext>) -> Result<Caller, Problem> {
-    auth::caller(rqctx, &rqctx.context().state).await
-}
 
 fn store_problem(rqctx: &RequestContext<TasksContext>, e: StoreError) -> Problem {
     e.problem(&rqctx.log, &rqctx.request_id, "task")
@@ -33,9 +28,9 @@ impl TasksApi for TasksImpl {
 
     async fn list_tasks(
         rqctx: RequestContext<TasksContext>,
+        me: Authenticated,
         query: ValidatedQuery<ListTasksQuery>,
     ) -> Result<HttpResponseOk<types::TaskPage>, Problem> {
-        let me = caller(&rqctx).await?;
         let query = query.into_inner();
         let after = pagination::position(query.page_token.as_deref(), &rqctx.request_id)?;
         let limit = query.limit.unwrap_or(pagination::DEFAULT_LIMIT);
@@ -51,9 +46,9 @@ impl TasksApi for TasksImpl {
 
     async fn create_task(
         rqctx: RequestContext<TasksContext>,
+        me: Authenticated,
         body: ValidatedBody<types::CreateTask>,
     ) -> Result<HttpResponseHeaders<HttpResponseCreated<types::Task>>, Problem> {
-        let me = caller(&rqctx).await?;
         let body = body.into_inner();
         let description = non_empty(body.description.map(|d| d.to_string()));
         let task = store::create(
@@ -69,9 +64,9 @@ impl TasksApi for TasksImpl {
 
     async fn get_task(
         rqctx: RequestContext<TasksContext>,
+        me: Authenticated,
         path: ValidatedPath<GetTaskPath>,
     ) -> Result<HttpResponseOk<types::Task>, Problem> {
-        let me = caller(&rqctx).await?;
         let task = store::get(&rqctx.context().db, me.user_id, path.into_inner().task_id)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
@@ -80,10 +75,10 @@ impl TasksApi for TasksImpl {
 
     async fn update_task(
         rqctx: RequestContext<TasksContext>,
+        me: Authenticated,
         path: ValidatedPath<UpdateTaskPath>,
         body: ValidatedBody<types::UpdateTask>,
     ) -> Result<HttpResponseOk<types::Task>, Problem> {
-        let me = caller(&rqctx).await?;
         let body = body.into_inner();
         let changes = Changes {
             title: body.title.map(|t| t.to_string()),
@@ -103,9 +98,9 @@ impl TasksApi for TasksImpl {
 
     async fn delete_task(
         rqctx: RequestContext<TasksContext>,
+        me: Authenticated,
         path: ValidatedPath<DeleteTaskPath>,
     ) -> Result<HttpResponseDeleted, Problem> {
-        let me = caller(&rqctx).await?;
         store::delete(&rqctx.context().db, me.user_id, path.into_inner().task_id)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;

@@ -5,8 +5,36 @@ pub mod api;
 mod handlers;
 mod store;
 
+use crate::runtime::auth::Keyring;
+use crate::runtime::config::Config;
+use crate::runtime::registry::{PeerUrls, ServiceDef};
+use crate::runtime::{server, Service};
+
 pub const NAME: &str = "tasks";
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/tasks");
 
-crate::runtime::keyring_service!(TasksContext, handlers::TasksImpl, tasks_api_mod);
+pub static SERVICE: ServiceDef = ServiceDef {
+    name: NAME,
+    about: "each user's to-do tasks",
+    port: 5004,
+    spec: api::SPEC_YAML,
+    migrator: &MIGRATOR,
+    peers: &["users"],
+    start: crate::start_fn!(NAME, start),
+    served_openapi: api::served_openapi,
+};
+
+/// No state beyond what every service has.
+pub type TasksContext = Service<()>;
+
+/// Starts the service; `peers["users"]` is where the users service publishes its keys.
+pub async fn start(
+    config: &Config,
+    peers: &PeerUrls,
+    log: &slog::Logger,
+) -> anyhow::Result<dropshot::HttpServer<TasksContext>> {
+    let keyring = Keyring::for_peers(config, peers)?;
+    let context = Service::open(config, &SERVICE, keyring, ()).await?;
+    server::start(api::api::<handlers::TasksImpl>(), context, config, log)
+}

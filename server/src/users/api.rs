@@ -2,15 +2,55 @@
 // Do not edit by hand: change the YAML and run `cargo xtask gen`.
 
 #![allow(clippy::too_many_arguments)]
-#[allow(unused_imports)]
-use crate::runtime::{
-    OptionalBody, Problem, ValidatedBody, ValidatedHeaders, ValidatedPath, ValidatedQuery,
-};
+use crate::runtime::Problem;
 use dropshot::RequestContext;
 use taproom_client::users::types;
 
 /// The bundled OpenAPI document this trait was generated from, as served.
 pub const SPEC_YAML: &str = include_str!("../../../openapi/bundled/users.yaml");
+
+/// The service's context. Every extractor below reads the spec (validators) and
+/// the keys (security) from it, never from process-wide state.
+pub type Context = super::UsersContext;
+
+/// A JSON body, validated against this service's YAML before deserialising.
+pub type ValidatedBody<T> = crate::runtime::extract::ValidatedBody<T, Context>;
+
+/// A JSON body the operation does not require, validated when present.
+pub type OptionalBody<T> = crate::runtime::extract::OptionalBody<T, Context>;
+
+/// Path parameters, validated against this service's YAML.
+pub type ValidatedPath<T> = crate::runtime::extract::ValidatedPath<T, Context>;
+
+/// Query parameters, validated against this service's YAML.
+pub type ValidatedQuery<T> = crate::runtime::extract::ValidatedQuery<T, Context>;
+
+/// Header parameters, validated against this service's YAML.
+pub type ValidatedHeaders<T> = crate::runtime::extract::ValidatedHeaders<T, Context>;
+
+/// `security: [{bearerAuth: []}]`: a caller with a valid token.
+pub type Authenticated = crate::runtime::security::Authenticated<Context>;
+
+/// `security: [{bearerAuth: []}]` with `x-roles: [admin]`: an admin caller.
+pub type Admin = crate::runtime::security::WithRole<Context, crate::runtime::security::role::Admin>;
+
+/// `security: [{eventsAuth: []}]`: another service with the events token.
+pub type EventSender = crate::runtime::security::EventSender<Context>;
+
+/// `security: [{basicAuth: []}, {}]`: HTTP Basic credentials, if sent.
+pub type BasicCredentials = crate::runtime::security::BasicCredentials;
+
+/// The API of an implementation, on this service's context (a mismatch does not
+/// compile).
+pub fn api<I: UsersApi<Context = Context>>(
+) -> Result<dropshot::ApiDescription<Context>, dropshot::ApiDescriptionBuildErrors> {
+    users_api_mod::api_description::<I>()
+}
+
+/// The OpenAPI document dropshot derives from the trait, for `cargo xtask check`.
+pub fn served_openapi() -> anyhow::Result<serde_json::Value> {
+    crate::runtime::server::served_openapi(users_api_mod::stub_api_description(), "users")
+}
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 pub struct ListUsersQuery {
@@ -79,6 +119,7 @@ pub trait UsersApi {
     #[endpoint { method = GET, path = "/v1/users", tags = ["users"] }]
     async fn list_users(
         rqctx: RequestContext<Self::Context>,
+        caller: Admin,
         query: ValidatedQuery<ListUsersQuery>,
     ) -> Result<dropshot::HttpResponseOk<types::UserPage>, Problem>;
 
@@ -93,6 +134,7 @@ pub trait UsersApi {
     #[endpoint { method = GET, path = "/v1/users/{user_id}", tags = ["users"] }]
     async fn get_user(
         rqctx: RequestContext<Self::Context>,
+        caller: Authenticated,
         path: ValidatedPath<GetUserPath>,
     ) -> Result<dropshot::HttpResponseOk<types::User>, Problem>;
 
@@ -100,6 +142,7 @@ pub trait UsersApi {
     #[endpoint { method = PATCH, path = "/v1/users/{user_id}", tags = ["users"] }]
     async fn update_user(
         rqctx: RequestContext<Self::Context>,
+        caller: Authenticated,
         path: ValidatedPath<UpdateUserPath>,
         body: ValidatedBody<types::UpdateUser>,
     ) -> Result<dropshot::HttpResponseOk<types::User>, Problem>;
@@ -108,6 +151,7 @@ pub trait UsersApi {
     #[endpoint { method = DELETE, path = "/v1/users/{user_id}", tags = ["users"] }]
     async fn delete_user(
         rqctx: RequestContext<Self::Context>,
+        caller: Authenticated,
         path: ValidatedPath<DeleteUserPath>,
     ) -> Result<dropshot::HttpResponseDeleted, Problem>;
 
@@ -115,6 +159,7 @@ pub trait UsersApi {
     #[endpoint { method = POST, path = "/v1/auth/token", tags = ["auth"] }]
     async fn create_token(
         rqctx: RequestContext<Self::Context>,
+        credentials: BasicCredentials,
         body: OptionalBody<types::Credentials>,
     ) -> Result<dropshot::HttpResponseOk<types::Token>, Problem>;
 
@@ -122,6 +167,7 @@ pub trait UsersApi {
     #[endpoint { method = GET, path = "/v1/auth/me", tags = ["auth"] }]
     async fn get_current_user(
         rqctx: RequestContext<Self::Context>,
+        caller: Authenticated,
     ) -> Result<dropshot::HttpResponseOk<types::User>, Problem>;
 
     /// Public keys that verify access tokens

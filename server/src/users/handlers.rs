@@ -5,9 +5,7 @@ use super::store::{self, Changes, NewUser};
 use super::UsersContext;
 use crate::runtime::auth::{self, Caller};
 use crate::runtime::db::StoreError;
-use crate::runtime::{
-    pagination, OptionalBody, Problem, ValidatedBody, ValidatedPath, ValidatedQuery,
-};
+use crate::runtime::{pagination, Problem};
 use dropshot::{
     HttpResponseCreated, HttpResponseDeleted, HttpResponseHeaders, HttpResponseOk, RequestContext,
 };
@@ -37,20 +35,16 @@ pub(super) async fn hash_password(
     .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))
 }
 
-async fn caller(rqctx: &RequestContext<UsersContext>) -> Result<Caller, Problem> {
-    auth::caller(rqctx, &rqctx.context().state.keyring).await
-}
-
 /// The user themself or an admin; to anyone else the user does not exist.
-async fn act_for(
+fn act_for(
     rqctx: &RequestContext<UsersContext>,
+    caller: &Caller,
     user_id: uuid::Uuid,
-) -> Result<Caller, Problem> {
-    let caller = caller(rqctx).await?;
+) -> Result<(), Problem> {
     if !caller.may_act_for(user_id) {
         return Err(Problem::not_found("No such user.").request(&rqctx.request_id));
     }
-    Ok(caller)
+    Ok(())
 }
 
 fn non_empty(name: Option<types::PersonName>) -> Option<String> {
@@ -62,14 +56,9 @@ impl UsersApi for UsersImpl {
 
     async fn list_users(
         rqctx: RequestContext<UsersContext>,
+        _admin: Admin,
         query: ValidatedQuery<ListUsersQuery>,
     ) -> Result<HttpResponseOk<types::UserPage>, Problem> {
-        if !caller(&rqctx).await?.admin {
-            return Err(auth::forbidden(
-                &rqctx.request_id,
-                "Only admins may list users.",
-            ));
-        }
         let query = query.into_inner();
         let after = pagination::position(query.page_token.as_deref(), &rqctx.request_id)?;
         let limit = query.limit.unwrap_or(pagination::DEFAULT_LIMIT);
@@ -106,10 +95,11 @@ impl UsersApi for UsersImpl {
 
     async fn get_user(
         rqctx: RequestContext<UsersContext>,
+        caller: Authenticated,
         path: ValidatedPath<GetUserPath>,
     ) -> Result<HttpResponseOk<types::User>, Problem> {
         let id = path.into_inner().user_id;
-        act_for(&rqctx, id).await?;
+        act_for(&rqctx, &caller, id)?;
         let user = store::get(&rqctx.context().db, id)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
@@ -118,11 +108,12 @@ impl UsersApi for UsersImpl {
 
     async fn update_user(
         rqctx: RequestContext<UsersContext>,
+        caller: Authenticated,
         path: ValidatedPath<UpdateUserPath>,
         body: ValidatedBody<types::UpdateUser>,
     ) -> Result<HttpResponseOk<types::User>, Problem> {
         let id = path.into_inner().user_id;
-        let caller = act_for(&rqctx, id).await?;
+        act_for(&rqctx, &caller, id)?;
         let body = body.into_inner();
         if body.role.is_some() && !caller.admin {
             return Err(auth::forbidden(
@@ -150,10 +141,11 @@ impl UsersApi for UsersImpl {
 
     async fn delete_user(
         rqctx: RequestContext<UsersContext>,
+        caller: Authenticated,
         path: ValidatedPath<DeleteUserPath>,
     ) -> Result<HttpResponseDeleted, Problem> {
         let id = path.into_inner().user_id;
-        act_for(&rqctx, id).await?;
+        act_for(&rqctx, &caller, id)?;
         store::delete(&rqctx.context().db, id)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
@@ -162,9 +154,11 @@ impl UsersApi for UsersImpl {
 
     async fn create_token(
         rqctx: RequestContext<UsersContext>,
+        credentials: BasicCredentials,
         body: OptionalBody<types::Credentials>,
     ) -> Result<HttpResponseOk<types::Token>, Problem> {
-        let (login, password) = super::login::credentials(&rqctx, body.into_inner())?;
+        let (login, password) =
+            super::login::credentials(&rqctx, credentials.into_inner(), body.into_inner())?;
         let (user_id, role) = super::login::check(&rqctx, &login, password).await?;
         let token = rqctx
             .context()
@@ -176,8 +170,8 @@ impl UsersApi for UsersImpl {
 
     async fn get_current_user(
         rqctx: RequestContext<UsersContext>,
+        caller: Authenticated,
     ) -> Result<HttpResponseOk<types::User>, Problem> {
-        let caller = caller(&rqctx).await?;
         match store::get(&rqctx.context().db, caller.user_id).await {
             Ok(user) => Ok(HttpResponseOk(user)),
             // A valid token of an account deleted since it was issued.

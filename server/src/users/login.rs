@@ -24,9 +24,11 @@ fn bad_credentials(rqctx: &RequestContext<UsersContext>) -> Problem {
         .header(http::header::WWW_AUTHENTICATE, "Basic realm=\"taproom\"")
 }
 
-/// (login, password) from the JSON body, else from an `Authorization: Basic` header.
+/// (login, password) from the JSON body, else from the `Authorization: Basic` header
+/// (read by the generated `BasicCredentials` argument).
 pub fn credentials(
     rqctx: &RequestContext<UsersContext>,
+    basic: Option<(String, String)>,
     body: Option<types::Credentials>,
 ) -> Result<(String, String), Problem> {
     if let Some(body) = body {
@@ -40,26 +42,6 @@ pub fn credentials(
             None => Err(bad_credentials(rqctx)),
         };
     }
-    let basic = rqctx
-        .request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| {
-            h.strip_prefix("Basic ")
-                .or_else(|| h.strip_prefix("basic "))
-        })
-        .and_then(|b64| {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .ok()
-        })
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|pair| {
-            pair.split_once(':')
-                .map(|(u, p)| (u.to_string(), p.to_string()))
-        });
     basic.ok_or_else(|| {
         Problem::new(
             401,

@@ -7,37 +7,45 @@ mod store;
 mod tokens;
 
 use crate::runtime::config::Config;
-use crate::runtime::{server, Db, Service, Spec};
+use crate::runtime::registry::{PeerUrls, ServiceDef};
+use crate::runtime::{server, Service, Spec};
 use dropshot::HttpServer;
 
 pub const NAME: &str = "users";
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/users");
 
+pub static SERVICE: ServiceDef = ServiceDef {
+    name: NAME,
+    about: "accounts, login, tokens and roles; publishes the keys other services verify tokens with",
+    port: 5001,
+    spec: api::SPEC_YAML,
+    migrator: &MIGRATOR,
+    peers: &[],
+    start: crate::start_fn!(NAME, start),
+    served_openapi: api::served_openapi,
+};
+
 /// The users service's context: its own state is the token keys.
 pub type UsersContext = Service<tokens::Tokens>;
 
-pub async fn connect(config: &Config) -> anyhow::Result<Db> {
-    server::connect(config, NAME, &MIGRATOR).await
-}
-
+/// Starts the service (it calls no other; `_peers` is empty).
 pub async fn start(
     config: &Config,
+    _peers: &PeerUrls,
     log: &slog::Logger,
 ) -> anyhow::Result<HttpServer<UsersContext>> {
-    let db = connect(config).await?;
+    let db = server::connect(config, NAME, &MIGRATOR).await?;
     let tokens = tokens::Tokens::load(&db, config.token_ttl_secs).await?;
+    // Tokens are verified with the service's own keys.
     let context = Service {
         spec: Spec::parse(NAME, api::SPEC_YAML)?,
         db,
+        keyring: tokens.keyring.clone(),
+        events_token: config.events_token.clone(),
         state: tokens,
     };
-    server::start(
-        api::users_api_mod::api_description::<handlers::UsersImpl>(),
-        context,
-        config,
-        log,
-    )
+    server::start(api::api::<handlers::UsersImpl>(), context, config, log)
 }
 
 /// Creates an admin account (the `server admin create` command): the same checks as
@@ -49,9 +57,8 @@ pub async fn create_admin(
     password: String,
 ) -> anyhow::Result<taproom_client::users::types::User> {
     let spec = Spec::parse(NAME, api::SPEC_YAML)?;
-    crate::runtime::extract::register_spec(&spec.value)?;
     let input = serde_json::json!({"username": username, "email": email, "password": password});
-    let errors = crate::runtime::extract::validate_body("create_user", &input);
+    let errors = spec.validators.validate_body("create_user", &input);
     if !errors.is_empty() {
         let lines: Vec<String> = errors
             .iter()
@@ -59,7 +66,7 @@ pub async fn create_admin(
             .collect();
         anyhow::bail!("{}", lines.join("; "));
     }
-    let db = connect(config).await?;
+    let db = server::connect(config, NAME, &MIGRATOR).await?;
     let password_hash = tokio::task::spawn_blocking(move || {
         use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
         let salt = SaltString::generate(&mut OsRng);
@@ -84,9 +91,4 @@ pub async fn create_admin(
             }
             other => anyhow::anyhow!("{other:?}"),
         })
-}
-
-/// The OpenAPI document dropshot derives from the trait, for `cargo xtask check`.
-pub fn served_openapi() -> anyhow::Result<serde_json::Value> {
-    server::served_openapi(api::users_api_mod::stub_api_description(), NAME)
 }

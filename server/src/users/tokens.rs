@@ -16,7 +16,7 @@ pub struct Tokens {
     kid: String,
     key: EncodingKey,
     ttl_secs: u64,
-    pub keyring: Keyring,
+    pub keyring: std::sync::Arc<Keyring>,
     jwks: types::Jwks,
 }
 
@@ -46,7 +46,7 @@ impl Tokens {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         }
-        let keyring = Keyring::default();
+        let keyring = std::sync::Arc::new(Keyring::default());
         let mut jwks = Vec::new();
         for (kid, _, public) in &keys {
             keyring.insert(kid, public)?;

@@ -165,10 +165,13 @@ macro_rules! impl_rqextractor_for_tuple {
             request: hyper::Request<crate::Body>
         ) -> Result<( $($S,)+ X ), HttpError>
         {
-            futures::try_join!(
-                $($S::from_request(rqctx),)+
-                X::from_request(rqctx, request)
-            )
+            // TAPROOM PATCH: extract in argument order, one after another, so that an
+            // earlier extractor's error (e.g. authentication) always wins over a later
+            // one's (e.g. body validation), whichever would finish first.
+            Ok((
+                $($S::from_request(rqctx).await?,)+
+                X::from_request(rqctx, request).await?,
+            ))
         }
 
         fn metadata(_body_content_type: ApiEndpointBodyContentType) -> ExtractorMetadata {
