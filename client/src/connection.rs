@@ -2,40 +2,50 @@
 //! bearer token and request id to send. A [`Connection`] hands out every service's
 //! generated `Client`, all sharing one HTTP connection pool.
 
-use crate::{beers, orders, promotions, tasks, users};
+use crate::Service;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use std::time::Duration;
 
-/// A Taproom service, to give it its own URL with [`ConnectionBuilder::service_url`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Service {
-    Users,
-    Beers,
-    Orders,
-    Tasks,
-    Promotions,
-}
+/// Where `server all`'s built-in gateway answers for every service's public operations.
+pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:5000";
 
-impl Service {
-    pub const ALL: [Service; 5] = [
-        Service::Users,
-        Service::Beers,
-        Service::Orders,
-        Service::Tasks,
-        Service::Promotions,
-    ];
-
-    /// Where `server all` serves it unless told otherwise.
-    pub fn default_url(self) -> &'static str {
-        match self {
-            Service::Users => "http://127.0.0.1:5001",
-            Service::Beers => "http://127.0.0.1:5002",
-            Service::Orders => "http://127.0.0.1:5003",
-            Service::Tasks => "http://127.0.0.1:5004",
-            Service::Promotions => "http://127.0.0.1:5005",
+/// Declares [`Service`] and one accessor on [`Connection`] per service. Invoked once, by
+/// the generated `generated/mod.rs`, with every spec in `openapi/`: a new service needs
+/// no line here.
+macro_rules! services {
+    ($($(#[$doc:meta])* $module:ident => $variant:ident),* $(,)?) => {
+        /// A Taproom service, to give it its own URL with [`ConnectionBuilder::service_url`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Service {
+            $($variant,)*
         }
-    }
+
+        impl Service {
+            /// Every service.
+            pub const ALL: &'static [Service] = &[$(Service::$variant,)*];
+
+            /// The service's name, as in `openapi/<name>.yaml`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Service::$variant => stringify!($module),)*
+                }
+            }
+        }
+
+        impl $crate::Connection {
+            $(
+                $(#[$doc])*
+                pub fn $module(&self) -> $crate::$module::Client {
+                    $crate::$module::Client::new_with_client(
+                        self.url(Service::$variant),
+                        self.http().clone(),
+                    )
+                }
+            )*
+        }
+    };
 }
+pub(crate) use services;
 
 /// Settings for a [`Connection`]; start with [`Connection::builder`].
 ///
@@ -43,7 +53,8 @@ impl Service {
 /// after logging in.
 #[derive(Clone)]
 pub struct ConnectionBuilder {
-    urls: [String; 5],
+    /// By `Service as usize`.
+    urls: Vec<String>,
     timeout: Duration,
     bearer_token: Option<String>,
     request_id: Option<String>,
@@ -67,7 +78,7 @@ impl std::fmt::Debug for ConnectionBuilder {
 impl Default for ConnectionBuilder {
     fn default() -> Self {
         ConnectionBuilder {
-            urls: Service::ALL.map(|s| s.default_url().to_string()),
+            urls: vec![DEFAULT_BASE_URL.to_string(); Service::ALL.len()],
             timeout: Duration::from_secs(10),
             bearer_token: None,
             request_id: None,
@@ -76,10 +87,10 @@ impl Default for ConnectionBuilder {
 }
 
 impl ConnectionBuilder {
-    /// Every service at this one base URL (e.g. a gateway routing by path).
+    /// Every service at this one base URL (a gateway routing by path, as the default).
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         let url = url.into();
-        self.urls = Service::ALL.map(|_| url.clone());
+        self.urls = vec![url; Service::ALL.len()];
         self
     }
 
@@ -177,8 +188,8 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Settings starting from `server all`'s defaults (services on 127.0.0.1, ports
-    /// 5001–5005, no token, 10 s timeout).
+    /// Settings starting from `server all`'s defaults (every service through its
+    /// gateway at [`DEFAULT_BASE_URL`], no token, 10 s timeout).
     pub fn builder() -> ConnectionBuilder {
         ConnectionBuilder::default()
     }
@@ -198,180 +209,6 @@ impl Connection {
     pub fn http(&self) -> &reqwest::Client {
         &self.http
     }
-
-    /// Accounts and tokens.
-    ///
-    /// ```no_run
-    /// use taproom_client::{users, Connection};
-    ///
-    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-    /// let anonymous = Connection::builder().build()?;
-    /// let users = anonymous.users();
-    /// // Constrained fields are newtypes: parsing checks the spec's rules before sending.
-    /// let me = users
-    ///     .create_user()
-    ///     .body(users::types::CreateUser {
-    ///         username: "ada_l".parse()?,
-    ///         email: "ada@example.com".parse()?,
-    ///         password: "correct horse battery".parse()?,
-    ///         first_name: Some("Ada".parse()?),
-    ///         last_name: None,
-    ///     })
-    ///     .send()
-    ///     .await?
-    ///     .into_inner();
-    /// let token = users
-    ///     .create_token()
-    ///     .body(users::types::Credentials {
-    ///         username: Some("ada_l".parse()?),
-    ///         email: None,
-    ///         password: "correct horse battery".parse()?,
-    ///     })
-    ///     .send()
-    ///     .await?
-    ///     .into_inner();
-    /// // Every service accepts the token.
-    /// let signed_in = anonymous.to_builder().bearer_token(token.access_token).build()?;
-    /// let who = signed_in.users().get_current_user().send().await?.into_inner();
-    /// assert_eq!(who.id, me.id);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn users(&self) -> users::Client {
-        users::Client::new_with_client(self.url(Service::Users), self.http.clone())
-    }
-
-    /// The beer catalogue: anyone may browse it, admins change it.
-    ///
-    /// ```no_run
-    /// use taproom_client::{beers, Connection};
-    ///
-    /// # async fn example(admin_token: String) -> Result<(), Box<dyn std::error::Error>> {
-    /// let page = Connection::builder()
-    ///     .build()?
-    ///     .beers()
-    ///     .list_beers()
-    ///     .q("ipa")
-    ///     .limit(10u32)
-    ///     .send()
-    ///     .await?
-    ///     .into_inner();
-    /// for beer in &page.items {
-    ///     println!("{} {} at {}", beer.sku, beer.name, beer.price);
-    /// }
-    /// // Prices are decimal strings with two places, never floats.
-    /// let admin = Connection::builder().bearer_token(admin_token).build()?;
-    /// let created = admin
-    ///     .beers()
-    ///     .create_beer()
-    ///     .body(beers::types::CreateBeer {
-    ///         sku: "IPA-330".parse()?,
-    ///         name: "Hoppy Days IPA".parse()?,
-    ///         price: "4.50".parse()?,
-    ///         style: Some("IPA".parse()?),
-    ///         image_url: None,
-    ///     })
-    ///     .send()
-    ///     .await?
-    ///     .into_inner();
-    /// println!("added {}", created.id);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn beers(&self) -> beers::Client {
-        beers::Client::new_with_client(self.url(Service::Beers), self.http.clone())
-    }
-
-    /// Each user's orders, checked out idempotently.
-    ///
-    /// ```no_run
-    /// use std::num::NonZeroU32;
-    /// use taproom_client::{orders, Connection};
-    ///
-    /// # async fn example(token: String, beer_id: uuid::Uuid) -> Result<(), Box<dyn std::error::Error>> {
-    /// let orders = Connection::builder().bearer_token(token).build()?.orders();
-    /// let order = orders.create_order().send().await?.into_inner();
-    /// orders
-    ///     .add_order_item()
-    ///     .order_id(order.id)
-    ///     .body(orders::types::AddItem {
-    ///         beer_id,
-    ///         quantity: NonZeroU32::new(3).unwrap(),
-    ///     })
-    ///     .send()
-    ///     .await?;
-    /// // The same key on a retry returns the first answer instead of checking out twice.
-    /// let key = uuid::Uuid::new_v4().to_string();
-    /// let closed = orders
-    ///     .checkout_order()
-    ///     .order_id(order.id)
-    ///     .idempotency_key(key.as_str())
-    ///     .body(orders::types::Checkout {
-    ///         expected_total: None,
-    ///         promo_code: Some("SPRING-10".parse()?),
-    ///     })
-    ///     .send()
-    ///     .await?
-    ///     .into_inner();
-    /// println!("paid {} ({} off)", closed.total.as_str(), closed.discount.as_str());
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn orders(&self) -> orders::Client {
-        orders::Client::new_with_client(self.url(Service::Orders), self.http.clone())
-    }
-
-    /// Each user's to-do tasks.
-    ///
-    /// ```no_run
-    /// use taproom_client::{tasks, Connection};
-    ///
-    /// # async fn example(token: String) -> Result<(), Box<dyn std::error::Error>> {
-    /// let tasks = Connection::builder()
-    ///     .bearer_token(token)
-    ///     .request_id("my-batch-job-42")
-    ///     .build()?
-    ///     .tasks();
-    /// let task = tasks
-    ///     .create_task()
-    ///     .body(tasks::types::CreateTask {
-    ///         title: "Buy hops".parse()?,
-    ///         description: None,
-    ///     })
-    ///     .send()
-    ///     .await?
-    ///     .into_inner();
-    /// let open = tasks.list_tasks().done(false).send().await?.into_inner();
-    /// assert!(open.items.iter().any(|t| t.id == task.id));
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn tasks(&self) -> tasks::Client {
-        tasks::Client::new_with_client(self.url(Service::Tasks), self.http.clone())
-    }
-
-    /// Promo codes and how often each user may still use them.
-    ///
-    /// ```no_run
-    /// use taproom_client::Connection;
-    ///
-    /// # async fn example(token: String) -> Result<(), Box<dyn std::error::Error>> {
-    /// let promotions = Connection::builder().bearer_token(token).build()?.promotions();
-    /// let answer = promotions.check_eligibility().code("SPRING-10").send().await;
-    /// match answer {
-    ///     Ok(e) => println!("eligible: {} ({} of {} uses)", e.eligible, e.uses, e.max_uses),
-    ///     // Errors from the service carry its RFC 9457 problem as a typed value.
-    ///     Err(taproom_client::promotions::Error::ErrorResponse(problem)) => {
-    ///         println!("{} {}: {:?}", problem.status, problem.title, problem.detail)
-    ///     }
-    ///     Err(other) => return Err(other.into()),
-    /// }
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn promotions(&self) -> promotions::Client {
-        promotions::Client::new_with_client(self.url(Service::Promotions), self.http.clone())
-    }
 }
 
 #[cfg(test)]
@@ -384,7 +221,7 @@ mod tests {
             .service_url(Service::Beers, "http://beers:8080")
             .build()
             .unwrap();
-        assert_eq!(c.url(Service::Users), "http://127.0.0.1:5001");
+        assert_eq!(c.url(Service::Users), DEFAULT_BASE_URL);
         assert_eq!(c.url(Service::Beers), "http://beers:8080");
         let c = c.to_builder().base_url("http://gateway").build().unwrap();
         assert!(Service::ALL.iter().all(|s| c.url(*s) == "http://gateway"));

@@ -49,7 +49,7 @@
 mod connection;
 mod context;
 mod generated;
-pub use connection::{Connection, ConnectionBuilder, ConnectionError, Service};
+pub use connection::{Connection, ConnectionBuilder, ConnectionError, DEFAULT_BASE_URL};
 #[doc(hidden)]
 pub use context::apply as __apply_call_context;
 pub use context::CallContext;

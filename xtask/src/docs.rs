@@ -36,10 +36,11 @@ pub fn build(root: &Path, out: &Path) -> Result<PathBuf> {
             .with_context(|| format!("copying {}", from.display()))?;
     }
     let mut documents = Vec::new();
-    for service in crate::SERVICES {
+    let services = crate::services(root)?;
+    for service in &services {
         let bundled = crate::bundle::bundle_service(&root.join("openapi"), service)?;
         crate::validate_spec(service, &bundled)?;
-        documents.push((*service, bundled));
+        documents.push((service.as_str(), bundled));
     }
     // The gateway's combined document: every service behind one origin.
     let combined = crate::gateway::combine(&documents)?;

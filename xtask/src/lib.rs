@@ -8,13 +8,34 @@ pub mod docs;
 pub mod drift;
 pub mod gateway;
 pub mod quality;
+pub mod scaffold;
 
 use anyhow::{Context, Result};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-/// The services, in port order. Each has `openapi/<name>.yaml`.
-pub const SERVICES: &[&str] = &["users", "beers", "orders", "tasks", "promotions"];
+/// The services: every `openapi/<name>.yaml` but the shared `common.yaml`, by name.
+/// A new service needs no line here.
+pub fn services(root: &Path) -> Result<Vec<String>> {
+    let dir = root.join("openapi");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let name = path
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if name != "common" {
+            names.push(name);
+        }
+    }
+    names.sort();
+    Ok(names)
+}
 
 /// One operation of a spec: path, lower-case method, the operation object, and the
 /// parameters its path item declares for every method.
@@ -87,10 +108,12 @@ pub fn generate_all(root: &Path) -> Result<Vec<Generated>> {
     let spec_dir = root.join("openapi");
     let mut out = Vec::new();
     let mut all = Vec::new();
-    for service in SERVICES {
+    let services = services(root)?;
+    for service in &services {
+        let service = service.as_str();
         let bundled = bundle::bundle_service(&spec_dir, service)?;
         validate_spec(service, &bundled)?;
-        all.push((*service, bundled.clone()));
+        all.push((service, bundled.clone()));
         out.push(Generated {
             path: spec_dir.join("bundled").join(format!("{service}.yaml")),
             content: bundled_yaml(service, &bundled)?,
@@ -109,7 +132,7 @@ pub fn generate_all(root: &Path) -> Result<Vec<Generated>> {
     }
     out.push(Generated {
         path: root.join("client/src/generated/mod.rs"),
-        content: codegen::client_mod(SERVICES)?,
+        content: codegen::client_mod(root, &services)?,
     });
     let combined = gateway::combine(&all)?;
     validate_spec("gateway", &combined)?;

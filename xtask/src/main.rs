@@ -1,5 +1,5 @@
 use anyhow::{bail, Result};
-use xtask::{compat, finish, generate_all, workspace_root, Generated, SERVICES};
+use xtask::{compat, finish, generate_all, services, workspace_root, Generated};
 
 const USAGE: &str = "usage: cargo xtask <command>
 
@@ -12,27 +12,37 @@ const USAGE: &str = "usage: cargo xtask <command>
           $CARGO_TARGET_DIR/api-docs or target/api-docs (`--out DIR` elsewhere)
   release snapshot every service's bundled spec as released (openapi/released/), after
           `check`'s compatibility rules and a changed info.version for any changed spec
+  new-service <name> --port <port>
+          scaffold a working service (spec, migration, server/src/<name>/, contract
+          tests, deploy entries, its line in server/src/lib.rs), then `gen`
   bench   build release binaries and measure the tasks service against a framework-free
           baseline (PostgreSQL; --sqlite, --duration SECS, --connections N); writes
           target/bench/report.md and report.csv";
 
 fn main() -> Result<()> {
     let root = workspace_root();
+    let services = services(&root)?;
     match std::env::args().nth(1).as_deref() {
-        Some("gen") => {
-            for Generated { path, content } in generate_all(&root)? {
-                let content = finish(&path, content)?;
-                if std::fs::read_to_string(&path).ok().as_deref() != Some(content.as_str()) {
-                    std::fs::create_dir_all(
-                        path.parent().expect("generated files live in a directory"),
-                    )?;
-                    std::fs::write(&path, content)?;
-                    println!(
-                        "wrote {}",
-                        path.strip_prefix(&root).unwrap_or(&path).display()
-                    );
-                }
+        Some("gen") => gen(&root),
+        Some("new-service") => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            let (name, port) = match args.as_slice() {
+                [name, flag, port] if flag == "--port" => (name, port),
+                [flag, port, name] if flag == "--port" => (name, port),
+                _ => bail!("usage: cargo xtask new-service <name> --port <port>"),
+            };
+            let port: u16 = port
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--port {port:?} is not a port number"))?;
+            for path in xtask::scaffold::new_service(&root, name, port)? {
+                println!("wrote {}", path.display());
             }
+            gen(&root)?;
+            println!(
+                "\nThe {name} service is ready: `cargo test --test {name}` runs its contract tests, \
+                 `cargo run -- {name}` (or `all`) serves it on port {port} with its docs at /docs.\n\
+                 Change openapi/{name}.yaml, run `cargo xtask gen`, and follow the compiler."
+            );
             Ok(())
         }
         Some("check") => {
@@ -41,7 +51,7 @@ fn main() -> Result<()> {
             if !failures.is_empty() {
                 failures.push("run `cargo xtask gen` and commit the result".into());
             } else {
-                for service in SERVICES {
+                for service in &services {
                     let served = xtask::served_openapi(&root, service)?;
                     for d in xtask::drift(&root, service, &served)? {
                         failures.push(format!(
@@ -50,7 +60,7 @@ fn main() -> Result<()> {
                     }
                 }
             }
-            for service in SERVICES {
+            for service in &services {
                 failures.extend(compatibility(&root, service)?);
                 let bundled = xtask::bundle::bundle_service(&root.join("openapi"), service)?;
                 for p in xtask::quality::problems(&bundled) {
@@ -58,7 +68,7 @@ fn main() -> Result<()> {
                 }
             }
             if failures.is_empty() {
-                println!("xtask check: specs valid, generated code fresh, served documents match the YAML, no unannounced breaking changes, specs documented with valid examples ({} services)", SERVICES.len());
+                println!("xtask check: specs valid, generated code fresh, served documents match the YAML, no unannounced breaking changes, specs documented with valid examples ({} services)", services.len());
                 Ok(())
             } else {
                 for f in &failures {
@@ -131,15 +141,32 @@ fn compatibility(root: &std::path::Path, service: &str) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// Regenerates every generated file from the specs, writing only what changed.
+fn gen(root: &std::path::Path) -> Result<()> {
+    for Generated { path, content } in generate_all(root)? {
+        let content = finish(&path, content)?;
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(content.as_str()) {
+            std::fs::create_dir_all(path.parent().expect("generated files live in a directory"))?;
+            std::fs::write(&path, content)?;
+            println!(
+                "wrote {}",
+                path.strip_prefix(root).unwrap_or(&path).display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Writes `openapi/released/<service>.yaml` for every service from its current spec.
 fn release(root: &std::path::Path) -> Result<()> {
+    let services = services(root)?;
     let mut refused = Vec::new();
-    for service in SERVICES {
+    for service in &services {
         refused.extend(compatibility(root, service)?);
     }
     let spec_dir = root.join("openapi");
     let mut snapshots = Vec::new();
-    for service in SERVICES {
+    for service in &services {
         let bundled = xtask::bundle::bundle_service(&spec_dir, service)?;
         xtask::validate_spec(service, &bundled)?;
         let path = compat::snapshot_path(root, service);

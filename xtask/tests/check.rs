@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use xtask::{compat, drift, generate_all, served_openapi, stale_files, workspace_root, SERVICES};
+use xtask::{compat, drift, generate_all, served_openapi, services, stale_files, workspace_root};
 
 /// Copies what `gen`/`check` read and write into a temporary directory.
 fn copy_of_tree() -> (tempfile::TempDir, PathBuf) {
@@ -15,6 +15,7 @@ fn copy_of_tree() -> (tempfile::TempDir, PathBuf) {
         "openapi/bundled",
         "openapi/released",
         "client/src/generated",
+        "client/docs",
     ] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
             let path = entry.unwrap().path();
@@ -23,8 +24,8 @@ fn copy_of_tree() -> (tempfile::TempDir, PathBuf) {
             }
         }
     }
-    for service in SERVICES {
-        files.push(Path::new("server/src").join(service).join("api.rs"));
+    for service in services(&root).unwrap() {
+        files.push(Path::new("server/src").join(&service).join("api.rs"));
     }
     for file in files {
         let to = tmp.path().join(&file);
@@ -222,16 +223,20 @@ fn drift_between_yaml_and_server_is_caught() {
 
 #[test]
 fn the_committed_specs_are_compatible_with_their_release() {
-    for service in SERVICES {
-        let verdict = compat::verdict(&workspace_root(), service)
-            .unwrap()
-            .unwrap_or_else(|| panic!("{service} has no release snapshot"));
+    let mut released = 0;
+    for service in &services(&workspace_root()).unwrap() {
+        // A service never released (a new one) has no clients to break yet.
+        let Some(verdict) = compat::verdict(&workspace_root(), service).unwrap() else {
+            continue;
+        };
+        released += 1;
         assert!(
             verdict.allowed().unwrap(),
             "{service}: {:?}",
             verdict.breaking
         );
     }
+    assert!(released >= 5, "the five original services have releases");
 }
 
 #[test]
@@ -279,7 +284,7 @@ fn breaking_and_compatible_spec_changes_are_told_apart() {
 #[test]
 fn the_committed_specs_are_publishable() {
     let root = workspace_root();
-    for service in SERVICES {
+    for service in &services(&root).unwrap() {
         let bundled = xtask::bundle::bundle_service(&root.join("openapi"), service).unwrap();
         assert_eq!(
             xtask::quality::problems(&bundled),
