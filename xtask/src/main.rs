@@ -17,7 +17,7 @@ const USAGE: &str = "usage: cargo xtask <command>
           target/bench/report.md and report.csv";
 
 fn main() -> Result<()> {
-    let root = workspace_root();
+    let root = workspace_root()?;
     match std::env::args().nth(1).as_deref() {
         Some("gen") => {
             for Generated { path, content } in generate_all(&root)? {
