@@ -88,11 +88,47 @@ pub struct Generated {
     pub content: String,
 }
 
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits in the workspace")
-        .to_path_buf()
+/// The workspace `cargo xtask` acts on, found when it runs.
+///
+/// Never where xtask was compiled: one target directory may serve several clones (as
+/// `.ci/run`'s shared cache does), and cargo then runs, fresh, a binary built in another
+/// clone. `cargo run` (and so `cargo xtask`, from any directory of the workspace) sets
+/// `CARGO_MANIFEST_DIR` for the process to the xtask package of the workspace it was invoked
+/// in; without it (the binary run by hand), the search starts from the current directory.
+pub fn workspace_root() -> Result<PathBuf> {
+    let from_cargo = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    if let Some(root) = from_cargo.as_deref().and_then(find_workspace_root) {
+        return Ok(root);
+    }
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    if let Some(root) = find_workspace_root(&cwd) {
+        return Ok(root);
+    }
+    let mut searched = vec![cwd];
+    searched.extend(from_cargo);
+    anyhow::bail!(
+        "cannot find the Taproom workspace: no Cargo.toml declaring a [workspace] with an xtask \
+         member in or above {} (run this as `cargo xtask` inside the workspace)",
+        searched
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" or ")
+    )
+}
+
+/// The first directory from `start` upwards whose Cargo.toml declares a `[workspace]` and
+/// that holds the xtask package (`xtask/Cargo.toml`). Workspaces without one, such as a
+/// vendored crate's, are passed over.
+pub fn find_workspace_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|dir| {
+            let declares_workspace = std::fs::read_to_string(dir.join("Cargo.toml"))
+                .is_ok_and(|m| m.lines().any(|l| l.trim_start().starts_with("[workspace]")));
+            declares_workspace && dir.join("xtask/Cargo.toml").is_file()
+        })
+        .map(Path::to_path_buf)
 }
 
 pub fn bundled_yaml(service: &str, bundled: &Value) -> Result<String> {
@@ -274,4 +310,37 @@ pub fn served_openapi(root: &Path, service: &str) -> Result<Value> {
 pub fn drift(root: &Path, service: &str, served: &Value) -> Result<Vec<String>> {
     let bundled = bundle::load_yaml(&root.join("openapi/bundled").join(format!("{service}.yaml")))?;
     Ok(drift::compare(&bundled, served))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_workspace_root;
+
+    #[test]
+    fn the_workspace_is_found_from_below_past_other_workspaces() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        for (manifest, text) in [
+            ("Cargo.toml", "[workspace]\nmembers = [\"xtask\"]\n"),
+            ("xtask/Cargo.toml", "[package]\nname = \"xtask\"\n"),
+            // A vendored crate that is a workspace of its own, without xtask.
+            (
+                "vendor/dep/Cargo.toml",
+                "[package]\nname = \"dep\"\n\n[workspace]\n",
+            ),
+        ] {
+            std::fs::create_dir_all(root.join(manifest).parent().unwrap()).unwrap();
+            std::fs::write(root.join(manifest), text).unwrap();
+        }
+        std::fs::create_dir_all(root.join("vendor/dep/src")).unwrap();
+        for start in ["", "xtask", "vendor/dep/src"] {
+            assert_eq!(
+                find_workspace_root(&root.join(start)).as_deref(),
+                Some(root),
+                "from {start:?}"
+            );
+        }
+        let elsewhere = tempfile::tempdir().unwrap();
+        assert_eq!(find_workspace_root(elsewhere.path()), None);
+    }
 }

@@ -20,7 +20,7 @@ const USAGE: &str = "usage: cargo xtask <command>
           target/bench/report.md and report.csv";
 
 fn main() -> Result<()> {
-    let root = workspace_root();
+    let root = workspace_root()?;
     let services = services(&root)?;
     match std::env::args().nth(1).as_deref() {
         Some("gen") => gen(&root),

@@ -1,14 +1,40 @@
 //! `cargo xtask check` must catch each kind of drift. Every test works on a temporary
-//! copy of the specs and generated files, so the real tree is never touched.
+//! copy of the specs and generated files (or of the whole workspace), so the real tree is
+//! never touched.
 
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use xtask::{compat, drift, generate_all, served_openapi, services, stale_files, workspace_root};
+use std::process::{Command, Output};
+use xtask::{compat, drift, generate_all, served_openapi, services, stale_files};
+
+/// The checkout under test, which the copies are made from.
+fn workspace_root() -> PathBuf {
+    xtask::workspace_root().unwrap()
+}
+
+/// Copies `files` (relative to the workspace) into a temporary directory, keeping their
+/// modification times.
+fn copy_files(files: impl IntoIterator<Item = PathBuf>) -> (tempfile::TempDir, PathBuf) {
+    let root = workspace_root();
+    let tmp = tempfile::tempdir().unwrap();
+    for file in files {
+        let (from, to) = (root.join(&file), tmp.path().join(&file));
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&from, &to).unwrap();
+        let modified = std::fs::metadata(&from).unwrap().modified().unwrap();
+        std::fs::File::open(&to)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+    }
+    let path = tmp.path().to_path_buf();
+    (tmp, path)
+}
 
 /// Copies what `gen`/`check` read and write into a temporary directory.
 fn copy_of_tree() -> (tempfile::TempDir, PathBuf) {
     let root = workspace_root();
-    let tmp = tempfile::tempdir().unwrap();
     let mut files: Vec<PathBuf> = Vec::new();
     for dir in [
         "openapi",
@@ -27,13 +53,67 @@ fn copy_of_tree() -> (tempfile::TempDir, PathBuf) {
     for service in services(&root).unwrap() {
         files.push(Path::new("server/src").join(&service).join("api.rs"));
     }
-    for file in files {
-        let to = tmp.path().join(&file);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(root.join(&file), to).unwrap();
+    copy_files(files)
+}
+
+/// Every file of the workspace a clone has (relative paths): not `.git`, a target
+/// directory, or what `.gitignore` leaves out at the top.
+fn workspace_files(root: &Path) -> Vec<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        // Cargo marks its target directories so, whatever they are called.
+        if dir.join("CACHEDIR.TAG").exists() {
+            return;
+        }
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let relative = path.strip_prefix(root).unwrap();
+            if [".git", "target", "data", ".env"]
+                .iter()
+                .any(|skip| relative == Path::new(skip))
+            {
+                continue;
+            }
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else if path.is_file() {
+                out.push(relative.to_path_buf());
+            }
+        }
     }
-    let path = tmp.path().to_path_buf();
-    (tmp, path)
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// A whole copy of the workspace, with the checkout's modification times: cargo takes
+/// what was built for the checkout as fresh for the copy too, as for two clones made
+/// before a build that share a target directory.
+fn copy_of_workspace() -> (tempfile::TempDir, PathBuf) {
+    copy_files(workspace_files(&workspace_root()))
+}
+
+/// Every file under `root`, with its content.
+fn contents(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    workspace_files(root)
+        .into_iter()
+        .map(|f| {
+            let content = std::fs::read(root.join(&f)).unwrap();
+            (f, content)
+        })
+        .collect()
+}
+
+/// The files added, removed or changed from `before` to `after`.
+fn changed(
+    before: &BTreeMap<PathBuf, Vec<u8>>,
+    after: &BTreeMap<PathBuf, Vec<u8>>,
+) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = before.keys().chain(after.keys()).cloned().collect();
+    files.sort();
+    files.dedup();
+    files.retain(|f| before.get(f) != after.get(f));
+    files
 }
 
 fn edit(path: &Path, from: &str, to: &str) {
@@ -311,4 +391,83 @@ fn an_undescribed_property_or_invalid_example_fails_the_check() {
             "{expect:?} not in {problems:?}"
         );
     }
+}
+
+/// `cargo xtask <command>` run in `dir` with `target_dir` as cargo's target directory.
+fn cargo_xtask(dir: &Path, target_dir: &Path, command: &str) -> Output {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .args(["xtask", command])
+        .output()
+        .unwrap()
+}
+
+/// One target directory serving two clones, as `.ci/run`'s shared cache does: cargo runs
+/// the xtask binary already built, and it must act on the clone it was invoked in.
+#[test]
+fn cargo_xtask_acts_on_the_clone_it_is_run_in() {
+    // This test run's target directory, where `served()` builds the server: for copies
+    // with the checkout's modification times it is fresh, and is not built again.
+    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
+    let (_first_tmp, first) = copy_of_workspace();
+    let (_second_tmp, second) = copy_of_workspace();
+    let first_before = contents(&first);
+    // Cargo builds xtask here if it is not fresh, so the binary the second copy gets was
+    // built for the first one (or for the checkout), never for the second.
+    let help = cargo_xtask(&first, target_dir, "help");
+    assert!(
+        help.status.success(),
+        "{}",
+        String::from_utf8_lossy(&help.stderr)
+    );
+
+    let described = "What is to be done, in a few words.";
+    edit(
+        &second.join("openapi/tasks.yaml"),
+        "description: What is to be done.",
+        &format!("description: {described}"),
+    );
+    // Not generated yet: the second copy is stale.
+    let check = cargo_xtask(&second, target_dir, "check");
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(!check.status.success(), "check passed on a stale copy");
+    assert!(
+        stderr.contains("openapi/bundled/tasks.yaml is stale"),
+        "{stderr}"
+    );
+
+    // `gen`, from a subdirectory of the second copy, writes there and only there.
+    let second_before = contents(&second);
+    let gen = cargo_xtask(&second.join("openapi"), target_dir, "gen");
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+    let second_after = contents(&second);
+    let expected = [
+        "client/src/generated/tasks.rs",
+        "openapi/bundled/gateway.yaml",
+        "openapi/bundled/tasks.yaml",
+    ]
+    .map(PathBuf::from);
+    assert_eq!(changed(&second_before, &second_after), expected);
+    for file in &expected {
+        let text = String::from_utf8_lossy(&second_after[file]);
+        assert!(text.contains(described), "{}", file.display());
+    }
+    assert_eq!(
+        changed(&first_before, &contents(&first)),
+        Vec::<PathBuf>::new()
+    );
+
+    // The first copy is still fresh, and `check` there says so.
+    let check = cargo_xtask(&first, target_dir, "check");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(String::from_utf8_lossy(&check.stdout).contains("xtask check: specs valid"));
 }
