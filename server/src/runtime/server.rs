@@ -194,3 +194,74 @@ fn published_routes(spec: &serde_json::Value) -> Vec<(String, String)> {
     }
     routes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tasks spec with one operation taken out.
+    fn tasks_spec_without(operation_id: &str) -> Spec {
+        let mut value: serde_json::Value =
+            serde_yaml::from_str(crate::tasks::api::SPEC_YAML).unwrap();
+        for item in value["paths"].as_object_mut().unwrap().values_mut() {
+            let item = item.as_object_mut().unwrap();
+            item.retain(|_, op| {
+                op.get("operationId").and_then(|i| i.as_str()) != Some(operation_id)
+            });
+        }
+        let yaml: &'static str = Box::leak(serde_yaml::to_string(&value).unwrap().into_boxed_str());
+        Spec::parse("tasks", yaml).unwrap()
+    }
+
+    #[test]
+    fn an_operation_the_spec_does_not_describe_stops_start_up() {
+        let api = crate::tasks::api::tasks_api_mod::stub_api_description().unwrap();
+        let whole = Spec::parse("tasks", crate::tasks::api::SPEC_YAML).unwrap();
+        fail_closed(&api, &whole).unwrap();
+        let error = fail_closed(&api, &tasks_spec_without("delete_task"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("delete_task") && error.contains("no validator"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_operation_of_the_spec_that_is_not_served_stops_start_up() {
+        let mut api = crate::tasks::api::tasks_api_mod::stub_api_description().unwrap();
+        let spec = Spec::parse("beers", crate::beers::api::SPEC_YAML).unwrap();
+        // The beers document describes operations the tasks trait does not serve.
+        let error = fail_closed(&api, &spec).unwrap_err().to_string();
+        assert!(error.contains("list_tasks has no validator"), "{error}");
+        // And an API with nothing but unpublished endpoints serves none of the spec.
+        api = ApiDescription::new();
+        let error = fail_closed(&api, &spec).unwrap_err().to_string();
+        assert!(error.contains("is not served"), "{error}");
+    }
+
+    #[test]
+    fn two_specs_with_one_operation_id_each_validate_their_own_way() {
+        let spec = |max: u32| {
+            let yaml = format!(
+                "openapi: 3.0.3\ninfo: {{title: t, version: 1.0.0}}\npaths:\n  /things:\n    post:\n      operationId: create_thing\n      security: []\n      requestBody:\n        required: true\n        content:\n          application/json:\n            schema:\n              type: object\n              properties:\n                name: {{type: string, maxLength: {max}}}\n      responses:\n        '201': {{description: made}}\n"
+            );
+            Spec::parse("things", Box::leak(yaml.into_boxed_str())).unwrap()
+        };
+        let (short, long) = (spec(3), spec(10));
+        let body = serde_json::json!({"name": "seven!!"});
+        assert_eq!(
+            short.validators.validate_body("create_thing", &body).len(),
+            1
+        );
+        assert!(long
+            .validators
+            .validate_body("create_thing", &body)
+            .is_empty());
+        // An operation a spec does not have is never taken as valid.
+        assert!(!long
+            .validators
+            .validate_body("delete_thing", &body)
+            .is_empty());
+    }
+}

@@ -17,22 +17,11 @@ fn store_problem(rqctx: &RequestContext<UsersContext>, e: StoreError) -> Problem
     e.problem(&rqctx.log, &rqctx.request_id, "user")
 }
 
-/// argon2id with the crate's defaults (OWASP's recommended parameters), off the async
-/// workers because it deliberately takes tens of milliseconds.
-pub(super) async fn hash_password(
-    rqctx: &RequestContext<UsersContext>,
-    password: String,
-) -> Result<String, Problem> {
-    tokio::task::spawn_blocking(move || {
-        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
-        let salt = SaltString::generate(&mut OsRng);
-        argon2::Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-    })
-    .await
-    .map_err(|e| Problem::internal(&rqctx.log, &e))?
-    .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))
+/// A hash of `password` (see `passwords`), or a 500 problem.
+async fn hash_password(rqctx: &RequestContext<UsersContext>, password: String) -> Result<String, Problem> {
+    super::passwords::hash(password)
+        .await
+        .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))
 }
 
 /// The user themself or an admin; to anyone else the user does not exist.

@@ -2,12 +2,11 @@
 //! that costs the same whether or not the account exists, and throttling of repeated
 //! failures per account identifier.
 
-use super::store;
+use super::{passwords, store};
 use super::UsersContext;
 use crate::runtime::db::StoreError;
 use crate::runtime::Problem;
 use dropshot::RequestContext;
-use std::sync::OnceLock;
 use taproom_client::users::types;
 use uuid::Uuid;
 
@@ -52,20 +51,6 @@ pub fn credentials(
     })
 }
 
-/// A hash of a random password, verified against when the account does not exist so
-/// that both failures take the same time.
-fn dummy_hash() -> &'static str {
-    static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| {
-        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
-        let salt = SaltString::generate(&mut OsRng);
-        argon2::Argon2::default()
-            .hash_password(Uuid::new_v4().as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .unwrap_or_default()
-    })
-}
-
 fn db_problem(rqctx: &RequestContext<UsersContext>, e: StoreError) -> Problem {
     Problem::internal(&rqctx.log, &format!("{e:?}")).request(&rqctx.request_id)
 }
@@ -101,19 +86,10 @@ pub async fn check(
     let hash = found
         .as_ref()
         .map(|(_, _, h)| h.clone())
-        .unwrap_or_else(|| dummy_hash().to_string());
-    let matches = tokio::task::spawn_blocking(move || {
-        use argon2::password_hash::{PasswordHash, PasswordVerifier};
-        PasswordHash::new(&hash)
-            .map(|parsed| {
-                argon2::Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    })
-    .await
-    .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))?;
+        .unwrap_or_else(|| passwords::dummy_hash().to_string());
+    let matches = passwords::verify(password, hash)
+        .await
+        .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))?;
     match (found, matches) {
         (Some((id, role, _)), true) => {
             store::clear_failures(db, &account)

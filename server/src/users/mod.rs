@@ -3,6 +3,7 @@
 pub mod api;
 mod handlers;
 mod login;
+mod passwords;
 mod store;
 mod tokens;
 
@@ -67,15 +68,7 @@ pub async fn create_admin(
         anyhow::bail!("{}", lines.join("; "));
     }
     let db = server::connect(config, NAME, &MIGRATOR).await?;
-    let password_hash = tokio::task::spawn_blocking(move || {
-        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
-        let salt = SaltString::generate(&mut OsRng);
-        argon2::Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-    })
-    .await?
-    .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
+    let password_hash = passwords::hash(password).await?;
     let new = store::NewUser {
         username: username.to_string(),
         email: email.to_string(),
