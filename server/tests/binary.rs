@@ -1,23 +1,11 @@
 //! The real `server` binary: graceful shutdown and start-up configuration errors.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn server() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
-    // Nothing from the developer's environment or a .env file leaks in.
-    for var in [
-        "DATABASE_URL",
-        "USERS_DATABASE_URL",
-        "USERS_PORT",
-        "LOG_LEVEL",
-        "DATA_DIR",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
+use support::server;
 
 /// Starts `server users` on a free port with its data in `dir`, stdout captured when
 /// `capture_stdout`; returns the process and its base URL (from the first stderr line).
@@ -42,12 +30,7 @@ fn start_users(
     BufReader::new(child.stderr.as_mut().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .expect("listen line");
-    let url = format!("http://{addr}");
+    let (_, url) = support::listening(&line).expect("listen line");
     (child, url)
 }
 
@@ -246,52 +229,21 @@ async fn admin_create_makes_an_admin_who_can_log_in() {
 #[tokio::test]
 async fn server_all_runs_everything_behind_the_gateway_and_stops_on_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = server();
-    cmd.current_dir(dir.path())
-        .arg("all")
-        .env("LOG_LEVEL", "warning");
-    for port in [
-        "GATEWAY_PORT",
-        "USERS_PORT",
-        "BEERS_PORT",
-        "ORDERS_PORT",
-        "TASKS_PORT",
-        "PROMOTIONS_PORT",
-    ] {
-        cmd.env(port, "0");
-    }
-    let mut child = cmd
-        .env_remove("NATS_URL")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = Vec::new();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    for _ in 0..6 {
-        let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        lines.push(line);
-    }
-    let url_of = |name: &str| {
-        let line = lines
-            .iter()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_else(|| panic!("a line for {name}: {lines:?}"));
+    let mut env = vec![("LOG_LEVEL", "warning")];
+    let names: Vec<&str> = taproom_server::SERVICES.iter().map(|s| s.name).collect();
+    let ports: Vec<String> = ["gateway"]
+        .iter()
+        .chain(&names)
+        .map(|name| format!("{}_PORT", name.to_uppercase()))
+        .collect();
+    env.extend(ports.iter().map(|port| (port.as_str(), "0")));
+    let mut expected = names.clone();
+    expected.push("gateway");
+    let mut all = support::ServerAll::start(dir.path(), &env, &expected);
+    for line in all.lines.iter().filter(|l| support::listening(l).is_some()) {
         assert!(line.contains("/docs"), "{line}");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap();
-        format!("http://{addr}")
-    };
-    for service in taproom_server::SERVICES {
-        url_of(service.name);
     }
-    let gw = url_of("gateway");
+    let gw = all.url("gateway").to_string();
     let http = reqwest::Client::new();
     let created = http
         .post(format!("{gw}/v1/users"))
@@ -347,7 +299,7 @@ async fn server_all_runs_everything_behind_the_gateway_and_stops_on_ctrl_c() {
     );
 
     // Ctrl-C: every server stops, exit 0.
-    let pid = child.id().to_string();
+    let pid = all.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-INT", &pid])
         .status()
@@ -355,7 +307,7 @@ async fn server_all_runs_everything_behind_the_gateway_and_stops_on_ctrl_c() {
         .success());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = all.child.try_wait().unwrap() {
             assert!(status.success(), "{status:?}");
             break;
         }
