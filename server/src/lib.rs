@@ -5,6 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod gateway;
+pub mod mock;
 pub mod runtime;
 
 /// Declares the service modules and lists their definitions, in start order (a service

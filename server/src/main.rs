@@ -6,7 +6,8 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use taproom_server::runtime::config::Config;
 use taproom_server::runtime::registry::{self, PeerUrls, Running, ServiceDef};
 use taproom_server::runtime::server::logger;
-use taproom_server::{gateway, users, SERVICES};
+use taproom_server::runtime::SpecContext;
+use taproom_server::{gateway, mock, users, SERVICES};
 
 #[derive(Parser)]
 #[command(name = "server", version, about = "Taproom: spec-first microservices", long_about = None)]
@@ -35,6 +36,17 @@ enum Command {
     Healthcheck {
         /// Services to check, e.g. `orders`.
         services: Vec<String>,
+    },
+    /// Serve a spec from its examples, with the real services' request validation and
+    /// problems: nothing is stored and no credential is verified (any Authorization
+    /// header will do). `Prefer: code=404` or `Prefer: example=<name>` pick the answer.
+    Mock {
+        /// A service (its embedded spec, on its configured port) or a bundled OpenAPI 3.0
+        /// YAML/JSON file (local `#/components` refs only; port 4010).
+        target: String,
+        /// Port to listen on (0 picks a free one).
+        #[arg(long)]
+        port: Option<u16>,
     },
     /// Print the OpenAPI document dropshot derives from a service's trait (used by
     /// `cargo xtask check` to compare it with the YAML).
@@ -160,6 +172,15 @@ async fn run(cli: Cli) -> Result<()> {
             let names: Vec<&str> = defs.iter().map(|d| d.name).collect();
             println!("{}: ready", names.join(", "));
             Ok(())
+        }
+        Command::Mock { target, port } => {
+            let log = logger(&config.log_level, config.log_format)?;
+            let server = mock::start_target(&target, port, &config, &log)?;
+            let addr = server.local_addr();
+            let name = format!("{} mock", server.app_private().served_spec().service);
+            eprintln!("{name:<10} listening on http://{addr}  docs: http://{addr}/docs");
+            shutdown_signal().await;
+            server.close().await.map_err(|e| anyhow::anyhow!(e))
         }
         Command::Migrate => {
             for def in SERVICES {

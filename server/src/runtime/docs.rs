@@ -3,7 +3,7 @@
 //! no network access. Every service also serves the gateway's combined document and its
 //! page under `/gateway/`, which the gateway (deploy/nginx.conf) shows at its `/docs`.
 
-use super::ServiceContext;
+use super::SpecContext;
 use dropshot::{ApiEndpoint, Body, HttpError, Path, RequestContext};
 use http::Response;
 use schemars::JsonSchema;
@@ -53,10 +53,8 @@ fn respond(content_type: &str, cache: &str, body: Body) -> Result<Response<Body>
         .map_err(|e| HttpError::for_internal_error(e.to_string()))
 }
 
-async fn docs_page<C: ServiceContext>(
-    rqctx: RequestContext<C>,
-) -> Result<Response<Body>, HttpError> {
-    let spec = rqctx.context().spec();
+async fn docs_page<C: SpecContext>(rqctx: RequestContext<C>) -> Result<Response<Body>, HttpError> {
+    let spec = rqctx.context().served_spec();
     let title = spec
         .value
         .pointer("/info/title")
@@ -69,7 +67,7 @@ async fn docs_page<C: ServiceContext>(
     )
 }
 
-async fn gateway_page<C: ServiceContext>(
+async fn gateway_page<C: SpecContext>(
     _rqctx: RequestContext<C>,
 ) -> Result<Response<Body>, HttpError> {
     respond(
@@ -79,7 +77,7 @@ async fn gateway_page<C: ServiceContext>(
     )
 }
 
-async fn gateway_openapi<C: ServiceContext>(
+async fn gateway_openapi<C: SpecContext>(
     _rqctx: RequestContext<C>,
 ) -> Result<Response<Body>, HttpError> {
     static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -96,7 +94,7 @@ struct Asset {
     asset: String,
 }
 
-async fn docs_asset<C: ServiceContext>(
+async fn docs_asset<C: SpecContext>(
     _rqctx: RequestContext<C>,
     path: Path<Asset>,
 ) -> Result<Response<Body>, HttpError> {
@@ -118,7 +116,7 @@ async fn docs_asset<C: ServiceContext>(
 }
 
 /// The unpublished `/docs` endpoints.
-pub fn endpoints<C: ServiceContext>() -> Vec<ApiEndpoint<C>> {
+pub fn endpoints<C: SpecContext>() -> Vec<ApiEndpoint<C>> {
     vec![
         unpublished_get!("docs", docs_page::<C>, "/docs"),
         unpublished_get!("docs_asset", docs_asset::<C>, "/docs/{asset}"),

@@ -101,8 +101,10 @@ impl Validators {
     }
 }
 
-/// Compiles a validator for `schema`, resolving `#/components/...` against `spec`.
-fn compile(spec: &Value, schema: &Value) -> anyhow::Result<jsonschema::Validator> {
+/// Compiles a validator for `schema`, resolving `#/components/...` against `spec`: the
+/// one way Taproom checks JSON against a spec's schemas (requests here, examples and
+/// the mock server's answers elsewhere).
+pub fn compile(spec: &Value, schema: &Value) -> anyhow::Result<jsonschema::Validator> {
     // OpenAPI 3.0 schemas are a draft-4 dialect; carrying the components along lets
     // local `$ref`s resolve inside the one document.
     let mut root = Map::new();

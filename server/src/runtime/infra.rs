@@ -2,7 +2,7 @@
 //! `version`; provided methods of each generated trait call these) and the unpublished
 //! endpoints that serve the spec itself.
 
-use super::{Problem, ServiceContext};
+use super::{Problem, ServiceContext, SpecContext};
 use dropshot::{ApiEndpoint, Body, HttpError, HttpResponseOk, RequestContext};
 use http::Response;
 use serde::de::DeserializeOwned;
@@ -71,16 +71,16 @@ pub async fn version<C: ServiceContext, T: Payload>(
     }))
 }
 
-async fn openapi_json<C: ServiceContext>(
+async fn openapi_json<C: SpecContext>(
     rqctx: RequestContext<C>,
 ) -> Result<Response<Body>, HttpError> {
-    document(&rqctx.context().spec().json, "application/json")
+    document(&rqctx.context().served_spec().json, "application/json")
 }
 
-async fn openapi_yaml<C: ServiceContext>(
+async fn openapi_yaml<C: SpecContext>(
     rqctx: RequestContext<C>,
 ) -> Result<Response<Body>, HttpError> {
-    document(rqctx.context().spec().yaml, "application/yaml")
+    document(rqctx.context().served_spec().yaml, "application/yaml")
 }
 
 fn document(text: &str, content_type: &str) -> Result<Response<Body>, HttpError> {
@@ -91,7 +91,7 @@ fn document(text: &str, content_type: &str) -> Result<Response<Body>, HttpError>
 }
 
 /// The unpublished endpoints that serve the spec itself.
-pub fn endpoints<C: ServiceContext>() -> Vec<ApiEndpoint<C>> {
+pub fn endpoints<C: SpecContext>() -> Vec<ApiEndpoint<C>> {
     vec![
         unpublished_get!("openapi_json", openapi_json::<C>, "/openapi.json"),
         unpublished_get!("openapi_yaml", openapi_yaml::<C>, "/openapi.yaml"),

@@ -122,6 +122,19 @@ impl<S: Send + Sync + 'static> ServiceContext for Service<S> {
     }
 }
 
+/// What the endpoints that serve the spec itself (`/openapi.json`, `/openapi.yaml`,
+/// `/docs`) need from a server's context: the spec. Every service has one, and so does
+/// the mock server (`crate::mock`), which has no database or keys.
+pub trait SpecContext: Send + Sync + 'static {
+    fn served_spec(&self) -> &Spec;
+}
+
+impl<C: ServiceContext> SpecContext for C {
+    fn served_spec(&self) -> &Spec {
+        self.spec()
+    }
+}
+
 /// What the runtime (validation, security, infrastructure endpoints) needs from a
 /// service's context.
 pub trait ServiceContext: Send + Sync + 'static {
