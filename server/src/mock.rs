@@ -11,7 +11,7 @@
 //! answer, as with Prism.
 
 use crate::runtime::config::Config;
-use crate::runtime::extract::{compile, read_json};
+use crate::runtime::extract::{compile, is_json, read_json};
 use crate::runtime::{auth, docs, etag, infra, Problem, Spec, SpecContext};
 use anyhow::{anyhow, bail, Context as _, Result};
 use dropshot::{
@@ -510,17 +510,6 @@ fn path_parameter(name: String) -> ApiEndpointParameter {
         template.schema,
         vec![],
     )
-}
-
-fn is_json(media_type: &str) -> bool {
-    let essence = media_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Every operation's handler: security, then the request checks of the real services,

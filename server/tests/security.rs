@@ -857,7 +857,10 @@ async fn every_operation_enforces_the_security_its_spec_declares() {
         walk.requests
     );
     // The walk cannot pass by finding nothing to check.
-    assert!(restricted > 0, "no operation declares x-roles: no role was checked");
+    assert!(
+        restricted > 0,
+        "no operation declares x-roles: no role was checked"
+    );
     assert!(secret > 0, "no operation uses the shared events secret");
     let stderr = server.stderr();
     drop(server);

@@ -39,7 +39,7 @@ fn main() -> Result<()> {
             }
             gen(&root)?;
             println!(
-                "\nThe {name} service is ready: `cargo test --test {name}` runs its contract tests, \
+                "\nThe {name} service is ready: `cargo test -p taproom-tests --test {name}` runs its contract tests, \
                  `cargo run -- {name}` (or `all`) serves it on port {port} with its docs at /docs.\n\
                  Change openapi/{name}.yaml, run `cargo xtask gen`, and follow the compiler."
             );

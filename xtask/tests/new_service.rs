@@ -104,13 +104,21 @@ fn a_new_service_passes_check_clippy_and_its_contract_tests() {
         ],
     );
     assert!(clippy.status.success(), "clippy: {}", stderr(&clippy));
-    let tests = cargo(&copy, &target_dir(), &["test", "--test", "notes"]);
+    let tests = cargo(
+        &copy,
+        &target_dir(),
+        &["test", "-p", "taproom-tests", "--test", "notes"],
+    );
     let out = String::from_utf8_lossy(&tests.stdout).into_owned();
     assert!(tests.status.success(), "{out}\n{}", stderr(&tests));
     // Three contract tests, each on SQLite and PostgreSQL.
     assert!(out.contains("test result: ok. 6 passed"), "{out}");
     // And the deploy files still route and run every service, the new one included.
-    let deploy = cargo(&copy, &target_dir(), &["test", "--test", "deploy"]);
+    let deploy = cargo(
+        &copy,
+        &target_dir(),
+        &["test", "-p", "taproom-tests", "--test", "deploy"],
+    );
     assert!(
         deploy.status.success(),
         "{}\n{}",

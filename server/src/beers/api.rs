@@ -8,37 +8,7 @@ use taproom_client::beers::types;
 
 /// The bundled OpenAPI document this trait was generated from, as served.
 pub const SPEC_YAML: &str = include_str!("../../../openapi/bundled/beers.yaml");
-
-/// The service's context. Every extractor below reads the spec (validators) and
-/// the keys (security) from it, never from process-wide state.
-pub type Context = super::BeersContext;
-
-/// A JSON body, validated against this service's YAML before deserialising.
-pub type ValidatedBody<T> = crate::runtime::extract::ValidatedBody<T, Context>;
-
-/// A JSON body the operation does not require, validated when present.
-pub type OptionalBody<T> = crate::runtime::extract::OptionalBody<T, Context>;
-
-/// Path parameters, validated against this service's YAML.
-pub type ValidatedPath<T> = crate::runtime::extract::ValidatedPath<T, Context>;
-
-/// Query parameters, validated against this service's YAML.
-pub type ValidatedQuery<T> = crate::runtime::extract::ValidatedQuery<T, Context>;
-
-/// Header parameters, validated against this service's YAML.
-pub type ValidatedHeaders<T> = crate::runtime::extract::ValidatedHeaders<T, Context>;
-
-/// `security: [{bearerAuth: []}]`: a caller with a valid token.
-pub type Authenticated = crate::runtime::security::Authenticated<Context>;
-
-/// `security: [{bearerAuth: []}]` with `x-roles: [admin]`: an admin caller.
-pub type Admin = crate::runtime::security::WithRole<Context, crate::runtime::security::role::Admin>;
-
-/// `security: [{eventsAuth: []}]`: another service with the events token.
-pub type EventSender = crate::runtime::security::EventSender<Context>;
-
-/// `security: [{basicAuth: []}, {}]`: HTTP Basic credentials, if sent.
-pub type BasicCredentials = crate::runtime::security::BasicCredentials;
+crate::runtime::api_aliases!(super::BeersContext);
 
 /// The API of an implementation, on this service's context (a mismatch does not
 /// compile).

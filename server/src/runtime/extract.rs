@@ -257,7 +257,8 @@ fn fail(request_id: &str, problem: Problem) -> dropshot::HttpError {
     problem.request(request_id).into_http_error()
 }
 
-fn is_json(content_type: &str) -> bool {
+/// Whether a media type is JSON (`application/json` or `application/*+json`).
+pub fn is_json(content_type: &str) -> bool {
     let essence = content_type
         .split(';')
         .next()

@@ -17,6 +17,37 @@ macro_rules! unpublished_get {
     };
 }
 
+/// What a generated `api.rs` names its arguments with, typed with its service's context
+/// (`$context`): every extractor reads the spec (validators) and the keys (security)
+/// from that context, never from process-wide state.
+macro_rules! api_aliases {
+    ($context:ty) => {
+        /// The service's context.
+        pub type Context = $context;
+        /// A JSON body, validated against this service's YAML before deserialising.
+        pub type ValidatedBody<T> = $crate::runtime::extract::ValidatedBody<T, Context>;
+        /// A JSON body the operation does not require, validated when present.
+        pub type OptionalBody<T> = $crate::runtime::extract::OptionalBody<T, Context>;
+        /// Path parameters, validated against this service's YAML.
+        pub type ValidatedPath<T> = $crate::runtime::extract::ValidatedPath<T, Context>;
+        /// Query parameters, validated against this service's YAML.
+        pub type ValidatedQuery<T> = $crate::runtime::extract::ValidatedQuery<T, Context>;
+        /// Header parameters, validated against this service's YAML.
+        pub type ValidatedHeaders<T> = $crate::runtime::extract::ValidatedHeaders<T, Context>;
+        /// `security: [{bearerAuth: []}]`: a caller with a valid token.
+        pub type Authenticated = $crate::runtime::security::Authenticated<Context>;
+        /// `security: [{bearerAuth: []}]` with `x-roles: [admin]`: an admin caller.
+        pub type Admin =
+            $crate::runtime::security::WithRole<Context, $crate::runtime::security::role::Admin>;
+        /// `security: [{eventsAuth: []}]`: another service with the events token.
+        pub type EventSender = $crate::runtime::security::EventSender<Context>;
+        /// `security: [{basicAuth: []}, {}]`: HTTP Basic credentials, if sent.
+        pub type BasicCredentials = $crate::runtime::security::BasicCredentials;
+    };
+}
+
+pub(crate) use api_aliases;
+
 pub mod auth;
 pub mod config;
 pub mod db;

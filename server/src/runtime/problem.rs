@@ -118,7 +118,9 @@ impl Problem {
             error_code: Some(CARRIED_CODE.into()),
             external_message: self.detail.unwrap_or_default(),
             internal_message: serde_json::to_string(&carried).unwrap_or_default(),
-            headers: None,
+            // Extractors' problems (401 with WWW-Authenticate, 503 with Retry-After) keep
+            // their headers too.
+            headers: self.headers.map(Box::new),
         }
     }
 }
