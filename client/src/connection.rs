@@ -14,7 +14,8 @@ pub const DEFAULT_BASE_URL: &str = "http://127.0.0.1:5000";
 /// no line here.
 macro_rules! services {
     ($($(#[$doc:meta])* $module:ident => $variant:ident),* $(,)?) => {
-        /// A Taproom service, to give it its own URL with [`ConnectionBuilder::service_url`].
+        /// A Taproom service, to give it its own URL with
+        /// [`ConnectionBuilder::service_url`](crate::ConnectionBuilder::service_url).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum Service {
             $($variant,)*
@@ -107,7 +108,7 @@ impl ConnectionBuilder {
     }
 
     /// Sent as `Authorization: Bearer <token>` on every request; get one from
-    /// [`users::Client::create_token`].
+    /// [`users::Client::create_token`](crate::users::Client::create_token).
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.bearer_token = Some(token.into());
         self

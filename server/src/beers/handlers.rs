@@ -6,7 +6,8 @@ use super::store::{self, Changes, NewBeer};
 use super::BeersContext;
 use crate::runtime::db::StoreError;
 use crate::runtime::http::created;
-use crate::runtime::{etag, money, pagination, FieldError, Problem};
+use crate::runtime::pagination::Window;
+use crate::runtime::{etag, money, FieldError, Problem};
 use dropshot::{
     HttpResponseCreated, HttpResponseDeleted, HttpResponseHeaders, HttpResponseOk, RequestContext,
 };
@@ -67,12 +68,11 @@ impl BeersApi for BeersImpl {
         _headers: ValidatedHeaders<ListBeersHeaders>,
     ) -> Result<HttpResponseHeaders<HttpResponseOk<types::BeerPage>>, Problem> {
         let query = query.into_inner();
-        let after = pagination::position(query.page_token.as_deref(), &rqctx.request_id)?;
-        let limit = query.limit.unwrap_or(pagination::DEFAULT_LIMIT);
-        let (items, more) = store::list(&rqctx.context().db, query.q.as_deref(), after, limit)
+        let window = Window::of(query.page_token.as_deref(), query.limit, &rqctx.request_id)?;
+        let fetched = store::list(&rqctx.context().db, query.q.as_deref(), &window)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
-        let next_page_token = pagination::next(items.last().map(|b| b.id), more);
+        let (items, next_page_token) = window.page(fetched, |b| b.id);
         Ok(etag::ok(types::BeerPage {
             items,
             next_page_token,

@@ -1,7 +1,8 @@
 //! The catalogue database. Prices are integer cents; `version` counts changes so that a
 //! conditional write (If-Match) cannot overwrite a change made since the read.
 
-use crate::runtime::db::{is_unique_violation, now_text, parse_time, Db, StoreError};
+use crate::runtime::db::{is_unique_violation, now_text, time_column, uuid_column, Db, StoreError};
+use crate::runtime::pagination::Window;
 use crate::runtime::money::format_cents;
 use sqlx::Row;
 use taproom_client::beers::types;
@@ -21,17 +22,16 @@ pub struct Stored {
 }
 
 fn to_stored(row: &sqlx::any::AnyRow) -> Result<Stored, StoreError> {
-    let id: String = row.try_get("id")?;
     Ok(Stored {
         beer: types::Beer {
-            id: Uuid::parse_str(&id).map_err(|e| anyhow::anyhow!("stored id {id:?}: {e}"))?,
+            id: uuid_column(row, "id")?,
             sku: row.try_get("sku")?,
             name: row.try_get("name")?,
             price: format_cents(row.try_get("price_cents")?),
             style: row.try_get("style")?,
             image_url: row.try_get("image_url")?,
-            created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
-            updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
+            created_at: time_column(row, "created_at")?,
+            updated_at: time_column(row, "updated_at")?,
         },
         version: row.try_get("version")?,
     })
@@ -97,31 +97,24 @@ fn like_pattern(text: &str) -> String {
     out
 }
 
-/// One page of beers in id order after `after`, those whose name contains `q` (ignoring
-/// case) when given. Returns the page and whether more follow.
+/// The beers of one page `window` in id order, those whose name contains `q` (ignoring
+/// case) when given.
 pub async fn list(
     db: &Db,
     q: Option<&str>,
-    after: Option<Uuid>,
-    limit: u32,
-) -> Result<(Vec<types::Beer>, bool), StoreError> {
+    window: &Window,
+) -> Result<Vec<types::Beer>, StoreError> {
     let rows = sqlx::query(concat!(
         "SELECT ",
         columns!(),
         " FROM beers WHERE id > $1 AND name_key LIKE $2 ESCAPE '\\' ORDER BY id LIMIT $3"
     ))
-    .bind(after.map(|u| u.to_string()).unwrap_or_default())
+    .bind(window.after_text())
     .bind(like_pattern(q.unwrap_or("")))
-    .bind(i64::from(limit) + 1)
+    .bind(window.fetch_limit())
     .fetch_all(&db.pool)
     .await?;
-    let more = rows.len() > limit as usize;
-    let beers = rows
-        .iter()
-        .take(limit as usize)
-        .map(|r| to_stored(r).map(|s| s.beer))
-        .collect::<Result<_, _>>()?;
-    Ok((beers, more))
+    rows.iter().map(|r| to_stored(r).map(|s| s.beer)).collect()
 }
 
 /// Fields to change; `None` keeps the value. `Some(None)` removes an optional one.

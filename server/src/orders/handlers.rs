@@ -7,7 +7,8 @@ use super::OrdersContext;
 use crate::runtime::auth::{self, Caller};
 use crate::runtime::db::StoreError;
 use crate::runtime::http::created;
-use crate::runtime::{etag, money, pagination, FieldError, Problem};
+use crate::runtime::pagination::Window;
+use crate::runtime::{etag, money, FieldError, Problem};
 use dropshot::{HttpResponseCreated, HttpResponseHeaders, HttpResponseOk, RequestContext};
 use taproom_client::orders::types;
 use taproom_client::CallContext;
@@ -182,14 +183,13 @@ impl OrdersApi for OrdersImpl {
         query: ValidatedQuery<ListOrdersQuery>,
     ) -> Result<HttpResponseOk<types::OrderPage>, Problem> {
         let query = query.into_inner();
-        let after = pagination::position(query.page_token.as_deref(), &rqctx.request_id)?;
-        let limit = query.limit.unwrap_or(pagination::DEFAULT_LIMIT);
+        let window = Window::of(query.page_token.as_deref(), query.limit, &rqctx.request_id)?;
         let user = (!me.admin).then_some(me.user_id);
         let status = query.status.map(|s| s.to_string());
-        let (items, more) = store::list(&rqctx.context().db, user, status.as_deref(), after, limit)
+        let fetched = store::list(&rqctx.context().db, user, status.as_deref(), &window)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
-        let next_page_token = pagination::next(items.last().map(|o| o.id), more);
+        let (items, next_page_token) = window.page(fetched, |o| o.id);
         Ok(HttpResponseOk(types::OrderPage {
             items,
             next_page_token,

@@ -12,7 +12,7 @@ use crate::runtime::auth::Keyring;
 use crate::runtime::config::Config;
 use crate::runtime::outbox::{self, Relay, RelayHandle, RelayOptions, Sink};
 use crate::runtime::registry::{PeerUrls, ServiceDef};
-use crate::runtime::{nats, server, Db, Service};
+use crate::runtime::{calls, nats, server, Db, Service};
 use anyhow::Context as _;
 use dropshot::HttpServer;
 use std::sync::Arc;
@@ -52,20 +52,6 @@ impl Peers {
 }
 
 pub type OrdersContext = Service<Peers>;
-
-/// An HTTP client for calls to other services, bounded by `SERVICE_TIMEOUT_MS` and sending
-/// `headers` with every request.
-fn http_client(
-    config: &Config,
-    headers: reqwest::header::HeaderMap,
-) -> anyhow::Result<reqwest::Client> {
-    let timeout = config.service_timeout();
-    Ok(reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .default_headers(headers)
-        .build()?)
-}
 
 /// Delivers `order.placed` events to promotions' `receive_event` with the events token.
 struct HttpSink {
@@ -115,7 +101,7 @@ pub async fn relay(
                 .context("EVENTS_TOKEN: not valid header text")?;
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
-            let http = http_client(config, headers)?;
+            let http = calls::client(config.service_timeout(), headers)?;
             Arc::new(HttpSink {
                 promotions: taproom_client::promotions::Client::new_with_client(
                     promotions_url,
@@ -137,7 +123,7 @@ pub async fn start(
     peers: &PeerUrls,
     log: &slog::Logger,
 ) -> anyhow::Result<HttpServer<OrdersContext>> {
-    let http = http_client(config, Default::default())?;
+    let http = calls::client(config.service_timeout(), Default::default())?;
     let state = Peers {
         beers: taproom_client::beers::Client::new_with_client(&peers["beers"], http.clone()),
         promotions: taproom_client::promotions::Client::new_with_client(

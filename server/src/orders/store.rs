@@ -3,7 +3,10 @@
 //! lock that orders item changes and checkout, so nothing slips into a closed order and
 //! of concurrent checkouts exactly one closes it.
 
-use crate::runtime::db::{is_unique_violation, now_text, parse_time, time_text, Db, StoreError};
+use crate::runtime::db::{
+    is_unique_violation, now_text, parse_time, time_column, time_text, uuid_column, Db, StoreError,
+};
+use crate::runtime::pagination::Window;
 use crate::runtime::money::format_cents;
 use sqlx::Row;
 use taproom_client::orders::types;
@@ -43,15 +46,11 @@ impl From<sqlx::Error> for Refused {
     }
 }
 
-fn uuid(text: &str) -> Result<Uuid, StoreError> {
-    Ok(Uuid::parse_str(text).map_err(|e| anyhow::anyhow!("stored id {text:?}: {e}"))?)
-}
-
 /// Orders from rows of `orders_with_items!`, in row order.
 fn to_orders(rows: &[sqlx::any::AnyRow]) -> Result<Vec<types::Order>, StoreError> {
     let mut orders: Vec<(types::Order, i64, i64)> = Vec::new();
     for row in rows {
-        let id = uuid(&row.try_get::<String, _>("id")?)?;
+        let id = uuid_column(row, "id")?;
         if orders.last().map(|(o, _, _)| o.id) != Some(id) {
             let status = match row.try_get::<String, _>("status")?.as_str() {
                 "closed" => types::OrderStatus::Closed,
@@ -60,28 +59,29 @@ fn to_orders(rows: &[sqlx::any::AnyRow]) -> Result<Vec<types::Order>, StoreError
             let closed_at: Option<String> = row.try_get("closed_at")?;
             let order = types::Order {
                 id,
-                user_id: uuid(&row.try_get::<String, _>("user_id")?)?,
+                user_id: uuid_column(row, "user_id")?,
                 status,
                 items: Vec::new(),
                 subtotal: money(0),
                 discount: money(0),
                 total: money(0),
-                created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
-                updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
+                created_at: time_column(row, "created_at")?,
+                updated_at: time_column(row, "updated_at")?,
                 closed_at: closed_at.as_deref().map(parse_time).transpose()?,
                 promo_code: row.try_get("promo_code")?,
             };
             orders.push((order, 0, row.try_get("discount_cents")?));
         }
-        let Some(beer_id) = row.try_get::<Option<String>, _>("beer_id")? else {
+        // An order without items has one row, with no item columns.
+        if row.try_get::<Option<String>, _>("beer_id")?.is_none() {
             continue;
-        };
+        }
         let (order, subtotal, _) = orders.last_mut().expect("pushed above");
         let unit: i64 = row.try_get("unit_price_cents")?;
         let quantity: i64 = row.try_get::<i64, _>("quantity")?;
         *subtotal += unit * quantity;
         order.items.push(types::OrderItem {
-            beer_id: uuid(&beer_id)?,
+            beer_id: uuid_column(row, "beer_id")?,
             sku: row.try_get("sku")?,
             name: row.try_get("name")?,
             unit_price: money(unit),
@@ -127,28 +127,24 @@ pub async fn get(db: &Db, id: Uuid) -> Result<types::Order, StoreError> {
     to_orders(&rows)?.pop().ok_or(StoreError::NotFound)
 }
 
-/// One page of orders in id order after `after`: `user`'s, or everyone's when `None`;
-/// only those in `status` when given. Returns the page and whether more follow.
+/// The orders of one page `window` in id order: `user`'s, or everyone's when `None`;
+/// only those in `status` when given.
 pub async fn list(
     db: &Db,
     user: Option<Uuid>,
     status: Option<&str>,
-    after: Option<Uuid>,
-    limit: u32,
-) -> Result<(Vec<types::Order>, bool), StoreError> {
+    window: &Window,
+) -> Result<Vec<types::Order>, StoreError> {
     let rows = sqlx::query(orders_with_items!(
         "($1 = '' OR user_id = $1) AND ($2 = '' OR status = $2) AND id > $3 ORDER BY id LIMIT $4"
     ))
     .bind(user.map(|u| u.to_string()).unwrap_or_default())
     .bind(status.unwrap_or(""))
-    .bind(after.map(|u| u.to_string()).unwrap_or_default())
-    .bind(i64::from(limit) + 1)
+    .bind(window.after_text())
+    .bind(window.fetch_limit())
     .fetch_all(&db.pool)
     .await?;
-    let mut orders = to_orders(&rows)?;
-    let more = orders.len() > limit as usize;
-    orders.truncate(limit as usize);
-    Ok((orders, more))
+    to_orders(&rows)
 }
 
 /// Within `tx`: marks the order changed if it is still open (taking its row lock), or

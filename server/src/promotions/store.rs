@@ -2,7 +2,7 @@
 //! event was taken are written in one transaction, so each event counts exactly once
 //! however many times it is delivered.
 
-use crate::runtime::db::{is_unique_violation, now_text, parse_time, Db, StoreError};
+use crate::runtime::db::{is_unique_violation, now_text, time_column, Db, StoreError};
 use sqlx::Row;
 use taproom_client::promotions::types;
 use uuid::Uuid;
@@ -16,7 +16,7 @@ fn to_promotion(row: &sqlx::any::AnyRow) -> Result<types::Promotion, StoreError>
         code: row.try_get("code")?,
         percent_off: count("percent_off")?,
         max_uses_per_user: count("max_uses_per_user")?,
-        created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
+        created_at: time_column(row, "created_at")?,
     })
 }
 

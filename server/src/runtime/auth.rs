@@ -83,7 +83,7 @@ impl Keyring {
 
     /// A keyring filled from the users service's `get_jwks` at `users_url`, on demand.
     pub fn remote(users_url: &str, timeout: std::time::Duration) -> anyhow::Result<Keyring> {
-        let http = reqwest::Client::builder().timeout(timeout).build()?;
+        let http = super::calls::client(timeout, Default::default())?;
         Ok(Keyring {
             keys: RwLock::default(),
             remote: Some(Remote {

@@ -178,6 +178,20 @@ pub fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>> {
         .with_timezone(&chrono::Utc))
 }
 
+/// The UUID stored as text in column `name` (ids are written by us, so a bad one is a
+/// 500, never the caller's fault).
+pub fn uuid_column(row: &AnyRow, name: &str) -> Result<uuid::Uuid, StoreError> {
+    use sqlx::Row;
+    let text: String = row.try_get(name)?;
+    Ok(uuid::Uuid::parse_str(&text).with_context(|| format!("stored {name} {text:?}"))?)
+}
+
+/// The time stored as RFC 3339 text in column `name`.
+pub fn time_column(row: &AnyRow, name: &str) -> Result<chrono::DateTime<chrono::Utc>, StoreError> {
+    use sqlx::Row;
+    Ok(parse_time(&row.try_get::<String, _>(name)?)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::redact;

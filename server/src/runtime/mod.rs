@@ -49,6 +49,7 @@ macro_rules! api_aliases {
 pub(crate) use api_aliases;
 
 pub mod auth;
+pub mod calls;
 pub mod config;
 pub mod db;
 pub mod docs;

@@ -6,7 +6,8 @@ use super::store::{self, Changes};
 use super::TasksContext;
 use crate::runtime::db::StoreError;
 use crate::runtime::http::created;
-use crate::runtime::{pagination, Problem};
+use crate::runtime::pagination::Window;
+use crate::runtime::Problem;
 use dropshot::{
     HttpResponseCreated, HttpResponseDeleted, HttpResponseHeaders, HttpResponseOk, RequestContext,
 };
@@ -32,12 +33,11 @@ impl TasksApi for TasksImpl {
         query: ValidatedQuery<ListTasksQuery>,
     ) -> Result<HttpResponseOk<types::TaskPage>, Problem> {
         let query = query.into_inner();
-        let after = pagination::position(query.page_token.as_deref(), &rqctx.request_id)?;
-        let limit = query.limit.unwrap_or(pagination::DEFAULT_LIMIT);
-        let (items, more) = store::list(&rqctx.context().db, me.user_id, query.done, after, limit)
+        let window = Window::of(query.page_token.as_deref(), query.limit, &rqctx.request_id)?;
+        let fetched = store::list(&rqctx.context().db, me.user_id, query.done, &window)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
-        let next_page_token = pagination::next(items.last().map(|t| t.id), more);
+        let (items, next_page_token) = window.page(fetched, |t| t.id);
         Ok(HttpResponseOk(types::TaskPage {
             items,
             next_page_token,

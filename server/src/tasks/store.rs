@@ -1,7 +1,8 @@
 //! The tasks database. Every query is scoped to the owner: another user's task is
 //! indistinguishable from a missing one.
 
-use crate::runtime::db::{now_text, parse_time, Db, StoreError};
+use crate::runtime::db::{now_text, time_column, uuid_column, Db, StoreError};
+use crate::runtime::pagination::Window;
 use sqlx::Row;
 use taproom_client::tasks::types;
 use uuid::Uuid;
@@ -14,14 +15,13 @@ macro_rules! columns {
 }
 
 fn to_task(row: &sqlx::any::AnyRow) -> Result<types::Task, StoreError> {
-    let id: String = row.try_get("id")?;
     Ok(types::Task {
-        id: Uuid::parse_str(&id).map_err(|e| anyhow::anyhow!("stored id {id:?}: {e}"))?,
+        id: uuid_column(row, "id")?,
         title: row.try_get("title")?,
         description: row.try_get("description")?,
         done: row.try_get::<i64, _>("done")? != 0,
-        created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
-        updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
+        created_at: time_column(row, "created_at")?,
+        updated_at: time_column(row, "updated_at")?,
     })
 }
 
@@ -62,33 +62,26 @@ pub async fn get(db: &Db, owner: Uuid, id: Uuid) -> Result<types::Task, StoreErr
         .unwrap_or(Err(StoreError::NotFound))
 }
 
-/// One page of the owner's tasks in id order, after `after`, optionally only those
-/// whose `done` matches. Returns the page and whether more follow.
+/// The owner's tasks of one page `window` (in id order), optionally only those whose
+/// `done` matches.
 pub async fn list(
     db: &Db,
     owner: Uuid,
     done: Option<bool>,
-    after: Option<Uuid>,
-    limit: u32,
-) -> Result<(Vec<types::Task>, bool), StoreError> {
+    window: &Window,
+) -> Result<Vec<types::Task>, StoreError> {
     let rows = sqlx::query(concat!(
         "SELECT ",
         columns!(),
         " FROM tasks WHERE owner_id = $1 AND id > $2 AND ($3 < 0 OR done = $3) ORDER BY id LIMIT $4"
     ))
     .bind(owner.to_string())
-    .bind(after.map(|u| u.to_string()).unwrap_or_default())
+    .bind(window.after_text())
     .bind(done.map(i32::from).unwrap_or(-1))
-    .bind(i64::from(limit) + 1)
+    .bind(window.fetch_limit())
     .fetch_all(&db.pool)
     .await?;
-    let more = rows.len() > limit as usize;
-    let tasks = rows
-        .iter()
-        .take(limit as usize)
-        .map(to_task)
-        .collect::<Result<_, _>>()?;
-    Ok((tasks, more))
+    rows.iter().map(to_task).collect()
 }
 
 /// Fields to change; `None` keeps the value. `description: Some(None)` clears it.

@@ -5,7 +5,8 @@ use super::store::{self, Changes, NewUser};
 use super::UsersContext;
 use crate::runtime::auth::{self, Caller};
 use crate::runtime::db::StoreError;
-use crate::runtime::{pagination, Problem};
+use crate::runtime::pagination::Window;
+use crate::runtime::Problem;
 use dropshot::{
     HttpResponseCreated, HttpResponseDeleted, HttpResponseHeaders, HttpResponseOk, RequestContext,
 };
@@ -49,12 +50,11 @@ impl UsersApi for UsersImpl {
         query: ValidatedQuery<ListUsersQuery>,
     ) -> Result<HttpResponseOk<types::UserPage>, Problem> {
         let query = query.into_inner();
-        let after = pagination::position(query.page_token.as_deref(), &rqctx.request_id)?;
-        let limit = query.limit.unwrap_or(pagination::DEFAULT_LIMIT);
-        let (items, more) = store::list(&rqctx.context().db, after, limit)
+        let window = Window::of(query.page_token.as_deref(), query.limit, &rqctx.request_id)?;
+        let fetched = store::list(&rqctx.context().db, &window)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
-        let next_page_token = pagination::next(items.last().map(|u| u.id), more);
+        let (items, next_page_token) = window.page(fetched, |u| u.id);
         Ok(HttpResponseOk(types::UserPage {
             items,
             next_page_token,

@@ -1,6 +1,7 @@
 //! The users database: plain SQL, one text for SQLite and PostgreSQL.
 
-use crate::runtime::db::{is_unique_violation, now_text, parse_time, Db, StoreError};
+use crate::runtime::db::{is_unique_violation, now_text, time_column, uuid_column, Db, StoreError};
+use crate::runtime::pagination::Window;
 use sqlx::Row;
 use taproom_client::users::types;
 use uuid::Uuid;
@@ -32,10 +33,9 @@ macro_rules! columns {
 }
 
 fn to_user(row: &sqlx::any::AnyRow) -> Result<types::User, StoreError> {
-    let id: String = row.try_get("id")?;
     let role: String = row.try_get("role")?;
     Ok(types::User {
-        id: Uuid::parse_str(&id).map_err(|e| anyhow::anyhow!("stored id {id:?}: {e}"))?,
+        id: uuid_column(row, "id")?,
         username: row.try_get("username")?,
         email: row.try_get("email")?,
         first_name: row.try_get("first_name")?,
@@ -43,8 +43,8 @@ fn to_user(row: &sqlx::any::AnyRow) -> Result<types::User, StoreError> {
         role: role
             .parse()
             .map_err(|e| anyhow::anyhow!("stored role {role:?}: {e}"))?,
-        created_at: parse_time(&row.try_get::<String, _>("created_at")?)?,
-        updated_at: parse_time(&row.try_get::<String, _>("updated_at")?)?,
+        created_at: time_column(row, "created_at")?,
+        updated_at: time_column(row, "updated_at")?,
     })
 }
 
@@ -127,29 +127,18 @@ pub async fn get(db: &Db, id: Uuid) -> Result<types::User, StoreError> {
         .unwrap_or(Err(StoreError::NotFound))
 }
 
-/// One page in id (= creation) order, after `after` when given. Returns the page and
-/// whether more rows follow.
-pub async fn list(
-    db: &Db,
-    after: Option<Uuid>,
-    limit: u32,
-) -> Result<(Vec<types::User>, bool), StoreError> {
+/// The users of one page `window`, in id (= creation) order.
+pub async fn list(db: &Db, window: &Window) -> Result<Vec<types::User>, StoreError> {
     let rows = sqlx::query(concat!(
         "SELECT ",
         columns!(),
         " FROM users WHERE id > $1 ORDER BY id LIMIT $2"
     ))
-    .bind(after.map(|u| u.to_string()).unwrap_or_default())
-    .bind(i64::from(limit) + 1)
+    .bind(window.after_text())
+    .bind(window.fetch_limit())
     .fetch_all(&db.pool)
     .await?;
-    let more = rows.len() > limit as usize;
-    let users = rows
-        .iter()
-        .take(limit as usize)
-        .map(to_user)
-        .collect::<Result<_, _>>()?;
-    Ok((users, more))
+    rows.iter().map(to_user).collect()
 }
 
 pub async fn update(db: &Db, id: Uuid, changes: Changes) -> Result<types::User, StoreError> {
@@ -223,10 +212,9 @@ pub async fn credentials(
     .fetch_optional(&db.pool)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let id: String = row.try_get("id")?;
     let role: String = row.try_get("role")?;
     Ok(Some((
-        Uuid::parse_str(&id).map_err(|e| anyhow::anyhow!("stored id {id:?}: {e}"))?,
+        uuid_column(&row, "id")?,
         role.parse()
             .map_err(|e| anyhow::anyhow!("stored role {role:?}: {e}"))?,
         row.try_get("password_hash")?,
