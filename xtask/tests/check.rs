@@ -73,6 +73,60 @@ fn invalid_specs_are_refused() {
     }
 }
 
+/// Security is part of the contract: an operation that states none, an unknown role, a
+/// role without a bearer requirement and scopes where a role belongs are refused.
+#[test]
+fn every_operation_must_state_a_security_requirement_the_generator_knows() {
+    let cases: [(&str, &str, &str, &str); 3] = [
+        (
+            "no security",
+            "      operationId: create_user\n      security: []\n",
+            "      operationId: create_user\n",
+            "states no `security`",
+        ),
+        (
+            "an unknown role",
+            "      x-roles: [admin]\n",
+            "      x-roles: [brewer]\n",
+            "unknown role",
+        ),
+        (
+            "a role on a public operation",
+            "      operationId: create_user\n      security: []\n",
+            "      operationId: create_user\n      security: []\n      x-roles: [admin]\n",
+            "`x-roles` needs",
+        ),
+    ];
+    for (what, from, to, message) in cases {
+        let (_tmp, root) = copy_of_tree();
+        edit(&root.join("openapi/users.yaml"), from, to);
+        let error = format!(
+            "{:#}",
+            generate_all(&root)
+                .err()
+                .unwrap_or_else(|| panic!("{what} was accepted"))
+        );
+        assert!(error.contains(message), "{what}: {error}");
+    }
+    // Scopes on a bearer requirement are OAuth2's, not roles.
+    let (_tmp, root) = copy_of_tree();
+    edit(
+        &root.join("openapi/beers.yaml"),
+        "      x-roles: [admin]\n      tags: [beers]\n      summary: Add a beer to the catalogue\n      description: Admins only (others get 403). The sku must be unique.\n      security:\n        - bearerAuth: []",
+        "      tags: [beers]\n      summary: Add a beer to the catalogue\n      description: Admins only (others get 403). The sku must be unique.\n      security:\n        - bearerAuth: [admin]",
+    );
+    let error = format!(
+        "{:#}",
+        generate_all(&root)
+            .err()
+            .expect("bearerAuth: [admin] was accepted")
+    );
+    assert!(
+        error.contains("create_beer") && error.contains("x-roles"),
+        "{error}"
+    );
+}
+
 /// The served document, obtained once (it runs the server binary through cargo).
 fn served() -> Value {
     static SERVED: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
