@@ -11,7 +11,7 @@
 //! answer, as with Prism.
 
 use crate::runtime::config::Config;
-use crate::runtime::extract::{compile, is_json, read_json};
+use crate::runtime::extract::{compile, deref, is_json, read_json};
 use crate::runtime::{auth, docs, etag, infra, Problem, Spec, SpecContext};
 use anyhow::{anyhow, bail, Context as _, Result};
 use dropshot::{
@@ -120,22 +120,6 @@ fn collect_refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
         Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
         _ => {}
     }
-}
-
-/// `v`, or what its `$ref` points to (again and again, for a reference to a reference).
-fn deref<'a>(doc: &'a Value, mut v: &'a Value) -> &'a Value {
-    for _ in 0..32 {
-        match v
-            .get("$ref")
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix('#'))
-            .and_then(|p| doc.pointer(p))
-        {
-            Some(target) => v = target,
-            None => break,
-        }
-    }
-    v
 }
 
 /// One alternative of an operation's `security`: every scheme it names must be present.

@@ -58,7 +58,6 @@ const GATEWAY_PORT: u16 = 5000;
 struct Change {
     path: PathBuf,
     content: String,
-    new: bool,
 }
 
 /// The item a service's resource is called: `exercises` -> `exercise`, `stories` ->
@@ -184,13 +183,8 @@ fn plan(root: &Path, templates: &Path, name: &str, port: u16) -> Result<Vec<Chan
     let new = |path: String, content: String| Change {
         path: root.join(path),
         content,
-        new: true,
     };
-    let edit = |path: &str, content: String| Change {
-        path: root.join(path),
-        content,
-        new: false,
-    };
+    let edit = |path: &str, content: String| new(path.to_string(), content);
     let mut changes = vec![
         new(format!("openapi/{name}.yaml"), template("spec.yaml")?),
         new(
@@ -222,9 +216,8 @@ fn plan(root: &Path, templates: &Path, name: &str, port: u16) -> Result<Vec<Chan
         + lib[list_start..]
             .find(");")
             .context("server/src/lib.rs: the `services!(` list is not closed")?;
-    let listed = lib[list_start..list_end].trim_end().trim_end_matches(',');
+    let listed = lib[..list_end].trim_end().trim_end_matches(',');
     let lib = format!("{listed}, {name}{}", &lib[list_end..]);
-    let lib = format!("{}{lib}", &read(root, "server/src/lib.rs")?[..list_start]);
     changes.push(edit("server/src/lib.rs", lib));
 
     // Deployment: routes, upstreams, a container, a Deployment.
@@ -307,7 +300,6 @@ pub fn new_service(root: &Path, name: &str, port: u16) -> Result<Vec<PathBuf>> {
                 .to_path_buf(),
         );
     }
-    debug_assert!(changes.iter().any(|c| c.new));
     Ok(written)
 }
 

@@ -186,10 +186,16 @@ pub fn unauthorized(request_id: &str, detail: &str, token_given: bool) -> Proble
 /// on the caller's behalf.
 pub fn bearer_token<C: ServerContext>(rqctx: &RequestContext<C>) -> Option<String> {
     let header = rqctx.request.headers().get(http::header::AUTHORIZATION)?;
-    let text = header.to_str().ok()?;
-    text.strip_prefix("Bearer ")
-        .or_else(|| text.strip_prefix("bearer "))
-        .map(|t| t.trim().to_string())
+    bearer_credentials(header.to_str().ok()?).map(str::to_string)
+}
+
+/// The token of an `Authorization` header value of the Bearer scheme, if it is one.
+pub fn bearer_credentials(value: &str) -> Option<&str> {
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
 /// 403 for a caller who is known but not allowed.

@@ -122,15 +122,21 @@ pub fn compile(spec: &Value, schema: &Value) -> anyhow::Result<jsonschema::Valid
         .map_err(|e| anyhow::anyhow!("compiling schema: {e}"))
 }
 
-fn deref<'a>(spec: &'a Value, v: &'a Value) -> &'a Value {
-    match v
-        .get("$ref")
-        .and_then(Value::as_str)
-        .and_then(|r| r.strip_prefix('#'))
-    {
-        Some(p) => spec.pointer(p).unwrap_or(v),
-        None => v,
+/// `v`, or what its local `$ref` points to (followed through a reference to a
+/// reference, a bounded number of times); `v` itself when the reference resolves to nothing.
+pub(crate) fn deref<'a>(spec: &'a Value, mut v: &'a Value) -> &'a Value {
+    for _ in 0..32 {
+        match v
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix('#'))
+            .and_then(|p| spec.pointer(p))
+        {
+            Some(target) => v = target,
+            None => break,
+        }
     }
+    v
 }
 
 impl Validators {

@@ -47,12 +47,7 @@ fn bearer<X: ServerContext>(rqctx: &RequestContext<X>) -> Result<Option<&str>, P
     header
         .to_str()
         .ok()
-        .and_then(|h| {
-            h.strip_prefix("Bearer ")
-                .or_else(|| h.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+        .and_then(auth::bearer_credentials)
         .map(Some)
         .ok_or_else(|| {
             auth::unauthorized(
