@@ -98,6 +98,34 @@ fn invalid_configuration_stops_start_up_naming_the_setting() {
     }
 }
 
+/// A guessable EVENTS_TOKEN (short, or the deploy files' placeholder) stops the services
+/// that use it at start-up, with a message saying why; a long random one is accepted.
+#[test]
+fn a_weak_events_token_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let placeholder = "change-me-to-a-long-random-secret";
+    assert!(
+        include_str!("../../deploy/k8s/config.yaml").contains(placeholder),
+        "the deploy files' placeholder changed; update this test"
+    );
+    for (token, says) in [("short-token", "at least 32"), (placeholder, "placeholder")] {
+        for service in ["promotions", "orders"] {
+            let out = server()
+                .current_dir(dir.path())
+                .env("EVENTS_TOKEN", token)
+                .args([service, "--users-url", "http://127.0.0.1:9"])
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{service} started with {token:?}");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                stderr.contains("EVENTS_TOKEN") && stderr.contains(says),
+                "{service} with {token:?}: {stderr}"
+            );
+        }
+    }
+}
+
 #[test]
 fn logs_are_one_json_object_per_line_without_secrets() {
     let dir = tempfile::tempdir().unwrap();

@@ -42,7 +42,10 @@ impl Fleet {
         let env = vec![
             ("DATABASE_URL".into(), url.to_string()),
             ("DATA_DIR".into(), dir.path().display().to_string()),
-            ("EVENTS_TOKEN".into(), "scale test events token".into()),
+            (
+                "EVENTS_TOKEN".into(),
+                "scale test events token, 32 bytes or more".into(),
+            ),
             ("LOG_LEVEL".into(), "warning".into()),
             ("SHUTDOWN_TIMEOUT_SECS".into(), "10".into()),
         ];

@@ -33,6 +33,9 @@ fn with_database(base: &str, name: &str) -> String {
     url.to_string()
 }
 
+/// The services' shared events secret in tests (long enough to be accepted).
+pub const EVENTS_TOKEN: &str = "test events token, 32 bytes or more";
+
 /// A change to the test configuration.
 type Adjust = std::sync::Arc<dyn Fn(&mut Config) + Send + Sync>;
 
@@ -79,8 +82,15 @@ impl TestDb {
             bind_address: "127.0.0.1".parse().unwrap(),
             gateway_port: 0,
             gateway: false,
-            events_token: Some("test events token".into()),
+            events_token: Some(EVENTS_TOKEN.into()),
             nats_url: None,
+            nats_creds_file: None,
+            nats_stream_max_age_secs: 3 * 86400,
+            nats_stream_max_bytes: 1 << 30,
+            outbox_retention_secs: 86400,
+            event_dedup_retention_secs: 7 * 86400,
+            idempotency_retention_secs: 86400,
+            prune_interval_secs: 600,
             outbox_relay: true,
             service_timeout_ms: 2000,
             database_max_connections: 5,
@@ -527,10 +537,17 @@ pub struct Nats {
     port: u16,
     store: tempfile::TempDir,
     child: Option<std::process::Child>,
+    /// Further `nats-server` arguments (e.g. `--user`, `--pass`).
+    args: Vec<String>,
 }
 
 impl Nats {
     pub async fn start() -> Nats {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts with further `nats-server` arguments, e.g. credentials it requires.
+    pub async fn start_with(args: &[&str]) -> Nats {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
@@ -540,6 +557,7 @@ impl Nats {
             port,
             store: tempfile::tempdir().expect("temp dir"),
             child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         nats.restart().await;
         nats
@@ -567,6 +585,7 @@ impl Nats {
                 "-sd",
             ])
             .arg(self.store.path())
+            .args(&self.args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

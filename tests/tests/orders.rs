@@ -747,7 +747,82 @@ async fn other_peoples_orders_do_not_exist_for_you(backend: Backend) {
     );
 }
 
+/// Idempotency keys expire after IDEMPOTENCY_RETENTION_SECS: checkout no longer deletes
+/// expired ones (under the order's lock); the periodic pruning does, and keeps live ones.
+/// An expired key may be used again.
+async fn expired_idempotency_keys_are_pruned_outside_checkout(backend: Backend) {
+    let shop = Shop::start(backend).await;
+    let ipa = beer(&shop, "IPA-1", "Hoppy Days IPA", "4.50").await;
+    let (alice_id, alice, _) = shop.customer("alice").await;
+    let config = shop.users.db.config();
+    let orders = &taproom_server::orders::SERVICE;
+    let db = taproom_server::runtime::server::connect(&config, orders.name, orders.migrator)
+        .await
+        .unwrap();
+    let long_ago = "2020-01-01T00:00:00.000000Z";
+    // Someone's key from long ago, and alice's own "again", expired, for another request.
+    for (user, key) in [(Uuid::now_v7(), "ancient"), (alice_id, "again")] {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, response, created_at) \
+             VALUES ($1, $2, 'another request', '{}', $3)",
+        )
+        .bind(user.to_string())
+        .bind(key)
+        .bind(long_ago)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    let checkout = |order: Uuid, key: &'static str| {
+        alice
+            .checkout_order()
+            .order_id(order)
+            .idempotency_key(key.to_string())
+            .send()
+    };
+    let order = new_order(&alice).await;
+    add(&alice, order.id, ipa, 1).await;
+    checkout(order.id, "fresh").await.unwrap();
+    let keys = || async {
+        let mut keys: Vec<String> = sqlx::query_scalar("SELECT idem_key FROM idempotency_keys")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+        keys.sort();
+        keys
+    };
+    assert_eq!(
+        keys().await,
+        ["again", "ancient", "fresh"],
+        "checkout pruned nothing"
+    );
+    // The expired key is not replayed (its request differs): it is simply taken again.
+    let second = new_order(&alice).await;
+    add(&alice, second.id, ipa, 2).await;
+    let closed = checkout(second.id, "again").await.unwrap().into_inner();
+    assert_eq!(closed.total.as_str(), "9.00");
+    assert_eq!(
+        checkout(second.id, "again").await.unwrap().into_inner(),
+        closed
+    );
+
+    let pruned = taproom_server::runtime::retention::prune(
+        &db,
+        &taproom_server::orders::retention_rules(&config),
+    )
+    .await
+    .unwrap();
+    assert!(pruned.contains(&("idempotency_keys", 1)), "{pruned:?}");
+    assert_eq!(keys().await, ["again", "fresh"]);
+    // Kept keys still replay.
+    assert_eq!(
+        checkout(order.id, "fresh").await.unwrap().into_inner().id,
+        order.id
+    );
+}
+
 on_both_databases!(
+    expired_idempotency_keys_are_pruned_outside_checkout,
     a_customer_browses_fills_and_checks_out_an_order,
     money_is_exact_to_the_cent,
     bad_items_are_refused_and_nothing_is_written,

@@ -7,8 +7,12 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 use taproom_client::orders::types as orders;
 use taproom_client::promotions::types;
+use taproom_server::runtime::events::{self, SIGNATURE_HEADER};
 use taproom_server::runtime::outbox::{Relay, RelayOptions};
-use taproom_tests::{bearer_client, eventually, on_both_databases, problem, Backend, Nats, Shop};
+use taproom_server::runtime::{nats, retention};
+use taproom_tests::{
+    bearer_client, eventually, on_both_databases, problem, Backend, Nats, Shop, EVENTS_TOKEN,
+};
 use uuid::Uuid;
 
 /// How events travel in a test.
@@ -34,6 +38,17 @@ async fn world(backend: Backend, transport: Transport, max: u32, relay: bool) ->
         Transport::Http => None,
     };
     let nats_url = nats.as_ref().map(|n| n.url.clone());
+    world_on(backend, nats, nats_url, max, relay).await
+}
+
+/// `world` on a NATS server of the test's making, reached at `nats_url`.
+async fn world_on(
+    backend: Backend,
+    nats: Option<Nats>,
+    nats_url: Option<String>,
+    max: u32,
+    relay: bool,
+) -> World {
     let shop = Shop::start_with(backend, move |config| {
         config.nats_url = nats_url.clone();
         config.outbox_relay = relay;
@@ -513,7 +528,7 @@ async fn receive_event_takes_only_the_services_events(backend: Backend) {
         assert!(resp.headers().contains_key("www-authenticate"));
     }
     assert_eq!(counted(&w, user).await, 0);
-    let services = bearer_client("test events token");
+    let services = bearer_client(EVENTS_TOKEN);
     let mut bad = event.clone();
     bad["order"]["total"] = serde_json::json!(4.09);
     assert_eq!(
@@ -526,16 +541,60 @@ async fn receive_event_takes_only_the_services_events(backend: Backend) {
             .status(),
         400
     );
-    for duplicate in [false, true] {
-        let receipt: types::EventReceipt = services
+    // The body exactly as the orders relay sends it, and so as it signs it.
+    let typed: types::Event = serde_json::from_value(event.clone()).unwrap();
+    let body = serde_json::to_vec(&typed).unwrap();
+    let post = |body: Vec<u8>, signature: Option<String>| {
+        let mut req = services
             .post(&url)
-            .json(&event)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(s) = signature {
+            req = req.header(SIGNATURE_HEADER, s);
+        }
+        req.send()
+    };
+    // The right token but no signature, a signature under another key, and a genuine
+    // signature replayed on an altered body (the same event, for another user) are all
+    // refused, and count nothing.
+    let mut altered = typed.clone();
+    altered.order.user_id = Uuid::now_v7();
+    let forged = [
+        (body.clone(), None),
+        (body.clone(), Some(events::sign(&"k".repeat(40), &body))),
+        (
+            serde_json::to_vec(&altered).unwrap(),
+            Some(events::sign(EVENTS_TOKEN, &body)),
+        ),
+    ];
+    for (forged_body, signature) in forged {
+        let resp = post(forged_body, signature).await.unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+    assert_eq!(counted(&w, user).await, 0);
+    assert_eq!(counted(&w, altered.order.user_id).await, 0);
+    // An event older than the duplicate check remembers, even genuinely signed: refused,
+    // since its id may have been forgotten (a replay of a captured event).
+    let mut old = typed.clone();
+    old.id = Uuid::now_v7();
+    old.occurred_at = chrono::Utc::now() - chrono::Duration::days(8);
+    let old_body = serde_json::to_vec(&old).unwrap();
+    let resp = post(
+        old_body.clone(),
+        Some(events::sign(EVENTS_TOKEN, &old_body)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 422);
+    assert_eq!(counted(&w, user).await, 0);
+    for duplicate in [false, true] {
+        let receipt: types::EventReceipt =
+            post(body.clone(), Some(events::sign(EVENTS_TOKEN, &body)))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
         assert_eq!(receipt.duplicate, duplicate);
     }
     assert_eq!(
@@ -543,6 +602,252 @@ async fn receive_event_takes_only_the_services_events(backend: Backend) {
         1,
         "one event, one use, however often delivered"
     );
+}
+
+/// An `order.placed` event for `user` with the code, as orders would write it.
+fn placed(user: Uuid) -> types::Event {
+    types::Event {
+        id: Uuid::now_v7(),
+        type_: types::EventType::OrderPlaced,
+        occurred_at: chrono::Utc::now(),
+        order: types::PlacedOrder {
+            order_id: Uuid::now_v7(),
+            user_id: user,
+            promo_code: Some("SPRING-10".parse().unwrap()),
+            total: "4.09".parse().unwrap(),
+        },
+    }
+}
+
+/// Publishes `body` straight to the events stream, as anyone allowed to publish there
+/// could, with `signature` if any; returns once the stream has stored it.
+async fn publish(js: &async_nats::jetstream::Context, body: Vec<u8>, signature: Option<String>) {
+    let mut headers = async_nats::HeaderMap::new();
+    if let Some(s) = signature {
+        headers.insert(SIGNATURE_HEADER, s.as_str());
+    }
+    js.publish_with_headers(nats::subject("order.placed"), headers, body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+fn nats_settings(url: &str) -> nats::Settings {
+    nats::Settings {
+        url: url.into(),
+        creds_file: None,
+        max_age: Duration::from_secs(3600),
+        max_bytes: 1 << 20,
+    }
+}
+
+/// Events published to the JetStream subject directly, without the events token: no
+/// signature, a signature under another key, a genuine signature replayed on an altered
+/// body. Promotions counts none of them, and counts a genuine event published after them.
+async fn forged_events_on_the_stream_are_not_counted(backend: Backend) {
+    let w = world(backend, Transport::Nats, 100, true).await;
+    let js = nats::connect(&nats_settings(&w.nats.as_ref().unwrap().url))
+        .await
+        .unwrap();
+    let mallory = Uuid::now_v7();
+    let genuine = serde_json::to_vec(&placed(mallory)).unwrap();
+    let mut altered = placed(mallory);
+    altered.order.order_id = Uuid::now_v7();
+    publish(&js, serde_json::to_vec(&placed(mallory)).unwrap(), None).await;
+    let other = placed(mallory);
+    let other = serde_json::to_vec(&other).unwrap();
+    publish(
+        &js,
+        other.clone(),
+        Some(events::sign(&"k".repeat(40), &other)),
+    )
+    .await;
+    publish(
+        &js,
+        serde_json::to_vec(&altered).unwrap(),
+        Some(events::sign(EVENTS_TOKEN, &genuine)),
+    )
+    .await;
+    // A genuine event after them: the consumer takes messages in order, so once it is
+    // counted the forged ones have been seen.
+    let honest = Uuid::now_v7();
+    let real = serde_json::to_vec(&placed(honest)).unwrap();
+    publish(&js, real.clone(), Some(events::sign(EVENTS_TOKEN, &real))).await;
+    eventually(20, "the genuine event counted", || async {
+        counted(&w, honest).await == 1
+    })
+    .await;
+    assert_eq!(counted(&w, mallory).await, 0, "a forged event was counted");
+}
+
+/// NATS that requires credentials: user and password (URL-encoded) or a token in
+/// NATS_URL are used; without them the connection is refused.
+async fn nats_credentials_from_the_url_are_used(backend: Backend) {
+    let token = Nats::start_with(&["--auth", "s3cret-nats-token"]).await;
+    let port = token.url.rsplit(':').next().unwrap().to_string();
+    assert!(nats::connect(&nats_settings(&token.url)).await.is_err());
+    nats::connect(&nats_settings(&format!(
+        "nats://s3cret-nats-token@127.0.0.1:{port}"
+    )))
+    .await
+    .expect("a token in the URL is used");
+    drop(token);
+
+    let nats = Nats::start_with(&["--user", "taproom", "--pass", "pa/ss word"]).await;
+    assert!(nats::connect(&nats_settings(&nats.url)).await.is_err());
+    let port = nats.url.rsplit(':').next().unwrap().to_string();
+    let url = format!("nats://taproom:pa%2Fss%20word@127.0.0.1:{port}");
+    let w = world_on(backend, Some(nats), Some(url), 10, true).await;
+    let (alice_id, alice, _) = w.shop.customer("alice").await;
+    buy(&w, &alice, Some("SPRING-10")).await.unwrap();
+    eventually(20, "the use counted through authenticated NATS", || async {
+        counted(&w, alice_id).await == 1
+    })
+    .await;
+}
+
+/// A stream made without limits (as before retention) gets them when the services
+/// start: it cannot grow without bound.
+async fn the_stream_is_limited(backend: Backend) {
+    let nats = Nats::start().await;
+    let client = async_nats::connect(&nats.url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: nats::STREAM.into(),
+        subjects: vec!["taproom.events.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let url = nats.url.clone();
+    let w = world_on(backend, Some(nats), Some(url), 10, true).await;
+    let config = w.shop.users.db.config();
+    let info = js
+        .get_stream(nats::STREAM)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    assert_eq!(
+        info.max_age,
+        Duration::from_secs(config.nats_stream_max_age_secs)
+    );
+    assert_eq!(info.max_bytes, config.nats_stream_max_bytes);
+    assert!(info.max_age >= info.duplicate_window);
+}
+
+/// Opens a service's database of the test as the service does.
+async fn database(
+    w: &World,
+    def: &taproom_server::runtime::registry::ServiceDef,
+) -> taproom_server::runtime::Db {
+    let config = w.shop.users.db.config();
+    taproom_server::runtime::server::connect(&config, def.name, def.migrator)
+        .await
+        .unwrap()
+}
+
+const LONG_AGO: &str = "2020-01-01T00:00:00.000000Z";
+
+/// Delivered outbox rows and processed event ids older than their retention are pruned;
+/// younger ones and undelivered events (however old) stay.
+async fn old_events_are_pruned(backend: Backend) {
+    let w = world(backend, Transport::Http, 10, true).await;
+    let (alice_id, alice, _) = w.shop.customer("alice").await;
+    buy(&w, &alice, Some("SPRING-10")).await.unwrap();
+    buy(&w, &alice, Some("SPRING-10")).await.unwrap();
+    eventually(20, "both counted", || async {
+        counted(&w, alice_id).await == 2
+    })
+    .await;
+    eventually(20, "outbox drained", || async { backlog(&w).await == 0 }).await;
+    let orders_db = database(&w, &taproom_server::orders::SERVICE).await;
+    let promotions_db = database(&w, &taproom_server::promotions::SERVICE).await;
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM outbox ORDER BY id")
+        .fetch_all(&orders_db.pool)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    // One delivered long ago, and an undelivered event as old, not due for a while.
+    sqlx::query("UPDATE outbox SET delivered_at = $1 WHERE id = $2")
+        .bind(LONG_AGO)
+        .bind(&ids[0])
+        .execute(&orders_db.pool)
+        .await
+        .unwrap();
+    let stuck = Uuid::now_v7().to_string();
+    sqlx::query(
+        "INSERT INTO outbox (id, topic, payload, created_at, attempts, next_attempt_at) \
+         VALUES ($1, 'order.placed', '{}', $2, 0, '2999-01-01T00:00:00.000000Z')",
+    )
+    .bind(&stuck)
+    .bind(LONG_AGO)
+    .execute(&orders_db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE processed_events SET processed_at = $1 WHERE id = (SELECT MIN(id) FROM processed_events)",
+    )
+    .bind(LONG_AGO)
+    .execute(&promotions_db.pool)
+    .await
+    .unwrap();
+
+    let config = w.shop.users.db.config();
+    let orders_rules = taproom_server::orders::retention_rules(&config);
+    let pruned = retention::prune(&orders_db, &orders_rules).await.unwrap();
+    assert_eq!(pruned, vec![("outbox", 1), ("idempotency_keys", 0)]);
+    let left: Vec<String> = sqlx::query_scalar("SELECT id FROM outbox ORDER BY id")
+        .fetch_all(&orders_db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, vec![ids[1].clone(), stuck]);
+    let pruned = retention::prune(
+        &promotions_db,
+        &taproom_server::promotions::retention_rules(&config),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pruned, vec![("processed_events", 1)]);
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM processed_events")
+        .fetch_one(&promotions_db.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 1);
+    // A second pass finds nothing more.
+    assert_eq!(
+        retention::prune(&orders_db, &orders_rules).await.unwrap(),
+        vec![("outbox", 0), ("idempotency_keys", 0)]
+    );
+}
+
+/// The service runs its pruning by itself: started on a database with an expired row,
+/// orders prunes it (its first pass runs at start, the next every PRUNE_INTERVAL_SECS).
+async fn orders_prunes_on_its_own(backend: Backend) {
+    let mut w = world(backend, Transport::Http, 10, true).await;
+    let (_, alice, _) = w.shop.customer("alice").await;
+    buy(&w, &alice, None).await.unwrap();
+    eventually(20, "outbox drained", || async { backlog(&w).await == 0 }).await;
+    let orders_db = database(&w, &taproom_server::orders::SERVICE).await;
+    w.shop.stop_orders().await;
+    sqlx::query("UPDATE outbox SET delivered_at = $1")
+        .bind(LONG_AGO)
+        .execute(&orders_db.pool)
+        .await
+        .unwrap();
+    w.shop.start_orders().await;
+    eventually(20, "the expired row pruned", || async {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM outbox")
+            .fetch_one(&orders_db.pool)
+            .await
+            .unwrap();
+        n == 0
+    })
+    .await;
 }
 
 async fn over_http_promotions_back(backend: Backend) {
@@ -576,4 +881,9 @@ on_both_databases!(
     over_nats_relay_killed,
     over_http_two_relays,
     over_nats_two_relays,
+    forged_events_on_the_stream_are_not_counted,
+    nats_credentials_from_the_url_are_used,
+    the_stream_is_limited,
+    old_events_are_pruned,
+    orders_prunes_on_its_own,
 );

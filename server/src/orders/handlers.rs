@@ -149,7 +149,8 @@ async fn replay(
     let Some(key) = key else {
         return Ok(None);
     };
-    match store::replay(&rqctx.context().db, user_id, key)
+    let context = rqctx.context();
+    match store::replay(&context.db, user_id, key, context.state.idempotency_retention)
         .await
         .map_err(|e| store_problem(rqctx, e))?
     {
@@ -301,6 +302,7 @@ impl OrdersApi for OrdersImpl {
             user_id: me.user_id,
             key,
             fingerprint: &fingerprint,
+            keep: rqctx.context().state.idempotency_retention,
         });
         match store::checkout(&rqctx.context().db, id, expected_total, promo, record).await {
             Ok(order) => {

@@ -12,10 +12,11 @@ use crate::runtime::auth::Keyring;
 use crate::runtime::config::Config;
 use crate::runtime::outbox::{self, Relay, RelayHandle, RelayOptions, Sink};
 use crate::runtime::registry::{PeerUrls, ServiceDef};
-use crate::runtime::{calls, nats, server, Db, Service};
+use crate::runtime::{calls, events, nats, retention, server, Db, Service};
 use anyhow::Context as _;
 use dropshot::HttpServer;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub const NAME: &str = "orders";
 
@@ -40,6 +41,22 @@ pub struct Peers {
     pub promotions: taproom_client::promotions::Client,
     /// This instance's outbox relay, if it runs one.
     relay: Option<RelayHandle>,
+    /// `IDEMPOTENCY_RETENTION_SECS`: how long a checkout's answer is replayed.
+    pub idempotency_retention: Duration,
+    _pruner: Option<retention::Pruner>,
+}
+
+/// What orders forgets, and when: delivered events, and expired idempotency keys.
+pub fn retention_rules(config: &Config) -> Vec<retention::Rule> {
+    vec![
+        outbox::retention_rule(Duration::from_secs(config.outbox_retention_secs)),
+        retention::Rule {
+            what: "idempotency_keys",
+            sql: "DELETE FROM idempotency_keys WHERE (user_id, idem_key) IN \
+                  (SELECT user_id, idem_key FROM idempotency_keys WHERE created_at < $1 LIMIT $2)",
+            keep: Duration::from_secs(config.idempotency_retention_secs),
+        },
+    ]
 }
 
 impl Peers {
@@ -53,9 +70,11 @@ impl Peers {
 
 pub type OrdersContext = Service<Peers>;
 
-/// Delivers `order.placed` events to promotions' `receive_event` with the events token.
+/// Delivers `order.placed` events to promotions' `receive_event` with the events token,
+/// each signed with it.
 struct HttpSink {
     promotions: taproom_client::promotions::Client,
+    secret: String,
 }
 
 #[async_trait::async_trait]
@@ -64,8 +83,11 @@ impl Sink for HttpSink {
         let body: taproom_client::promotions::types::Event =
             serde_json::from_str(&event.payload)
                 .with_context(|| format!("event {} is not an Event", event.id))?;
+        // What the client sends is this serialisation of `body`, and so what is signed.
+        let signature = events::sign(&self.secret, &serde_json::to_vec(&body)?);
         self.promotions
             .receive_event()
+            .taproom_signature(signature)
             .body(body)
             .send()
             .await
@@ -87,15 +109,17 @@ pub async fn relay(
     options: RelayOptions,
     log: &slog::Logger,
 ) -> anyhow::Result<Relay> {
-    let sink: Arc<dyn Sink> = match &config.nats_url {
-        Some(url) => Arc::new(nats::NatsSink {
-            js: nats::connect(url).await?,
+    let token = config
+        .events_token
+        .as_deref()
+        .context("EVENTS_TOKEN: required to sign the events orders delivers")?;
+    let sink: Arc<dyn Sink> = match nats::Settings::from_config(config) {
+        Some(settings) => Arc::new(nats::NatsSink {
+            js: nats::connect(&settings).await?,
             timeout: config.service_timeout(),
+            secret: token.to_string(),
         }),
         None => {
-            let token = config.events_token.as_deref().context(
-                "EVENTS_TOKEN: required to deliver events to promotions over HTTP (or set NATS_URL)",
-            )?;
             let mut headers = reqwest::header::HeaderMap::new();
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
                 .context("EVENTS_TOKEN: not valid header text")?;
@@ -107,6 +131,7 @@ pub async fn relay(
                     promotions_url,
                     http,
                 ),
+                secret: token.to_string(),
             })
         }
     };
@@ -131,10 +156,13 @@ pub async fn start(
             http,
         ),
         relay: None,
+        idempotency_retention: Duration::from_secs(config.idempotency_retention_secs),
+        _pruner: None,
     };
     let keyring = Keyring::for_peers(config, peers)?;
     let mut context = Service::open(config, &SERVICE, keyring, state).await?;
     context.db.outbox = true;
+    context.state._pruner = Some(context.prune(config, retention_rules(config), log));
     if config.outbox_relay {
         let relay = relay(
             config,

@@ -253,21 +253,30 @@ pub struct Replay {
     pub response: String,
 }
 
-/// How long an idempotency key is remembered.
-const KEY_TTL: chrono::Duration = chrono::Duration::hours(24);
-
-fn key_cutoff() -> String {
-    time_text(chrono::Utc::now() - KEY_TTL)
+/// Keys stored before this have expired (`keep`: IDEMPOTENCY_RETENTION_SECS); the
+/// periodic pruning deletes them, and until then they are ignored.
+fn key_cutoff(keep: std::time::Duration) -> String {
+    time_text(
+        chrono::Duration::from_std(keep)
+            .ok()
+            .and_then(|keep| chrono::Utc::now().checked_sub_signed(keep))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
+    )
 }
 
-pub async fn replay(db: &Db, user_id: Uuid, key: &str) -> Result<Option<Replay>, StoreError> {
+pub async fn replay(
+    db: &Db,
+    user_id: Uuid,
+    key: &str,
+    keep: std::time::Duration,
+) -> Result<Option<Replay>, StoreError> {
     let row = sqlx::query(
         "SELECT fingerprint, response FROM idempotency_keys \
          WHERE user_id = $1 AND idem_key = $2 AND created_at > $3",
     )
     .bind(user_id.to_string())
     .bind(key)
-    .bind(key_cutoff())
+    .bind(key_cutoff(keep))
     .fetch_optional(&db.pool)
     .await?;
     Ok(match row {
@@ -327,6 +336,8 @@ pub struct KeyRecord<'a> {
     pub user_id: Uuid,
     pub key: &'a str,
     pub fingerprint: &'a str,
+    /// How long keys are remembered: an expired record of the same key is replaced.
+    pub keep: std::time::Duration,
 }
 
 /// Closes an open, non-empty order, in one transaction with: the use of its promo code
@@ -405,24 +416,28 @@ pub async fn checkout(
         }
     }
     if let Some(key) = key {
-        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-            .bind(key_cutoff())
-            .execute(&mut *tx)
-            .await?;
+        // Expired keys are left to the periodic pruning (runtime::retention), not deleted
+        // here under the order's lock; only an expired record of this very key is
+        // replaced. A live one means another request stored its answer first.
         let response = serde_json::to_string(&order).map_err(|e| StoreError::Db(e.into()))?;
         let stored = sqlx::query(
             "INSERT INTO idempotency_keys (user_id, idem_key, fingerprint, response, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (user_id, idem_key) DO UPDATE SET fingerprint = excluded.fingerprint, \
+               response = excluded.response, created_at = excluded.created_at \
+             WHERE idempotency_keys.created_at <= $6",
         )
         .bind(key.user_id.to_string())
         .bind(key.key)
         .bind(key.fingerprint)
         .bind(response)
         .bind(&now)
+        .bind(key_cutoff(key.keep))
         .execute(&mut *tx)
         .await;
         match stored {
             Err(e) if is_unique_violation(&e) => return Err(CheckoutRefused::KeyTaken),
+            Ok(done) if done.rows_affected() == 0 => return Err(CheckoutRefused::KeyTaken),
             other => {
                 other?;
             }

@@ -40,6 +40,13 @@ pub struct CheckEligibilityQuery {
     pub user_id: Option<uuid::Uuid>,
 }
 
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct ReceiveEventHeaders {
+    /// `sha256=` and the lowercase hex HMAC-SHA256 of the request body under the events token. Declared optional so that older senders still parse, but an event is taken only with a valid one.
+    #[serde(rename = "Taproom-Signature")]
+    pub taproom_signature: Option<String>,
+}
+
 #[dropshot::api_description]
 pub trait PromotionsApi {
     type Context: crate::runtime::ServiceContext;
@@ -109,6 +116,7 @@ pub trait PromotionsApi {
     async fn receive_event(
         rqctx: RequestContext<Self::Context>,
         sender: EventSender,
+        headers: ValidatedHeaders<ReceiveEventHeaders>,
         body: ValidatedBody<types::Event>,
     ) -> Result<dropshot::HttpResponseOk<types::EventReceipt>, Problem>;
 }

@@ -7,7 +7,8 @@ use crate::runtime::auth;
 use crate::runtime::db::StoreError;
 use crate::runtime::http::created;
 use crate::runtime::extract::Validators;
-use crate::runtime::{Db, Problem};
+use crate::runtime::{events, Db, Problem};
+use std::time::Duration;
 use dropshot::{HttpResponseCreated, HttpResponseHeaders, HttpResponseOk, RequestContext};
 use taproom_client::promotions::types;
 
@@ -19,12 +20,24 @@ fn store_problem(rqctx: &Rq, e: StoreError) -> Problem {
     e.problem(&rqctx.log, &rqctx.request_id, "promo code")
 }
 
-/// Takes an event from NATS: validated like `receive_event`'s body. An event that can
-/// never be taken (not JSON, not an Event) is logged and dropped rather than redelivered
-/// forever; a store failure is an error, so the message is delivered again.
+/// Whether `event` is older than the duplicate check remembers (`max_age`): its id may
+/// have been pruned from `processed_events`, so taking it could count it twice (a
+/// replay of a captured event, or one that waited longer than the settings allow).
+fn too_old(event: &types::Event, max_age: Duration) -> bool {
+    chrono::Duration::from_std(max_age)
+        .ok()
+        .and_then(|max| chrono::Utc::now().checked_sub_signed(max))
+        .is_some_and(|oldest| event.occurred_at < oldest)
+}
+
+/// Takes an event from NATS (its signature already verified by the consumer): validated
+/// like `receive_event`'s body. An event that can never be taken (not JSON, not an Event,
+/// too old) is logged and dropped rather than redelivered forever; a store failure is an
+/// error, so the message is delivered again.
 pub async fn take_raw_event(
     db: &Db,
     validators: &Validators,
+    max_age: Duration,
     payload: &[u8],
     log: &slog::Logger,
 ) -> anyhow::Result<()> {
@@ -44,6 +57,11 @@ pub async fn take_raw_event(
             return Ok(());
         }
     };
+    if too_old(&event, max_age) {
+        slog::error!(log, "dropping an event older than the duplicate check (EVENT_DEDUP_RETENTION_SECS)";
+            "event_id" => %event.id, "occurred_at" => %event.occurred_at);
+        return Ok(());
+    }
     let duplicate = store::take_event(db, &event)
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -120,9 +138,33 @@ impl PromotionsApi for PromotionsImpl {
     async fn receive_event(
         rqctx: Rq,
         _sender: EventSender,
+        headers: ValidatedHeaders<ReceiveEventHeaders>,
         body: ValidatedBody<types::Event>,
     ) -> Result<HttpResponseOk<types::EventReceipt>, Problem> {
         let event = body.into_inner();
+        let context = rqctx.context();
+        // The sender signs the body it sends, the generated client's serialisation of
+        // the same Event: re-serialised here, it is those bytes.
+        let signed = serde_json::to_vec(&event)
+            .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))?;
+        let signature = headers.into_inner().taproom_signature;
+        // EventSender has checked that a token is configured.
+        let secret = context.events_token.as_deref().unwrap_or_default();
+        if !events::verify(secret, &signed, signature.as_deref()) {
+            return Err(auth::unauthorized(
+                &rqctx.request_id,
+                "sign the event with the services' events token (Taproom-Signature)",
+                signature.is_some(),
+            ));
+        }
+        if too_old(&event, context.state.dedup_retention) {
+            return Err(Problem::new(
+                422,
+                "The event is older than this service remembers events for \
+                 (EVENT_DEDUP_RETENTION_SECS); it is not taken.",
+            )
+            .request(&rqctx.request_id));
+        }
         let duplicate = store::take_event(&rqctx.context().db, &event)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;

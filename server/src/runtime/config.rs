@@ -39,6 +39,53 @@ pub struct Config {
     #[arg(long, env = "NATS_URL", global = true)]
     pub nats_url: Option<String>,
 
+    /// NATS credentials file (a user JWT and nkey seed, as `nsc` writes them). User and
+    /// password (`nats://user:pass@host`) or a token (`nats://token@host`) may instead be
+    /// given in NATS_URL.
+    #[arg(long, env = "NATS_CREDS_FILE", global = true)]
+    pub nats_creds_file: Option<PathBuf>,
+
+    /// Seconds the TAPROOM_EVENTS stream keeps a message (its max age); must be shorter
+    /// than EVENT_DEDUP_RETENTION_SECS, so that no event outlives its duplicate check.
+    #[arg(long, env = "NATS_STREAM_MAX_AGE_SECS", default_value_t = 3 * 86400, global = true)]
+    pub nats_stream_max_age_secs: u64,
+
+    /// Bytes the TAPROOM_EVENTS stream may hold; the oldest messages go first beyond it.
+    #[arg(long, env = "NATS_STREAM_MAX_BYTES", default_value_t = 1 << 30, global = true)]
+    pub nats_stream_max_bytes: i64,
+
+    /// Seconds a delivered event stays in its outbox (for inspection) before it is pruned.
+    #[arg(
+        long,
+        env = "OUTBOX_RETENTION_SECS",
+        default_value_t = 86400,
+        global = true
+    )]
+    pub outbox_retention_secs: u64,
+
+    /// Seconds a receiver remembers an event it took (its duplicate check), and the age
+    /// beyond which it refuses an event: older events could have been forgotten.
+    #[arg(long, env = "EVENT_DEDUP_RETENTION_SECS", default_value_t = 7 * 86400, global = true)]
+    pub event_dedup_retention_secs: u64,
+
+    /// Seconds a checkout's Idempotency-Key is remembered (and replayed).
+    #[arg(
+        long,
+        env = "IDEMPOTENCY_RETENTION_SECS",
+        default_value_t = 86400,
+        global = true
+    )]
+    pub idempotency_retention_secs: u64,
+
+    /// Seconds between passes of each service's pruning of expired rows.
+    #[arg(
+        long,
+        env = "PRUNE_INTERVAL_SECS",
+        default_value_t = 600,
+        global = true
+    )]
+    pub prune_interval_secs: u64,
+
     /// Whether this instance runs an outbox relay (delivering its service's events).
     /// Any number of instances may; turn it off to leave delivery to others.
     #[arg(long, env = "OUTBOX_RELAY", default_value_t = true, action = clap::ArgAction::Set, global = true)]
@@ -228,6 +275,27 @@ impl Config {
             .try_get_matches_from(["taproom"])
             .context("reading configuration")?;
         Ok(Config::from_arg_matches(&matches)?)
+    }
+
+    /// Refuses settings that would make events unsafe: a guessable EVENTS_TOKEN, or a
+    /// stream that keeps events longer than receivers remember them.
+    pub fn check_events(&self) -> Result<()> {
+        if let Some(token) = &self.events_token {
+            super::events::check_token(token)?;
+        }
+        anyhow::ensure!(
+            self.nats_stream_max_age_secs >= super::nats::DUPLICATE_WINDOW.as_secs(),
+            "NATS_STREAM_MAX_AGE_SECS must be at least {} (the stream's duplicate window)",
+            super::nats::DUPLICATE_WINDOW.as_secs()
+        );
+        anyhow::ensure!(
+            self.nats_stream_max_age_secs < self.event_dedup_retention_secs,
+            "NATS_STREAM_MAX_AGE_SECS ({}) must be less than EVENT_DEDUP_RETENTION_SECS ({}): \
+             an event must not outlive its duplicate check",
+            self.nats_stream_max_age_secs,
+            self.event_dedup_retention_secs
+        );
+        Ok(())
     }
 
     /// The bound on every call to another service.

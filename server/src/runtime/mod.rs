@@ -54,6 +54,7 @@ pub mod config;
 pub mod db;
 pub mod docs;
 pub mod etag;
+pub mod events;
 pub mod extract;
 pub mod http;
 pub mod infra;
@@ -63,6 +64,7 @@ pub mod outbox;
 pub mod pagination;
 pub mod problem;
 pub mod registry;
+pub mod retention;
 pub mod security;
 pub mod server;
 
@@ -129,6 +131,7 @@ impl<S> Service<S> {
         keyring: std::sync::Arc<auth::Keyring>,
         state: S,
     ) -> anyhow::Result<Service<S>> {
+        config.check_events()?;
         Ok(Service {
             spec: Spec::parse(def.name, def.spec)?,
             db: server::connect(config, def.name, def.migrator).await?,
@@ -136,6 +139,19 @@ impl<S> Service<S> {
             events_token: config.events_token.clone(),
             state,
         })
+    }
+
+    /// Prunes what `rules` say from this service's database every
+    /// `PRUNE_INTERVAL_SECS`, for as long as the returned task is kept (in the state).
+    pub fn prune(
+        &self,
+        config: &config::Config,
+        rules: Vec<retention::Rule>,
+        log: &slog::Logger,
+    ) -> retention::Pruner {
+        let every = std::time::Duration::from_secs(config.prune_interval_secs);
+        let log = log.new(slog::o!("service" => self.spec.service));
+        retention::Pruner::spawn(self.db.clone(), rules, every, &log)
     }
 }
 

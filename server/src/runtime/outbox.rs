@@ -261,6 +261,18 @@ impl Drop for RelayHandle {
     }
 }
 
+/// The rule that forgets delivered events once older than `keep` (undelivered ones are
+/// never pruned, however old).
+pub fn retention_rule(keep: Duration) -> super::retention::Rule {
+    super::retention::Rule {
+        what: "outbox",
+        sql:
+            "DELETE FROM outbox WHERE id IN \
+              (SELECT id FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < $1 LIMIT $2)",
+        keep,
+    }
+}
+
 /// What is waiting to be delivered.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Backlog {
