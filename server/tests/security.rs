@@ -37,7 +37,7 @@ use uuid::Uuid;
 
 /// Fewer operations than this means the walk read the documents wrong.
 const MIN_OPERATIONS: usize = 40;
-const EVENTS_TOKEN: &str = "security-walk-events-token";
+const EVENTS_TOKEN: &str = "security-walk-events-token, 32 bytes or more";
 const ADMIN_USERNAME: &str = "walk_admin";
 const ADMIN_PASSWORD: &str = "walk admin password";
 
@@ -490,6 +490,16 @@ impl Walk {
         }
         if let Some(body) = &probe.body {
             request = request.json(body);
+        }
+        if op.has(&Scheme::Secret) {
+            // Events are also signed with the secret: sign what `json` sends, so that
+            // only the credentials decide.
+            let bytes = probe.body.as_ref().map(|b| serde_json::to_vec(b).unwrap());
+            let signature = taproom_server::runtime::events::sign(
+                EVENTS_TOKEN,
+                bytes.as_deref().unwrap_or_default(),
+            );
+            request = request.header(taproom_server::runtime::events::SIGNATURE_HEADER, signature);
         }
         request = match credentials {
             Credentials::None => request,

@@ -531,10 +531,14 @@ async fn receive_event_takes_only_the_services_events(backend: Backend) {
     let services = bearer_client(EVENTS_TOKEN);
     let mut bad = event.clone();
     bad["order"]["total"] = serde_json::json!(4.09);
+    // Signed, so that it reaches validation: an unsigned body is refused unread.
+    let bad = serde_json::to_vec(&bad).unwrap();
     assert_eq!(
         services
             .post(&url)
-            .json(&bad)
+            .header("content-type", "application/json")
+            .header(SIGNATURE_HEADER, events::sign(EVENTS_TOKEN, &bad))
+            .body(bad)
             .send()
             .await
             .unwrap()

@@ -7,7 +7,7 @@ use crate::runtime::auth;
 use crate::runtime::db::StoreError;
 use crate::runtime::http::created;
 use crate::runtime::extract::Validators;
-use crate::runtime::{events, Db, Problem};
+use crate::runtime::{Db, Problem};
 use std::time::Duration;
 use dropshot::{HttpResponseCreated, HttpResponseHeaders, HttpResponseOk, RequestContext};
 use taproom_client::promotions::types;
@@ -138,25 +138,13 @@ impl PromotionsApi for PromotionsImpl {
     async fn receive_event(
         rqctx: Rq,
         _sender: EventSender,
-        headers: ValidatedHeaders<ReceiveEventHeaders>,
+        _signature: ValidatedHeaders<ReceiveEventHeaders>,
         body: ValidatedBody<types::Event>,
     ) -> Result<HttpResponseOk<types::EventReceipt>, Problem> {
         let event = body.into_inner();
+        // Its signature was verified on the raw body, before it was parsed (the
+        // extractor does so for every eventsAuth operation).
         let context = rqctx.context();
-        // The sender signs the body it sends, the generated client's serialisation of
-        // the same Event: re-serialised here, it is those bytes.
-        let signed = serde_json::to_vec(&event)
-            .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))?;
-        let signature = headers.into_inner().taproom_signature;
-        // EventSender has checked that a token is configured.
-        let secret = context.events_token.as_deref().unwrap_or_default();
-        if !events::verify(secret, &signed, signature.as_deref()) {
-            return Err(auth::unauthorized(
-                &rqctx.request_id,
-                "sign the event with the services' events token (Taproom-Signature)",
-                signature.is_some(),
-            ));
-        }
         if too_old(&event, context.state.dedup_retention) {
             return Err(Problem::new(
                 422,

@@ -53,6 +53,9 @@ struct ParamCheck {
 pub struct OperationChecks {
     body: Option<jsonschema::Validator>,
     params: Vec<ParamCheck>,
+    /// `security: [{eventsAuth: []}]`: the body must carry a valid events signature
+    /// (`runtime::events`), checked on its raw bytes before it is even parsed.
+    signed: bool,
 }
 
 /// Every operation's compiled checks, by operationId: one service's, built from its
@@ -164,7 +167,13 @@ impl Validators {
                     !operations.contains_key(id),
                     "operationId {id} is used by more than one operation"
                 );
-                let mut checks = OperationChecks::default();
+                let mut checks = OperationChecks {
+                    signed: op
+                        .get("security")
+                        .and_then(Value::as_array)
+                        .is_some_and(|r| r.iter().any(|req| req.get("eventsAuth").is_some())),
+                    ..Default::default()
+                };
                 if let Some(schema) = op
                     .get("requestBody")
                     .map(|b| deref(spec, b))
@@ -316,6 +325,16 @@ pub async fn read_json(
     limit: usize,
     optional: bool,
 ) -> Result<Option<Value>, Problem> {
+    read_json_verified(request, limit, optional, |_| Ok(())).await
+}
+
+/// `read_json`, with `verify` run on the raw bytes first (a signature over them).
+async fn read_json_verified(
+    request: hyper::Request<dropshot::Body>,
+    limit: usize,
+    optional: bool,
+    verify: impl FnOnce(&[u8]) -> Result<(), Problem>,
+) -> Result<Option<Value>, Problem> {
     let content_type = request
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -336,6 +355,7 @@ pub async fn read_json(
             }
         })?
         .to_bytes();
+    verify(&body)?;
     if body.is_empty() && optional {
         return Ok(None);
     }
@@ -506,7 +526,27 @@ async fn json_body<C: ServiceContext, X: ServerContext, T: DeserializeOwned>(
 ) -> Result<Option<T>, dropshot::HttpError> {
     let checks = operation_checks::<C, X>(rqctx)?;
     let rid = rqctx.request_id.as_str();
-    let Some(value) = read_json(request, rqctx.request_body_max_bytes(), optional)
+    let signature = request
+        .headers()
+        .get(super::events::SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let secret = service_context::<C, X>(rqctx)?.events_token();
+    let verify = |body: &[u8]| {
+        if !checks.signed {
+            return Ok(());
+        }
+        // The security extractor has checked that a secret is configured.
+        match secret {
+            Some(secret) if super::events::verify(secret, body, signature.as_deref()) => Ok(()),
+            _ => Err(super::auth::unauthorized(
+                rid,
+                "sign the body with the services' events token (Taproom-Signature)",
+                signature.is_some(),
+            )),
+        }
+    };
+    let Some(value) = read_json_verified(request, rqctx.request_body_max_bytes(), optional, verify)
         .await
         .map_err(|p| fail(rid, p))?
     else {
