@@ -86,7 +86,7 @@ impl TestDb {
             nats_url: None,
             nats_creds_file: None,
             nats_stream_max_age_secs: 3 * 86400,
-            nats_stream_max_bytes: 1 << 30,
+            nats_stream_max_bytes: 16 << 20,
             outbox_retention_secs: 86400,
             event_dedup_retention_secs: 7 * 86400,
             idempotency_retention_secs: 86400,

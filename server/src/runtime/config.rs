@@ -51,7 +51,8 @@ pub struct Config {
     pub nats_stream_max_age_secs: u64,
 
     /// Bytes the TAPROOM_EVENTS stream may hold; the oldest messages go first beyond it.
-    #[arg(long, env = "NATS_STREAM_MAX_BYTES", default_value_t = 1 << 30, global = true)]
+    /// NATS reserves this much of its store up front (it refuses a stream it cannot fit).
+    #[arg(long, env = "NATS_STREAM_MAX_BYTES", default_value_t = 256 << 20, global = true)]
     pub nats_stream_max_bytes: i64,
 
     /// Seconds a delivered event stays in its outbox (for inspection) before it is pruned.
