@@ -87,6 +87,15 @@ impl TestDb {
             request_body_max_bytes: 1024 * 1024,
             shutdown_timeout_secs: 5,
             token_ttl_secs: 3600,
+            // Tests sign in far more often than any client should; the tests of the
+            // limits set their own.
+            trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+            credentials_rate_per_minute: 1_000_000,
+            credentials_burst: 1_000_000,
+            login_failures_per_address: 5,
+            login_failures_per_account: 100,
+            password_hash_concurrency: 0,
+            password_hash_queue: 10_000,
             cors_allowed_origins: vec!["https://app.example".into()],
             log_level: std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "critical".into()),
             log_format: taproom_server::runtime::server::LogFormat::Text,

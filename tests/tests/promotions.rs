@@ -156,7 +156,8 @@ async fn codes_take_a_percentage_off_and_are_limited_per_user(backend: Backend) 
         &w.shop.promotions_url,
         bearer_client(&token),
     );
-    let spring = carol
+    let spring = w
+        .admin
         .get_promotion()
         .code("SPRING-10")
         .send()
@@ -164,6 +165,16 @@ async fn codes_take_a_percentage_off_and_are_limited_per_user(backend: Backend) 
         .unwrap()
         .into_inner();
     assert_eq!((spring.percent_off, spring.max_uses_per_user), (10, 2));
+    // Customers cannot look codes up, so they cannot find them by trying names: the same
+    // 403 for a code that exists and one that does not.
+    assert_eq!(
+        problem(carol.get_promotion().code("SPRING-10").send().await).0,
+        403
+    );
+    assert_eq!(
+        problem(carol.get_promotion().code("NOPE-1").send().await).0,
+        403
+    );
     let again = types::CreatePromotion {
         code: "SPRING-10".parse().unwrap(),
         percent_off: NonZeroU32::new(5).unwrap(),
@@ -178,7 +189,7 @@ async fn codes_take_a_percentage_off_and_are_limited_per_user(backend: Backend) 
         409
     );
     assert_eq!(
-        problem(carol.get_promotion().code("NOPE-1").send().await).0,
+        problem(w.admin.get_promotion().code("NOPE-1").send().await).0,
         404
     );
 

@@ -1542,7 +1542,7 @@ pub mod types {
 
 Promo codes: a percentage off an order, usable a limited number of times per user. Uses are counted from the orders service's `order.placed` events, each taking effect exactly once however often it is delivered.
 
-Version: 1.0.0*/
+Version: 2.0.0*/
 pub struct Client {
     pub(crate) baseurl: String,
     pub(crate) client: reqwest::Client,
@@ -1578,7 +1578,7 @@ impl Client {
 }
 impl ClientInfo<()> for Client {
     fn api_version() -> &'static str {
-        "1.0.0"
+        "2.0.0"
     }
     fn baseurl(&self) -> &str {
         self.baseurl.as_str()
@@ -1665,7 +1665,7 @@ let response = client.create_promotion()
     }
     /**Get a promo code
 
-Any signed-in user.
+Admins only (others get 403, whether or not the code exists), so that codes cannot be found by trying names. Customers ask `check_eligibility` about a code they were given.
 
 Sends a `GET` request to `/v1/promotions/{code}`
 
@@ -2156,6 +2156,13 @@ pub mod builder {
                     )
                 }
                 401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
                     Err(
                         Error::ErrorResponse(
                             ResponseValue::from_response(response).await?,

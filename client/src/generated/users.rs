@@ -2320,7 +2320,7 @@ pub mod types {
 
 Accounts, passwords, tokens and roles.
 
-Version: 1.0.0*/
+Version: 1.1.0*/
 pub struct Client {
     pub(crate) baseurl: String,
     pub(crate) client: reqwest::Client,
@@ -2356,7 +2356,7 @@ impl Client {
 }
 impl ClientInfo<()> for Client {
     fn api_version() -> &'static str {
-        "1.0.0"
+        "1.1.0"
     }
     fn baseurl(&self) -> &str {
         self.baseurl.as_str()
@@ -2447,7 +2447,7 @@ let response = client.list_users()
     }
     /**Register a new user
 
-Creates an account with role `user`. The password is stored as an argon2id hash and is never returned.
+Creates an account with role `user`. The password is stored as an argon2id hash and is never returned. Limited per client address (`x-rate-limit: credentials`, 429) and by the service's password-hashing capacity (503).
 
 Sends a `POST` request to `/v1/users`
 
@@ -2515,7 +2515,7 @@ let response = client.update_user()
     }
     /**Log in and get an access token
 
-Credentials as JSON (`username` or `email`, and `password`) or as HTTP Basic (`username` may be the email). 401 on bad credentials, without saying which part was wrong. After 5 failures in a row for one account, further attempts get 429 with `Retry-After` until the wait (growing with each failure, at most 15 minutes) is over.
+Credentials as JSON (`username` or `email`, and `password`) or as HTTP Basic (`username` may be the email). 401 on bad credentials, without saying which part was wrong. After 5 failures in a row for one account from one client address, further attempts from that address get 429 with `Retry-After` until the wait (growing with each failure, at most 15 minutes) is over; the owner signing in from another address is not affected. 100 failures in a row for one account from any addresses lock it the same way. Each client address is also rate limited (`x-rate-limit: credentials`), and a service at its password-hashing capacity answers 503.
 
 Sends a `POST` request to `/v1/auth/token`
 
@@ -3439,6 +3439,13 @@ pub mod builder {
                     )
                 }
                 500u16..=599u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
                     Err(
                         Error::ErrorResponse(
                             ResponseValue::from_response(response).await?,

@@ -70,6 +70,68 @@ pub struct Config {
     #[arg(long, env = "TOKEN_TTL_SECS", default_value_t = 3600, global = true)]
     pub token_ttl_secs: u64,
 
+    /// Proxies whose `X-Forwarded-For` is believed (CIDRs, comma-separated): the client
+    /// address used by rate limits and login throttling is the right-most hop not in
+    /// this list. The default trusts loopback, where `server all`'s gateway runs; add
+    /// your load balancers' or ingress' addresses, never the clients'.
+    #[arg(
+        long,
+        env = "TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1/32,::1/128",
+        global = true
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Requests per minute one client address may make to operations that check or
+    /// create a password (`x-rate-limit: credentials`; excess: 429).
+    #[arg(
+        long,
+        env = "CREDENTIALS_RATE_PER_MINUTE",
+        default_value_t = 60,
+        global = true
+    )]
+    pub credentials_rate_per_minute: u32,
+
+    /// How many of those requests one address may make at once before the rate applies.
+    #[arg(long, env = "CREDENTIALS_BURST", default_value_t = 20, global = true)]
+    pub credentials_burst: u32,
+
+    /// Failed logins in a row from one client address before that address must wait to
+    /// try the account again (30 s, doubling per further failure, at most 15 minutes).
+    #[arg(
+        long,
+        env = "LOGIN_FAILURES_PER_ADDRESS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub login_failures_per_address: u32,
+
+    /// Failed logins in a row from any addresses before the account itself must wait
+    /// (the same waits): the bound on guessing from many addresses.
+    #[arg(
+        long,
+        env = "LOGIN_FAILURES_PER_ACCOUNT",
+        default_value_t = 100,
+        global = true
+    )]
+    pub login_failures_per_account: u32,
+
+    /// Password hashes computed at once (each takes ~19 MiB and a core for tens of
+    /// milliseconds); 0: the number of cores.
+    #[arg(
+        long,
+        env = "PASSWORD_HASH_CONCURRENCY",
+        default_value_t = 0,
+        global = true
+    )]
+    pub password_hash_concurrency: usize,
+
+    /// Password hashes that may wait for one of those slots; beyond that a request gets
+    /// 503 with `Retry-After` instead of queueing without bound.
+    #[arg(long, env = "PASSWORD_HASH_QUEUE", default_value_t = 16, global = true)]
+    pub password_hash_queue: usize,
+
     /// Origins allowed to call the services from a browser (CORS), comma-separated;
     /// `*` allows any origin. Empty (the default): no cross-origin access.
     #[arg(

@@ -41,6 +41,8 @@ macro_rules! api_aliases {
             $crate::runtime::security::WithRole<Context, $crate::runtime::security::role::Admin>;
         /// `security: [{eventsAuth: []}]`: another service with the events token.
         pub type EventSender = $crate::runtime::security::EventSender<Context>;
+        /// `x-rate-limit: credentials`: the client's address is within its limit.
+        pub type CredentialsLimit = $crate::runtime::clients::CredentialsLimit<Context>;
         /// `security: [{basicAuth: []}, {}]`: HTTP Basic credentials, if sent.
         pub type BasicCredentials = $crate::runtime::security::BasicCredentials;
     };
@@ -50,6 +52,7 @@ pub(crate) use api_aliases;
 
 pub mod auth;
 pub mod calls;
+pub mod clients;
 pub mod config;
 pub mod db;
 pub mod docs;
@@ -118,6 +121,8 @@ pub struct Service<S> {
     pub keyring: std::sync::Arc<auth::Keyring>,
     /// The shared secret of `eventsAuth` operations, if configured.
     pub events_token: Option<String>,
+    /// Client addresses and the `x-rate-limit` buckets.
+    pub clients: clients::Clients,
     pub state: S,
 }
 
@@ -134,6 +139,7 @@ impl<S> Service<S> {
             db: server::connect(config, def.name, def.migrator).await?,
             keyring,
             events_token: config.events_token.clone(),
+            clients: clients::Clients::new(config),
             state,
         })
     }
@@ -151,6 +157,9 @@ impl<S: Send + Sync + 'static> ServiceContext for Service<S> {
     }
     fn events_token(&self) -> Option<&str> {
         self.events_token.as_deref()
+    }
+    fn clients(&self) -> &clients::Clients {
+        &self.clients
     }
 }
 
@@ -174,4 +183,5 @@ pub trait ServiceContext: Send + Sync + 'static {
     fn db(&self) -> &Db;
     fn keyring(&self) -> &auth::Keyring;
     fn events_token(&self) -> Option<&str>;
+    fn clients(&self) -> &clients::Clients;
 }

@@ -97,6 +97,7 @@ pub trait UsersApi {
     #[endpoint { method = POST, path = "/v1/users", tags = ["users"] }]
     async fn create_user(
         rqctx: RequestContext<Self::Context>,
+        _limit: CredentialsLimit,
         body: ValidatedBody<types::CreateUser>,
     ) -> Result<dropshot::HttpResponseHeaders<dropshot::HttpResponseCreated<types::User>>, Problem>;
 
@@ -129,6 +130,7 @@ pub trait UsersApi {
     #[endpoint { method = POST, path = "/v1/auth/token", tags = ["auth"] }]
     async fn create_token(
         rqctx: RequestContext<Self::Context>,
+        _limit: CredentialsLimit,
         credentials: BasicCredentials,
         body: OptionalBody<types::Credentials>,
     ) -> Result<dropshot::HttpResponseOk<types::Token>, Problem>;

@@ -22,7 +22,7 @@ fn store_problem(rqctx: &RequestContext<UsersContext>, e: StoreError) -> Problem
 async fn hash_password(rqctx: &RequestContext<UsersContext>, password: String) -> Result<String, Problem> {
     super::passwords::hash(password)
         .await
-        .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))
+        .map_err(|e| e.problem(&rqctx.log, &rqctx.request_id))
 }
 
 /// The user themself or an admin; to anyone else the user does not exist.
@@ -63,6 +63,7 @@ impl UsersApi for UsersImpl {
 
     async fn create_user(
         rqctx: RequestContext<UsersContext>,
+        _limit: CredentialsLimit,
         body: ValidatedBody<types::CreateUser>,
     ) -> Result<HttpResponseHeaders<HttpResponseCreated<types::User>>, Problem> {
         let body = body.into_inner();
@@ -143,6 +144,7 @@ impl UsersApi for UsersImpl {
 
     async fn create_token(
         rqctx: RequestContext<UsersContext>,
+        _limit: CredentialsLimit,
         credentials: BasicCredentials,
         body: OptionalBody<types::Credentials>,
     ) -> Result<HttpResponseOk<types::Token>, Problem> {
@@ -152,6 +154,7 @@ impl UsersApi for UsersImpl {
         let token = rqctx
             .context()
             .state
+            .tokens
             .mint(user_id, role)
             .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))?;
         Ok(HttpResponseOk(token))
@@ -176,6 +179,6 @@ impl UsersApi for UsersImpl {
     async fn get_jwks(
         rqctx: RequestContext<UsersContext>,
     ) -> Result<HttpResponseOk<types::Jwks>, Problem> {
-        Ok(HttpResponseOk(rqctx.context().state.jwks()))
+        Ok(HttpResponseOk(rqctx.context().state.tokens.jwks()))
     }
 }

@@ -5,6 +5,7 @@ mod handlers;
 mod login;
 mod passwords;
 mod store;
+mod throttle;
 mod tokens;
 
 use crate::runtime::config::Config;
@@ -27,8 +28,16 @@ pub static SERVICE: ServiceDef = ServiceDef {
     served_openapi: api::served_openapi,
 };
 
-/// The users service's context: its own state is the token keys.
-pub type UsersContext = Service<tokens::Tokens>;
+/// The users service's own state.
+pub struct Users {
+    /// The keys tokens are signed with.
+    pub tokens: tokens::Tokens,
+    /// How many failed logins lock an address out of an account, and the account.
+    pub throttle: throttle::Limits,
+}
+
+/// The users service's context.
+pub type UsersContext = Service<Users>;
 
 /// Starts the service (it calls no other; `_peers` is empty).
 pub async fn start(
@@ -36,6 +45,7 @@ pub async fn start(
     _peers: &PeerUrls,
     log: &slog::Logger,
 ) -> anyhow::Result<HttpServer<UsersContext>> {
+    passwords::configure(config);
     let db = server::connect(config, NAME, &MIGRATOR).await?;
     let tokens = tokens::Tokens::load(&db, config.token_ttl_secs).await?;
     // Tokens are verified with the service's own keys.
@@ -44,7 +54,11 @@ pub async fn start(
         db,
         keyring: tokens.keyring.clone(),
         events_token: config.events_token.clone(),
-        state: tokens,
+        clients: crate::runtime::clients::Clients::new(config),
+        state: Users {
+            tokens,
+            throttle: throttle::Limits::from(config),
+        },
     };
     server::start(api::api::<handlers::UsersImpl>(), context, config, log)
 }

@@ -221,48 +221,6 @@ pub async fn credentials(
     )))
 }
 
-/// Until when an account's logins are refused, if they are.
-pub async fn locked_until(db: &Db, account: &str) -> Result<Option<String>, StoreError> {
-    let row = sqlx::query("SELECT locked_until FROM login_failures WHERE account = $1")
-        .bind(account)
-        .fetch_optional(&db.pool)
-        .await?;
-    Ok(match row {
-        Some(row) => row.try_get::<Option<String>, _>("locked_until")?,
-        None => None,
-    })
-}
-
-/// Counts one more failed login; returns the new count of consecutive failures.
-pub async fn record_failure(db: &Db, account: &str) -> Result<i64, StoreError> {
-    let failures: i64 = sqlx::query_scalar(
-        "INSERT INTO login_failures (account, failures) VALUES ($1, 1) \
-         ON CONFLICT (account) DO UPDATE SET failures = login_failures.failures + 1 \
-         RETURNING failures",
-    )
-    .bind(account)
-    .fetch_one(&db.pool)
-    .await?;
-    Ok(failures)
-}
-
-pub async fn lock(db: &Db, account: &str, until: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE login_failures SET locked_until = $2 WHERE account = $1")
-        .bind(account)
-        .bind(until)
-        .execute(&db.pool)
-        .await?;
-    Ok(())
-}
-
-pub async fn clear_failures(db: &Db, account: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM login_failures WHERE account = $1")
-        .bind(account)
-        .execute(&db.pool)
-        .await?;
-    Ok(())
-}
-
 /// Every signing key: (kid, private PKCS#8 base64, public x base64url), newest first.
 pub async fn signing_keys(db: &Db) -> Result<Vec<(String, String, String)>, StoreError> {
     let rows = sqlx::query(
