@@ -153,6 +153,7 @@ impl UsersApi for UsersImpl {
             .context()
             .state
             .mint(user_id, role)
+            .await
             .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))?;
         Ok(HttpResponseOk(token))
     }
@@ -176,6 +177,12 @@ impl UsersApi for UsersImpl {
     async fn get_jwks(
         rqctx: RequestContext<UsersContext>,
     ) -> Result<HttpResponseOk<types::Jwks>, Problem> {
-        Ok(HttpResponseOk(rqctx.context().state.jwks()))
+        let jwks = rqctx
+            .context()
+            .state
+            .jwks()
+            .await
+            .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))?;
+        Ok(HttpResponseOk(jwks))
     }
 }
