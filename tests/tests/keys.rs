@@ -193,16 +193,53 @@ on_both_databases!(
 
 /// The race: several users instances start at once on one fresh PostgreSQL database, each
 /// finding no key. They must end up with one: the same JWKS everywhere, and a token from
-/// any instance verifies at every other.
+/// any instance verifies at every other. To make them really race, the test holds a lock
+/// on the (migrated, empty) key table until every instance is waiting on it, then lets
+/// them all go at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn instances_starting_together_agree_on_one_key() {
+    const INSTANCES: usize = 6;
     let db = TestDb::new(Backend::Postgres);
     let config = db.config();
+    let url = db.url(users::NAME);
+    {
+        use sqlx::migrate::MigrateDatabase;
+        sqlx::Postgres::create_database(&url).await.unwrap();
+        let mut conn = connect(&url).await;
+        users::MIGRATOR.run(&mut conn).await.unwrap();
+    }
+    let mut gate = connect(&url).await;
+    sqlx::raw_sql("BEGIN; LOCK TABLE signing_keys IN EXCLUSIVE MODE")
+        .execute(&mut gate)
+        .await
+        .unwrap();
     let log =
         taproom_server::runtime::server::logger(&config.log_level, config.log_format).unwrap();
-    let peers = Default::default();
-    let servers =
-        futures::future::join_all((0..6).map(|_| users::start(&config, &peers, &log))).await;
+    let starting: Vec<_> = (0..INSTANCES)
+        .map(|_| {
+            let (config, log) = (config.clone(), log.clone());
+            tokio::spawn(async move { users::start(&config, &Default::default(), &log).await })
+        })
+        .collect();
+    let watcher = sqlx::AnyPool::connect(&url).await.unwrap();
+    taproom_tests::eventually(60, "every instance waits for the key table", || {
+        let watcher = watcher.clone();
+        async move {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_locks WHERE relation = 'signing_keys'::regclass AND NOT granted",
+            )
+            .fetch_one(&watcher)
+            .await
+            .unwrap();
+            waiting == INSTANCES as i64
+        }
+    })
+    .await;
+    sqlx::raw_sql("COMMIT").execute(&mut gate).await.unwrap();
+    let mut servers = Vec::new();
+    for start in starting {
+        servers.push(start.await.unwrap());
+    }
     let urls: Vec<String> = servers
         .iter()
         .map(|s| format!("http://{}", s.as_ref().expect("starts").local_addr()))
