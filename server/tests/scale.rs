@@ -43,6 +43,11 @@ impl Fleet {
             ("DATABASE_URL".into(), url.to_string()),
             ("DATA_DIR".into(), dir.path().display().to_string()),
             ("EVENTS_TOKEN".into(), "scale test events token".into()),
+            // The users service on PostgreSQL seals its signing key under this.
+            (
+                "SIGNING_KEY_ENCRYPTION_KEY".into(),
+                "c2NhbGUgdGVzdCBrZXktZW5jcnlwdGlvbiBrZXkgMzI=".into(),
+            ),
             ("LOG_LEVEL".into(), "warning".into()),
             ("SHUTDOWN_TIMEOUT_SECS".into(), "10".into()),
         ];

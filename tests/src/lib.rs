@@ -33,6 +33,9 @@ fn with_database(base: &str, name: &str) -> String {
     url.to_string()
 }
 
+/// The key-encryption key of the tests' users services on PostgreSQL (32 bytes, base64).
+pub const TEST_SIGNING_KEK: &str = "dGVzdCBzaWduaW5nIGtleS1lbmNyeXB0aW9uIGtleSE=";
+
 /// A change to the test configuration.
 type Adjust = std::sync::Arc<dyn Fn(&mut Config) + Send + Sync>;
 
@@ -96,6 +99,10 @@ impl TestDb {
             login_failures_per_account: 100,
             password_hash_concurrency: 0,
             password_hash_queue: 10_000,
+            signing_key_file: None,
+            // PostgreSQL needs a key-encryption key; SQLite makes one in DATA_DIR.
+            signing_key_encryption_key: (self.backend == Backend::Postgres)
+                .then(|| TEST_SIGNING_KEK.to_string()),
             cors_allowed_origins: vec!["https://app.example".into()],
             log_level: std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "critical".into()),
             log_format: taproom_server::runtime::server::LogFormat::Text,
@@ -165,6 +172,11 @@ impl Users {
     ) -> Users {
         let mut db = TestDb::new(backend);
         db.adjust = Some(std::sync::Arc::new(adjust));
+        Self::start_on(db).await
+    }
+
+    /// Starts on `db` as it is (a test may have prepared it).
+    pub async fn start_on(db: TestDb) -> Users {
         let server = Self::launch(&db).await;
         let base_url = format!("http://{}", server.local_addr());
         Users {
@@ -253,21 +265,11 @@ impl Users {
     /// Signs `claims` as the users service would, with its own private key read from its
     /// database: for tokens the API would never issue (expired ones, say).
     pub async fn sign(&self, claims: serde_json::Value) -> String {
-        use base64::Engine;
-        use sqlx::{Connection, Row};
-        sqlx::any::install_default_drivers();
-        let mut conn = sqlx::AnyConnection::connect(&self.db.url(users::NAME))
+        let (kid, der) = users::signing_key(&self.db.config())
             .await
-            .unwrap();
-        let row = sqlx::query("SELECT kid, private_key FROM signing_keys")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(row.get::<String, _>("private_key"))
-            .unwrap();
+            .expect("the signing key opens");
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-        header.kid = Some(row.get("kid"));
+        header.kid = Some(kid);
         jsonwebtoken::encode(
             &header,
             &claims,

@@ -131,6 +131,22 @@ pub struct Config {
     /// 503 with `Retry-After` instead of queueing without bound.
     #[arg(long, env = "PASSWORD_HASH_QUEUE", default_value_t = 16, global = true)]
     pub password_hash_queue: usize,
+    /// File holding the key-encryption key the users service seals its token-signing keys
+    /// with (32 random bytes, base64: `openssl rand -base64 32`), e.g. a mounted secret.
+    /// Required on PostgreSQL unless SIGNING_KEY_ENCRYPTION_KEY is set; on SQLite one is
+    /// made in DATA_DIR (signing-key.kek, mode 0600) when neither is set.
+    #[arg(long, env = "SIGNING_KEY_FILE", global = true)]
+    pub signing_key_file: Option<PathBuf>,
+
+    /// The key-encryption key itself (same format as the file's content), instead of
+    /// SIGNING_KEY_FILE.
+    #[arg(
+        long,
+        env = "SIGNING_KEY_ENCRYPTION_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub signing_key_encryption_key: Option<String>,
 
     /// Origins allowed to call the services from a browser (CORS), comma-separated;
     /// `*` allows any origin. Empty (the default): no cross-origin access.

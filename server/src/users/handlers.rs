@@ -156,6 +156,7 @@ impl UsersApi for UsersImpl {
             .state
             .tokens
             .mint(user_id, role)
+            .await
             .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))?;
         Ok(HttpResponseOk(token))
     }
@@ -179,6 +180,13 @@ impl UsersApi for UsersImpl {
     async fn get_jwks(
         rqctx: RequestContext<UsersContext>,
     ) -> Result<HttpResponseOk<types::Jwks>, Problem> {
-        Ok(HttpResponseOk(rqctx.context().state.tokens.jwks()))
+        let jwks = rqctx
+            .context()
+            .state
+            .tokens
+            .jwks()
+            .await
+            .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))?;
+        Ok(HttpResponseOk(jwks))
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod api;
 mod handlers;
+mod kek;
 mod login;
 mod passwords;
 mod store;
@@ -46,8 +47,9 @@ pub async fn start(
     log: &slog::Logger,
 ) -> anyhow::Result<HttpServer<UsersContext>> {
     passwords::configure(config);
+    let kek = kek::Kek::from_config(config)?;
     let db = server::connect(config, NAME, &MIGRATOR).await?;
-    let tokens = tokens::Tokens::load(&db, config.token_ttl_secs).await?;
+    let tokens = tokens::Tokens::load(&db, kek, config.token_ttl_secs).await?;
     // Tokens are verified with the service's own keys.
     let context = Service {
         spec: Spec::parse(NAME, api::SPEC_YAML)?,
@@ -98,4 +100,24 @@ pub async fn create_admin(
             }
             other => anyhow::anyhow!("{other:?}"),
         })
+}
+
+pub use tokens::{Rotation, RETIRED_KEY_GRACE};
+
+/// Makes a new signing key (the `server admin rotate-keys` command). The old one stays
+/// published until the tokens it signed have expired (TOKEN_TTL_SECS), unless `revoke`:
+/// then every other key is deleted at once and the tokens they signed stop verifying.
+pub async fn rotate_keys(config: &Config, revoke: bool) -> anyhow::Result<Rotation> {
+    let kek = kek::Kek::from_config(config)?;
+    let db = server::connect(config, NAME, &MIGRATOR).await?;
+    tokens::rotate(&db, &kek, config.token_ttl_secs, revoke).await
+}
+
+/// The signing key opened: (kid, PKCS#8 DER). For tools and tests that must sign what the
+/// API never would (expired tokens, say); it needs the key-encryption key, as the
+/// service does.
+pub async fn signing_key(config: &Config) -> anyhow::Result<(String, Vec<u8>)> {
+    let kek = kek::Kek::from_config(config)?;
+    let db = server::connect(config, NAME, &MIGRATOR).await?;
+    tokens::signing_key(&db, &kek).await
 }

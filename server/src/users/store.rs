@@ -221,36 +221,153 @@ pub async fn credentials(
     )))
 }
 
-/// Every signing key: (kid, private PKCS#8 base64, public x base64url), newest first.
-pub async fn signing_keys(db: &Db) -> Result<Vec<(String, String, String)>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT kid, private_key, public_key FROM signing_keys ORDER BY created_at DESC, kid DESC",
+/// The key that signs: (kid, sealed private key). `None` before the first start.
+pub async fn active_signing_key(db: &Db) -> Result<Option<(String, String)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT kid, sealed_private_key FROM signing_keys WHERE active = 1 AND sealed_private_key IS NOT NULL",
     )
+    .fetch_optional(&db.pool)
+    .await?;
+    Ok(match row {
+        Some(r) => Some((r.try_get("kid")?, r.try_get("sealed_private_key")?)),
+        None => None,
+    })
+}
+
+/// The published keys, (kid, public x base64url), newest first: the signing key and every
+/// key retired after `retired_after` (older ones signed only tokens expired by now).
+pub async fn published_keys(
+    db: &Db,
+    retired_after: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT kid, public_key FROM signing_keys \
+         WHERE active = 1 OR retired_at IS NULL OR retired_at > $1 \
+         ORDER BY created_at DESC, kid DESC",
+    )
+    .bind(retired_after)
     .fetch_all(&db.pool)
     .await?;
     rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get("kid")?,
-                r.try_get("private_key")?,
-                r.try_get("public_key")?,
-            ))
-        })
+        .map(|r| Ok((r.try_get("kid")?, r.try_get("public_key")?)))
         .collect()
 }
 
-pub async fn insert_signing_key(
+/// Makes `kid` the signing key unless there is one already (another instance starting at
+/// the same time may have made it first): the unique `active` column decides.
+pub async fn insert_first_signing_key(
     db: &Db,
     kid: &str,
-    private_key: &str,
+    sealed: &str,
     public_key: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO signing_keys (kid, private_key, public_key, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(kid)
-        .bind(private_key)
-        .bind(public_key)
-        .bind(now_text())
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, sealed_private_key, public_key, created_at, active) \
+         VALUES ($1, $2, $3, $4, 1) ON CONFLICT DO NOTHING",
+    )
+    .bind(kid)
+    .bind(sealed)
+    .bind(public_key)
+    .bind(now_text())
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Keys still stored in plain text (from before sealing): (kid, PKCS#8 base64).
+pub async fn plain_signing_keys(db: &Db) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = sqlx::query("SELECT kid, private_key FROM signing_keys WHERE private_key IS NOT NULL")
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("kid")?, r.try_get("private_key")?)))
+        .collect()
+}
+
+/// Replaces a plain key by its sealed form (a no-op if another instance did it first).
+pub async fn seal_signing_key(db: &Db, kid: &str, sealed: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE signing_keys SET sealed_private_key = $2, private_key = NULL \
+         WHERE kid = $1 AND private_key IS NOT NULL",
+    )
+    .bind(kid)
+    .bind(sealed)
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Dates retired keys whose retirement was not recorded (from before rotation existed)
+/// `now`, and deletes keys retired before `retired_before`; how many were deleted.
+pub async fn tidy_signing_keys(
+    db: &Db,
+    now: &str,
+    retired_before: &str,
+) -> Result<u64, StoreError> {
+    sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE active IS NULL AND retired_at IS NULL")
+        .bind(now)
         .execute(&db.pool)
         .await?;
-    Ok(())
+    let deleted = sqlx::query(
+        "DELETE FROM signing_keys WHERE active IS NULL AND retired_at IS NOT NULL AND retired_at < $1",
+    )
+    .bind(retired_before)
+    .execute(&db.pool)
+    .await?;
+    Ok(deleted.rows_affected())
+}
+
+/// Makes `kid` the signing key, retiring the current one at `now` (or deleting every other
+/// key when `revoke`): the kids retired or deleted. One transaction, so there is always
+/// exactly one signing key; a rotation racing this one fails on the unique `active`.
+pub async fn rotate_signing_key(
+    db: &Db,
+    kid: &str,
+    sealed: &str,
+    public_key: &str,
+    now: &str,
+    revoke: bool,
+) -> Result<Vec<String>, StoreError> {
+    let mut tx = db.pool.begin().await?;
+    // Taking the write lock first (SQLite) / the row lock (PostgreSQL) orders rotations.
+    sqlx::query("UPDATE signing_keys SET active = NULL, retired_at = $1 WHERE active = 1")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    let old: Vec<String> = if revoke {
+        let rows = sqlx::query("SELECT kid FROM signing_keys WHERE active IS NULL")
+            .fetch_all(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM signing_keys WHERE active IS NULL")
+            .execute(&mut *tx)
+            .await?;
+        rows.iter().map(|r| r.try_get("kid")).collect::<Result<_, _>>()?
+    } else {
+        let rows = sqlx::query("SELECT kid FROM signing_keys WHERE retired_at = $1")
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        rows.iter().map(|r| r.try_get("kid")).collect::<Result<_, _>>()?
+    };
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, sealed_private_key, public_key, created_at, active) \
+         VALUES ($1, $2, $3, $4, 1)",
+    )
+    .bind(kid)
+    .bind(sealed)
+    .bind(public_key)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Db(anyhow::anyhow!(
+                "another key rotation ran at the same time; run it again"
+            ))
+        } else {
+            e.into()
+        }
+    })?;
+    tx.commit().await?;
+    Ok(old)
 }
