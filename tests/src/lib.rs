@@ -87,6 +87,7 @@ impl TestDb {
             request_body_max_bytes: 1024 * 1024,
             shutdown_timeout_secs: 5,
             token_ttl_secs: 3600,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
             cors_allowed_origins: vec!["https://app.example".into()],
             log_level: std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "critical".into()),
             log_format: taproom_server::runtime::server::LogFormat::Text,
@@ -159,7 +160,7 @@ impl Users {
         let server = Self::launch(&db).await;
         let base_url = format!("http://{}", server.local_addr());
         Users {
-            client: taproom_client::users::Client::new(&base_url),
+            client: taproom_client::users::Client::new(&base_url, Default::default()),
             base_url,
             db,
             server: Some(server),
@@ -189,7 +190,7 @@ impl Users {
         }
         let server = Self::launch(&self.db).await;
         self.base_url = format!("http://{}", server.local_addr());
-        self.client = taproom_client::users::Client::new(&self.base_url);
+        self.client = taproom_client::users::Client::new(&self.base_url, Default::default());
         self.server = Some(server);
     }
 
@@ -200,7 +201,11 @@ impl Users {
 
     /// A client that sends `token` as its bearer token.
     pub fn client_with_token(&self, token: &str) -> taproom_client::users::Client {
-        taproom_client::users::Client::new_with_client(&self.base_url, bearer_client(token))
+        taproom_client::users::Client::new_with_client(
+            &self.base_url,
+            bearer_client(token),
+            Default::default(),
+        )
     }
 
     /// Logs in through `create_token` (JSON credentials); the access token.
@@ -310,7 +315,7 @@ impl Tasks {
             .expect("tasks service starts");
         let base_url = format!("http://{}", server.local_addr());
         Tasks {
-            client: taproom_client::tasks::Client::new(&base_url),
+            client: taproom_client::tasks::Client::new(&base_url, Default::default()),
             base_url,
             users,
             _server: server,
@@ -324,8 +329,11 @@ impl Tasks {
         name: &str,
     ) -> (uuid::Uuid, taproom_client::tasks::Client, reqwest::Client) {
         let (id, token) = self.users.register(name).await;
-        let client =
-            taproom_client::tasks::Client::new_with_client(&self.base_url, bearer_client(&token));
+        let client = taproom_client::tasks::Client::new_with_client(
+            &self.base_url,
+            bearer_client(&token),
+            Default::default(),
+        );
         (id, client, bearer_client(&token))
     }
 }
@@ -366,7 +374,7 @@ impl Shop {
             .expect("promotions service starts");
         let promotions_url = format!("http://{}", promotions_server.local_addr());
         let mut shop = Shop {
-            beers: taproom_client::beers::Client::new(&beers_url),
+            beers: taproom_client::beers::Client::new(&beers_url, Default::default()),
             orders_url: String::new(),
             beers_url,
             promotions_url,
@@ -438,6 +446,7 @@ impl Shop {
         taproom_client::promotions::Client::new_with_client(
             &self.promotions_url,
             bearer_client(&token),
+            Default::default(),
         )
     }
 
@@ -451,13 +460,21 @@ impl Shop {
     /// A beers client logged in as a new admin.
     pub async fn beers_admin(&self) -> taproom_client::beers::Client {
         let token = self.users.admin_token().await;
-        taproom_client::beers::Client::new_with_client(&self.beers_url, bearer_client(&token))
+        taproom_client::beers::Client::new_with_client(
+            &self.beers_url,
+            bearer_client(&token),
+            Default::default(),
+        )
     }
 
     /// An orders client logged in as a new admin.
     pub async fn orders_admin(&self) -> taproom_client::orders::Client {
         let token = self.users.admin_token().await;
-        taproom_client::orders::Client::new_with_client(&self.orders_url, bearer_client(&token))
+        taproom_client::orders::Client::new_with_client(
+            &self.orders_url,
+            bearer_client(&token),
+            Default::default(),
+        )
     }
 
     /// A new customer, registered and logged in: their id, an orders client with their
@@ -470,6 +487,7 @@ impl Shop {
         let client = taproom_client::orders::Client::new_with_client(
             &self.orders_url,
             bearer_client(&token),
+            Default::default(),
         );
         (id, client, bearer_client(&token))
     }

@@ -87,7 +87,11 @@ impl Keyring {
         Ok(Keyring {
             keys: RwLock::default(),
             remote: Some(Remote {
-                users: taproom_client::users::Client::new_with_client(users_url, http),
+                users: taproom_client::users::Client::new_with_client(
+                    users_url,
+                    http,
+                    Default::default(),
+                ),
                 last_fetch: tokio::sync::Mutex::new(None),
             }),
         })

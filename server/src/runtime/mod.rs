@@ -118,6 +118,9 @@ pub struct Service<S> {
     pub keyring: std::sync::Arc<auth::Keyring>,
     /// The shared secret of `eventsAuth` operations, if configured.
     pub events_token: Option<String>,
+    /// Where callers' accounts are kept, for the service that keeps them (users), which
+    /// then trusts the stored account over the token's claims; `None` elsewhere.
+    pub accounts: Option<std::sync::Arc<dyn security::Accounts>>,
     pub state: S,
 }
 
@@ -134,6 +137,7 @@ impl<S> Service<S> {
             db: server::connect(config, def.name, def.migrator).await?,
             keyring,
             events_token: config.events_token.clone(),
+            accounts: None,
             state,
         })
     }
@@ -151,6 +155,9 @@ impl<S: Send + Sync + 'static> ServiceContext for Service<S> {
     }
     fn events_token(&self) -> Option<&str> {
         self.events_token.as_deref()
+    }
+    fn accounts(&self) -> Option<&dyn security::Accounts> {
+        self.accounts.as_deref()
     }
 }
 
@@ -174,4 +181,8 @@ pub trait ServiceContext: Send + Sync + 'static {
     fn db(&self) -> &Db;
     fn keyring(&self) -> &auth::Keyring;
     fn events_token(&self) -> Option<&str>;
+    /// The stored accounts callers are checked against, if this service keeps them.
+    fn accounts(&self) -> Option<&dyn security::Accounts> {
+        None
+    }
 }

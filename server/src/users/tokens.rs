@@ -2,7 +2,7 @@
 //! first start and keeps in its database. Only this service holds private keys; every
 //! service verifies with the public keys published at `/.well-known/jwks.json`.
 
-use super::store;
+use super::{sessions, store};
 use crate::runtime::auth::{Claims, Keyring, ISSUER};
 use crate::runtime::Db;
 use anyhow::{Context, Result};
@@ -16,13 +16,15 @@ pub struct Tokens {
     kid: String,
     key: EncodingKey,
     ttl_secs: u64,
+    /// Lifetime of each refresh token (see `sessions`).
+    pub refresh_ttl_secs: u64,
     pub keyring: std::sync::Arc<Keyring>,
     jwks: types::Jwks,
 }
 
 impl Tokens {
     /// Loads the signing keys, creating the first one if there is none.
-    pub async fn load(db: &Db, ttl_secs: u64) -> Result<Tokens> {
+    pub async fn load(db: &Db, ttl_secs: u64, refresh_ttl_secs: u64) -> Result<Tokens> {
         let mut keys = store::signing_keys(db)
             .await
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -67,12 +69,20 @@ impl Tokens {
             kid,
             key: EncodingKey::from_ed_der(&der),
             ttl_secs,
+            refresh_ttl_secs,
             keyring,
             jwks: types::Jwks { keys: jwks },
         })
     }
 
-    pub fn mint(&self, user_id: Uuid, role: types::Role) -> Result<types::Token> {
+    /// An access token for `user_id` as `role`, paired with the session's new `refresh`
+    /// token.
+    pub fn mint(
+        &self,
+        user_id: Uuid,
+        role: types::Role,
+        refresh: sessions::Issued,
+    ) -> Result<types::Token> {
         let now = chrono::Utc::now().timestamp().max(0) as u64;
         let claims = Claims {
             sub: user_id.to_string(),
@@ -89,6 +99,8 @@ impl Tokens {
             access_token,
             token_type: types::TokenTokenType::Bearer,
             expires_in: u32::try_from(self.ttl_secs).unwrap_or(u32::MAX),
+            refresh_token: refresh.token,
+            refresh_expires_in: refresh.expires_in,
         })
     }
 
