@@ -643,7 +643,7 @@ async fn infrastructure_endpoints(backend: Backend) {
     );
     let version = users.client.version().send().await.unwrap().into_inner();
     assert_eq!(version.service, "users");
-    assert_eq!(version.spec_version, "1.0.0");
+    assert_eq!(version.spec_version, "2.0.0");
     assert_eq!(version.version, env!("CARGO_PKG_VERSION"));
 
     let doc: Value = users
