@@ -192,7 +192,7 @@ async fn run(cli: Cli) -> Result<()> {
             };
             for def in &defs {
                 let url = format!("http://{host}:{}", config.service(def.name).port);
-                taproom_client::users::Client::new(&url)
+                taproom_client::users::Client::new(&url, Default::default())
                     .readyz()
                     .send()
                     .await

@@ -138,7 +138,7 @@ impl Drop for Fleet {
 }
 
 async fn ready(url: &str) {
-    let client = taproom_client::users::Client::new(url);
+    let client = taproom_client::users::Client::new(url, Default::default());
     for _ in 0..200 {
         if client.readyz().send().await.is_ok() {
             return;
@@ -302,8 +302,11 @@ async fn sigterm_to_one_instance_under_load_loses_nothing() {
         let gw = gw.clone();
         let retries = retries.clone();
         workers.push(tokio::spawn(async move {
-            let orders_client =
-                taproom_client::orders::Client::new_with_client(&gw, bearer(&token));
+            let orders_client = taproom_client::orders::Client::new_with_client(
+                &gw,
+                bearer(&token),
+                Default::default(),
+            );
             let tasks_http = bearer(&token);
             let (mut bought, mut todos) = (Vec::new(), 0usize);
             while Instant::now() < stop_at {
@@ -400,13 +403,18 @@ async fn sigterm_to_one_instance_under_load_loses_nothing() {
     );
 
     // Nothing lost, nothing twice: what the services hold is what the answers said.
-    let survivor = taproom_client::orders::Client::new(&orders_2);
-    let promotions_admin = taproom_client::promotions::Client::new_with_client(&gw, bearer(&admin));
+    let survivor = taproom_client::orders::Client::new(&orders_2, Default::default());
+    let promotions_admin = taproom_client::promotions::Client::new_with_client(
+        &gw,
+        bearer(&admin),
+        Default::default(),
+    );
     for (user, token) in &customers {
         let Some((bought, todos)) = per_user.get(user) else {
             continue;
         };
-        let orders_client = taproom_client::orders::Client::new_with_client(&gw, bearer(token));
+        let orders_client =
+            taproom_client::orders::Client::new_with_client(&gw, bearer(token), Default::default());
         let mut held = Vec::new();
         let mut page_token: Option<String> = None;
         loop {

@@ -103,6 +103,7 @@ impl TestDb {
             // PostgreSQL needs a key-encryption key; SQLite makes one in DATA_DIR.
             signing_key_encryption_key: (self.backend == Backend::Postgres)
                 .then(|| TEST_SIGNING_KEK.to_string()),
+            refresh_token_ttl_secs: 30 * 24 * 3600,
             cors_allowed_origins: vec!["https://app.example".into()],
             log_level: std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "critical".into()),
             log_format: taproom_server::runtime::server::LogFormat::Text,
@@ -180,7 +181,7 @@ impl Users {
         let server = Self::launch(&db).await;
         let base_url = format!("http://{}", server.local_addr());
         Users {
-            client: taproom_client::users::Client::new(&base_url),
+            client: taproom_client::users::Client::new(&base_url, Default::default()),
             base_url,
             db,
             server: Some(server),
@@ -210,7 +211,7 @@ impl Users {
         }
         let server = Self::launch(&self.db).await;
         self.base_url = format!("http://{}", server.local_addr());
-        self.client = taproom_client::users::Client::new(&self.base_url);
+        self.client = taproom_client::users::Client::new(&self.base_url, Default::default());
         self.server = Some(server);
     }
 
@@ -221,7 +222,11 @@ impl Users {
 
     /// A client that sends `token` as its bearer token.
     pub fn client_with_token(&self, token: &str) -> taproom_client::users::Client {
-        taproom_client::users::Client::new_with_client(&self.base_url, bearer_client(token))
+        taproom_client::users::Client::new_with_client(
+            &self.base_url,
+            bearer_client(token),
+            Default::default(),
+        )
     }
 
     /// Logs in through `create_token` (JSON credentials); the access token.
@@ -321,7 +326,7 @@ impl Tasks {
             .expect("tasks service starts");
         let base_url = format!("http://{}", server.local_addr());
         Tasks {
-            client: taproom_client::tasks::Client::new(&base_url),
+            client: taproom_client::tasks::Client::new(&base_url, Default::default()),
             base_url,
             users,
             _server: server,
@@ -335,8 +340,11 @@ impl Tasks {
         name: &str,
     ) -> (uuid::Uuid, taproom_client::tasks::Client, reqwest::Client) {
         let (id, token) = self.users.register(name).await;
-        let client =
-            taproom_client::tasks::Client::new_with_client(&self.base_url, bearer_client(&token));
+        let client = taproom_client::tasks::Client::new_with_client(
+            &self.base_url,
+            bearer_client(&token),
+            Default::default(),
+        );
         (id, client, bearer_client(&token))
     }
 }
@@ -377,7 +385,7 @@ impl Shop {
             .expect("promotions service starts");
         let promotions_url = format!("http://{}", promotions_server.local_addr());
         let mut shop = Shop {
-            beers: taproom_client::beers::Client::new(&beers_url),
+            beers: taproom_client::beers::Client::new(&beers_url, Default::default()),
             orders_url: String::new(),
             beers_url,
             promotions_url,
@@ -449,6 +457,7 @@ impl Shop {
         taproom_client::promotions::Client::new_with_client(
             &self.promotions_url,
             bearer_client(&token),
+            Default::default(),
         )
     }
 
@@ -462,13 +471,21 @@ impl Shop {
     /// A beers client logged in as a new admin.
     pub async fn beers_admin(&self) -> taproom_client::beers::Client {
         let token = self.users.admin_token().await;
-        taproom_client::beers::Client::new_with_client(&self.beers_url, bearer_client(&token))
+        taproom_client::beers::Client::new_with_client(
+            &self.beers_url,
+            bearer_client(&token),
+            Default::default(),
+        )
     }
 
     /// An orders client logged in as a new admin.
     pub async fn orders_admin(&self) -> taproom_client::orders::Client {
         let token = self.users.admin_token().await;
-        taproom_client::orders::Client::new_with_client(&self.orders_url, bearer_client(&token))
+        taproom_client::orders::Client::new_with_client(
+            &self.orders_url,
+            bearer_client(&token),
+            Default::default(),
+        )
     }
 
     /// A new customer, registered and logged in: their id, an orders client with their
@@ -481,6 +498,7 @@ impl Shop {
         let client = taproom_client::orders::Client::new_with_client(
             &self.orders_url,
             bearer_client(&token),
+            Default::default(),
         );
         (id, client, bearer_client(&token))
     }

@@ -246,7 +246,7 @@ async fn instances_starting_together_agree_on_one_key() {
         .collect();
     let clients: Vec<taproom_client::users::Client> = urls
         .iter()
-        .map(|u| taproom_client::users::Client::new(u))
+        .map(|u| taproom_client::users::Client::new(u, Default::default()))
         .collect();
     let mut jwks = Vec::new();
     for client in &clients {

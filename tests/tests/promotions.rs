@@ -116,7 +116,7 @@ async fn counted(w: &World, user: Uuid) -> u32 {
 
 /// Undelivered events in the orders outbox, as its `readyz` reports them.
 async fn backlog(w: &World) -> i64 {
-    let orders = taproom_client::orders::Client::new(&w.shop.orders_url);
+    let orders = taproom_client::orders::Client::new(&w.shop.orders_url, Default::default());
     let health = orders.readyz().send().await.unwrap().into_inner();
     health.outbox.expect("orders reports its outbox").depth
 }
@@ -155,6 +155,7 @@ async fn codes_take_a_percentage_off_and_are_limited_per_user(backend: Backend) 
     let carol = taproom_client::promotions::Client::new_with_client(
         &w.shop.promotions_url,
         bearer_client(&token),
+        Default::default(),
     );
     let spring = w
         .admin

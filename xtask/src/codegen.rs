@@ -54,8 +54,11 @@ pub fn client_code(service: &str, bundled: &Value) -> Result<String> {
         .with_tag(progenitor::TagStyle::Merged)
         .with_derive("schemars::JsonSchema")
         .with_derive("PartialEq")
-        // Adds the caller's token and request id inside a `CallContext::scope`.
-        .with_pre_hook(quote! { crate::__apply_call_context });
+        // Every client carries its `Connection`'s session (none for a bare client), and
+        // `client/src/connection.rs` implements its hooks: the `CallContext`'s headers,
+        // and refreshing the session's access token.
+        .with_inner_type(quote! { crate::Session })
+        .with_hooks(progenitor::HooksMode::Expected);
     let mut generator = progenitor::Generator::new(&settings);
     let tokens = generator
         .generate_tokens(&spec)

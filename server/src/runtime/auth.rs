@@ -168,7 +168,8 @@ impl Keyring {
         policy: RefetchPolicy,
     ) -> anyhow::Result<Keyring> {
         let http = super::calls::client(timeout, Default::default())?;
-        let users = taproom_client::users::Client::new_with_client(users_url, http);
+        let users =
+            taproom_client::users::Client::new_with_client(users_url, http, Default::default());
         Ok(Self::with_source(Box::new(RemoteJwks(users)), policy))
     }
 

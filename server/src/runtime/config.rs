@@ -66,8 +66,9 @@ pub struct Config {
     #[arg(long, env = "REQUEST_BODY_MAX_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub request_body_max_bytes: usize,
 
-    /// Lifetime of the access tokens the users service issues, in seconds.
-    #[arg(long, env = "TOKEN_TTL_SECS", default_value_t = 3600, global = true)]
+    /// Lifetime of the access tokens the users service issues, in seconds. Short: other
+    /// services accept an access token until it expires, whatever happens meanwhile.
+    #[arg(long, env = "TOKEN_TTL_SECS", default_value_t = 300, global = true)]
     pub token_ttl_secs: u64,
 
     /// Proxies whose `X-Forwarded-For` is believed (CIDRs, comma-separated): the client
@@ -147,6 +148,16 @@ pub struct Config {
         hide_env_values = true
     )]
     pub signing_key_encryption_key: Option<String>,
+
+    /// Lifetime of each refresh token, in seconds (default 30 days): a session unused
+    /// for that long ends.
+    #[arg(
+        long,
+        env = "REFRESH_TOKEN_TTL_SECS",
+        default_value_t = 30 * 24 * 3600,
+        global = true
+    )]
+    pub refresh_token_ttl_secs: u64,
 
     /// Origins allowed to call the services from a browser (CORS), comma-separated;
     /// `*` allows any origin. Empty (the default): no cross-origin access.

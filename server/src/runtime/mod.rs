@@ -123,6 +123,9 @@ pub struct Service<S> {
     pub events_token: Option<String>,
     /// Client addresses and the `x-rate-limit` buckets.
     pub clients: clients::Clients,
+    /// Where callers' accounts are kept, for the service that keeps them (users), which
+    /// then trusts the stored account over the token's claims; `None` elsewhere.
+    pub accounts: Option<std::sync::Arc<dyn security::Accounts>>,
     pub state: S,
 }
 
@@ -140,6 +143,7 @@ impl<S> Service<S> {
             keyring,
             events_token: config.events_token.clone(),
             clients: clients::Clients::new(config),
+            accounts: None,
             state,
         })
     }
@@ -160,6 +164,9 @@ impl<S: Send + Sync + 'static> ServiceContext for Service<S> {
     }
     fn clients(&self) -> &clients::Clients {
         &self.clients
+    }
+    fn accounts(&self) -> Option<&dyn security::Accounts> {
+        self.accounts.as_deref()
     }
 }
 
@@ -184,4 +191,8 @@ pub trait ServiceContext: Send + Sync + 'static {
     fn keyring(&self) -> &auth::Keyring;
     fn events_token(&self) -> Option<&str>;
     fn clients(&self) -> &clients::Clients;
+    /// The stored accounts callers are checked against, if this service keeps them.
+    fn accounts(&self) -> Option<&dyn security::Accounts> {
+        None
+    }
 }

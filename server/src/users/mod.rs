@@ -5,6 +5,7 @@ mod handlers;
 mod kek;
 mod login;
 mod passwords;
+mod sessions;
 mod store;
 mod throttle;
 mod tokens;
@@ -49,10 +50,18 @@ pub async fn start(
     passwords::configure(config);
     let kek = kek::Kek::from_config(config)?;
     let db = server::connect(config, NAME, &MIGRATOR).await?;
-    let tokens = tokens::Tokens::load(&db, kek, config.token_ttl_secs).await?;
-    // Tokens are verified with the service's own keys.
+    let tokens = tokens::Tokens::load(
+        &db,
+        kek,
+        config.token_ttl_secs,
+        config.refresh_token_ttl_secs,
+    )
+    .await?;
+    // Tokens are verified with the service's own keys, and callers against the accounts
+    // as stored.
     let context = Service {
         spec: Spec::parse(NAME, api::SPEC_YAML)?,
+        accounts: Some(std::sync::Arc::new(StoredAccounts(db.clone()))),
         db,
         keyring: tokens.keyring.clone(),
         events_token: config.events_token.clone(),
@@ -63,6 +72,26 @@ pub async fn start(
         },
     };
     server::start(api::api::<handlers::UsersImpl>(), context, config, log)
+}
+
+/// The accounts in this service's database: its own operations act for callers as
+/// they are now (a token outlives a role change or a deletion until it expires).
+struct StoredAccounts(crate::runtime::Db);
+
+#[async_trait::async_trait]
+impl crate::runtime::security::Accounts for StoredAccounts {
+    async fn current(
+        &self,
+        caller: &crate::runtime::auth::Caller,
+    ) -> anyhow::Result<Option<crate::runtime::auth::Caller>> {
+        let stored = store::role(&self.0, caller.user_id)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        Ok(stored.map(|role| crate::runtime::auth::Caller {
+            user_id: caller.user_id,
+            admin: role == taproom_client::users::types::Role::Admin,
+        }))
+    }
 }
 
 /// Creates an admin account (the `server admin create` command): the same checks as

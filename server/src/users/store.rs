@@ -127,6 +127,19 @@ pub async fn get(db: &Db, id: Uuid) -> Result<types::User, StoreError> {
         .unwrap_or(Err(StoreError::NotFound))
 }
 
+/// The stored role of `id`, or `None` when there is no such account.
+pub async fn role(db: &Db, id: Uuid) -> Result<Option<types::Role>, StoreError> {
+    let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&db.pool)
+        .await?;
+    role.map(|r| {
+        r.parse()
+            .map_err(|e| StoreError::Db(anyhow::anyhow!("stored role {r:?}: {e}")))
+    })
+    .transpose()
+}
+
 /// The users of one page `window`, in id (= creation) order.
 pub async fn list(db: &Db, window: &Window) -> Result<Vec<types::User>, StoreError> {
     let rows = sqlx::query(concat!(

@@ -9,7 +9,7 @@
 //! database, so a rotation reaches running instances at once.
 
 use super::kek::Kek;
-use super::store;
+use super::{sessions, store};
 use crate::runtime::auth::{Claims, KeySource, Keyring, RefetchPolicy, ISSUER};
 use crate::runtime::db::{now_text, time_text, Db};
 use anyhow::{Context, Result};
@@ -30,6 +30,8 @@ pub struct Tokens {
     db: Db,
     kek: Arc<Kek>,
     ttl_secs: u64,
+    /// Lifetime of each refresh token (see `sessions`).
+    pub refresh_ttl_secs: u64,
     /// The signing key last opened, by kid: opened again only when another key signs.
     signer: Mutex<Option<(String, EncodingKey)>>,
     pub keyring: Arc<Keyring>,
@@ -131,7 +133,12 @@ pub async fn signing_key(db: &Db, kek: &Kek) -> Result<(String, Vec<u8>)> {
 impl Tokens {
     /// Seals plain keys, creates the signing key if there is none, and checks that it
     /// opens with `kek` (a wrong KEK stops start-up rather than every login).
-    pub async fn load(db: &Db, kek: Kek, ttl_secs: u64) -> Result<Tokens> {
+    pub async fn load(
+        db: &Db,
+        kek: Kek,
+        ttl_secs: u64,
+        refresh_ttl_secs: u64,
+    ) -> Result<Tokens> {
         tidy(db, &kek, ttl_secs).await?;
         if store::active_signing_key(db)
             .await
@@ -161,6 +168,7 @@ impl Tokens {
             db: db.clone(),
             kek: Arc::new(kek),
             ttl_secs,
+            refresh_ttl_secs,
             signer: Mutex::new(Some((kid, EncodingKey::from_ed_der(&der)))),
             keyring: Arc::new(Keyring::with_source(Box::new(source), policy)),
         })
@@ -184,7 +192,14 @@ impl Tokens {
         }
     }
 
-    pub async fn mint(&self, user_id: Uuid, role: types::Role) -> Result<types::Token> {
+    /// An access token for `user_id` as `role`, paired with the session's new `refresh`
+    /// token.
+    pub async fn mint(
+        &self,
+        user_id: Uuid,
+        role: types::Role,
+        refresh: sessions::Issued,
+    ) -> Result<types::Token> {
         let (kid, key) = self.signer().await?;
         let now = chrono::Utc::now().timestamp().max(0) as u64;
         let claims = Claims {
@@ -202,6 +217,8 @@ impl Tokens {
             access_token,
             token_type: types::TokenTokenType::Bearer,
             expires_in: u32::try_from(self.ttl_secs).unwrap_or(u32::MAX),
+            refresh_token: refresh.token,
+            refresh_expires_in: refresh.expires_in,
         })
     }
 
