@@ -89,6 +89,11 @@ pub struct Config {
     )]
     pub shutdown_timeout_secs: u64,
 
+    /// How SQLite databases sync commits: `full` (an acknowledged write survives power
+    /// loss) or `normal` (faster; the last commits before a power loss can vanish).
+    #[arg(long, env = "SQLITE_SYNCHRONOUS", value_enum, default_value_t = super::db::Synchronous::Full, global = true)]
+    pub sqlite_synchronous: super::db::Synchronous,
+
     /// Log level: trace, debug, info, warning, error or critical.
     #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,

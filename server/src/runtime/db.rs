@@ -14,6 +14,27 @@ pub enum Backend {
     Postgres,
 }
 
+/// How SQLite makes a commit durable (`SQLITE_SYNCHRONOUS`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Every commit is synced to disk before it is acknowledged: an acknowledged write
+    /// (a checkout, say) survives power loss.
+    #[default]
+    Full,
+    /// Commits are synced at WAL checkpoints only: faster writes, but the last commits
+    /// before a power loss (not a crash of the process) can vanish. Never corrupts.
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "PRAGMA synchronous = FULL;",
+            Synchronous::Normal => "PRAGMA synchronous = NORMAL;",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Db {
     pub pool: AnyPool,
@@ -30,6 +51,7 @@ impl Db {
     pub async fn connect(
         url: &str,
         max_connections: u32,
+        synchronous: Synchronous,
         migrator: &'static Migrator,
     ) -> Result<Db> {
         sqlx::any::install_default_drivers();
@@ -57,12 +79,14 @@ impl Db {
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5));
         if backend == Backend::Sqlite {
-            options = options.after_connect(|conn, _| {
+            options = options.after_connect(move |conn, _| {
                 Box::pin(async move {
                     // WAL lets readers run beside the one writer; busy_timeout makes a
                     // second writer wait instead of failing with SQLITE_BUSY.
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
                         .await?;
+                    // Per connection: the setting is not stored in the database file.
+                    conn.execute(synchronous.pragma()).await?;
                     Ok(())
                 })
             });
@@ -194,7 +218,7 @@ pub fn time_column(row: &AnyRow, name: &str) -> Result<chrono::DateTime<chrono::
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{redact, Db, Synchronous};
 
     #[test]
     fn redacts_passwords_only() {
@@ -204,5 +228,28 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("sqlite://data/users.db"), "sqlite://data/users.db");
+    }
+
+    #[tokio::test]
+    async fn sqlite_syncs_every_commit_unless_told_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        for (setting, expected) in [(Synchronous::Full, 2), (Synchronous::Normal, 1)] {
+            let url = format!("sqlite://{}/s{expected}.db?mode=rwc", dir.path().display());
+            let db = Db::connect(&url, 3, setting, &crate::tasks::MIGRATOR)
+                .await
+                .unwrap();
+            // Every connection of the pool, not just the first: hold them all at once.
+            let mut held = Vec::new();
+            for _ in 0..3 {
+                let mut conn = db.pool.acquire().await.unwrap();
+                let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap();
+                assert_eq!(level, expected, "{setting:?}");
+                held.push(conn);
+            }
+        }
+        assert_eq!(Synchronous::default(), Synchronous::Full);
     }
 }

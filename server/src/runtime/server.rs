@@ -60,6 +60,7 @@ pub async fn connect(
     super::Db::connect(
         &config.database_url(service)?,
         config.database_max_connections,
+        config.sqlite_synchronous,
         migrator,
     )
     .await
