@@ -13,7 +13,8 @@ pub struct Config {
 
     /// PostgreSQL server URL shared by all services; each gets its own database,
     /// named `<database in the URL, or taproom>_<service>`, created if missing.
-    #[arg(long, env = "DATABASE_URL", global = true)]
+    // URL settings can carry passwords: `--help` must not print what the environment says.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// Address every service binds to (0.0.0.0 in a container).
@@ -36,7 +37,7 @@ pub struct Config {
 
     /// NATS server with JetStream (e.g. nats://127.0.0.1:4222). When set, events go through
     /// the TAPROOM_EVENTS stream instead of HTTP.
-    #[arg(long, env = "NATS_URL", global = true)]
+    #[arg(long, env = "NATS_URL", global = true, hide_env_values = true)]
     pub nats_url: Option<String>,
 
     /// Whether this instance runs an outbox relay (delivering its service's events).
@@ -198,6 +199,7 @@ impl clap::Args for ServiceSettings {
                     Arg::new(database_url.clone())
                         .long(database_url)
                         .env(format!("{env}_DATABASE_URL"))
+                        .hide_env_values(true)
                         .global(true)
                         .help(format!(
                             "Database URL of the {} service (sqlite://… or postgres://…); overrides DATABASE_URL",
@@ -208,6 +210,7 @@ impl clap::Args for ServiceSettings {
                     Arg::new(url.clone())
                         .long(url)
                         .env(format!("{env}_URL"))
+                        .hide_env_values(true)
                         .default_value(format!("http://127.0.0.1:{}", def.port))
                         .global(true)
                         .help(format!(

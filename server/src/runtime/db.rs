@@ -128,17 +128,49 @@ impl Db {
     }
 }
 
-/// Hides a password in a database URL before it is shown or logged.
+/// Hides the secrets a URL can carry before it is shown or logged: the password of its
+/// userinfo, a token alone in the userinfo of a NATS URL (`nats://TOKEN@host`), and any
+/// query parameter whose name suggests a secret (`?password=`, `sslpassword`, `token`…).
+/// Text that is not a URL is not shown at all: it may still hold a password.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
+    const MASK: &str = "***";
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "(a value that is not a URL)".to_string();
+    };
+    let mut changed = false;
+    if parsed.password().is_some() {
+        changed |= parsed.set_password(Some(MASK)).is_ok();
+    } else if !parsed.username().is_empty()
+        && matches!(parsed.scheme(), "nats" | "tls" | "ws" | "wss")
+    {
+        changed |= parsed.set_username(MASK).is_ok();
+    }
+    let secret = |name: &str| {
+        let name = name.to_ascii_lowercase();
+        ["pass", "pwd", "secret", "token", "key", "cred", "jwt"]
+            .iter()
+            .any(|word| name.contains(word))
+    };
+    if parsed.query_pairs().any(|(name, _)| secret(&name)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if secret(&name) {
+                    MASK.into()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        changed = true;
+    }
+    // Unchanged text is shown as given (a SQLite path stays exactly as configured).
+    if changed {
+        parsed.to_string()
+    } else {
+        url.to_string()
     }
 }
 
@@ -228,6 +260,23 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("sqlite://data/users.db"), "sqlite://data/users.db");
+        assert_eq!(
+            redact("postgres://h/db?user=u&password=hunter2&sslmode=require"),
+            "postgres://h/db?user=u&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://u:p@h/db?sslpassword=k"),
+            "postgres://u:***@h/db?sslpassword=***"
+        );
+        assert_eq!(
+            redact("nats://user:pw@127.0.0.1:4222"),
+            "nats://user:***@127.0.0.1:4222"
+        );
+        assert_eq!(
+            redact("nats://s3cr3t-token@127.0.0.1:4222"),
+            "nats://***@127.0.0.1:4222"
+        );
+        assert!(!redact("postgres://u:p@ss word@h").contains("ss word"));
     }
 
     #[tokio::test]
