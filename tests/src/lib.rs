@@ -87,6 +87,7 @@ impl TestDb {
             request_body_max_bytes: 1024 * 1024,
             shutdown_timeout_secs: 5,
             sqlite_synchronous: Default::default(),
+            limits: Default::default(),
             token_ttl_secs: 3600,
             cors_allowed_origins: vec!["https://app.example".into()],
             log_level: std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "critical".into()),

@@ -1,8 +1,9 @@
-//! Attacks on the front doors, each performed for real with raw TCP (no client that
-//! would normalise or complete the request for us): dot segments through the gateways.
+//! Attacks on the front doors and the connections themselves, each performed for real
+//! with raw TCP (no client that would normalise or complete the request for us):
+//! dot segments through the gateways, slow clients (slowloris), too many connections.
 
 use std::time::Duration;
-use taproom_tests::{Backend, Nginx, Shop};
+use taproom_tests::{Backend, Nginx, Shop, Users};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -132,4 +133,97 @@ async fn nginx_does_not_route_dot_segments_to_internal_routes() {
             "{path} reached a service: {answer}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_slow_client_is_disconnected_and_a_slow_body_gets_408() {
+    let users = Users::start_with(Backend::Sqlite, |config| {
+        config.limits.header_read_timeout_ms = 300;
+        config.limits.body_read_timeout_ms = 300;
+    })
+    .await;
+    let url = users.base_url.clone();
+
+    // Slowloris: half a request head, then nothing.
+    let mut slow = TcpStream::connect(host_port(&url)).await.unwrap();
+    slow.write_all(b"GET /ping HTTP/1.1\r\nHost: users\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut slow).await;
+    assert!(
+        !answer.contains("pong"),
+        "a half-sent request was answered: {answer}"
+    );
+
+    // A connection that never says anything (not even which HTTP version it speaks).
+    let mut silent = TcpStream::connect(host_port(&url)).await.unwrap();
+    read_to_close(&mut silent).await;
+
+    // A whole head, then a body that never finishes.
+    let mut trickle = TcpStream::connect(host_port(&url)).await.unwrap();
+    trickle
+        .write_all(
+            b"POST /v1/users HTTP/1.1\r\nHost: users\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"username\":",
+        )
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut trickle).await;
+    assert_eq!(status(&answer), 408, "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+
+    // A client that sends its request promptly is served as ever.
+    let answer = raw(
+        &url,
+        "GET /ping HTTP/1.1\r\nHost: users\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status(&answer), 200, "{answer}");
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_get_503_and_freed_slots_serve_again() {
+    let users = Users::start_with(Backend::Sqlite, |config| {
+        config.limits.max_connections = 2;
+        // The held connections must outlive the test's steps.
+        config.limits.header_read_timeout_ms = 120_000;
+    })
+    .await;
+    let config = users.db.config();
+    let log =
+        taproom_server::runtime::server::logger(&config.log_level, config.log_format).unwrap();
+    let tasks = taproom_server::tasks::start(&config, &users.peers(), &log)
+        .await
+        .unwrap();
+    let tasks_url = format!("http://{}", tasks.local_addr());
+    let url = users.base_url.clone();
+    let ping = "GET /ping HTTP/1.1\r\nHost: users\r\nConnection: close\r\n\r\n";
+
+    // Two slow clients take both slots.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(host_port(&url)).await.unwrap();
+        stream.write_all(b"GET /ping HTTP/1.1\r\n").await.unwrap();
+        held.push(stream);
+    }
+    // The next connection is refused with a problem, not queued behind them.
+    let answer = raw(&url, ping).await;
+    assert_eq!(status(&answer), 503, "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(
+        lower.contains("application/problem+json") && lower.contains("retry-after"),
+        "{answer}"
+    );
+    // Another service of the same process is not affected.
+    let answer = raw(&tasks_url, ping).await;
+    assert_eq!(status(&answer), 200, "{answer}");
+
+    // A slot freed is a slot served again.
+    held.pop();
+    taproom_tests::eventually(10, "users answers /ping once a slot is free", || {
+        let url = url.clone();
+        async move { status(&raw(&url, ping).await) == 200 }
+    })
+    .await;
+    drop(held);
+    drop(tasks);
 }

@@ -95,6 +95,10 @@ pub struct Config {
     #[arg(long, env = "SQLITE_SYNCHRONOUS", value_enum, default_value_t = super::db::Synchronous::Full, global = true)]
     pub sqlite_synchronous: super::db::Synchronous,
 
+    /// Bounds on what one client connection may hold (every service and the gateway).
+    #[command(flatten)]
+    pub limits: Limits,
+
     /// Log level: trace, debug, info, warning, error or critical.
     #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,
@@ -107,6 +111,52 @@ pub struct Config {
     /// service in `crate::SERVICES`.
     #[command(flatten)]
     pub services: ServiceSettings,
+}
+
+/// Slow or idle clients must not hold a server's connections and handlers forever.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Milliseconds a client has to send a request's headers (on a new connection: its
+    /// first request's); also how long an idle keep-alive connection stays open. Slower
+    /// connections are closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub header_read_timeout_ms: u64,
+
+    /// Milliseconds a client has to send a whole request body once its headers are in;
+    /// slower: 408.
+    #[arg(long, env = "BODY_READ_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub body_read_timeout_ms: u64,
+
+    /// Connections each listener (every service, the gateway) keeps open at once; one more
+    /// is answered 503 and closed.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub max_connections: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            max_connections: 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// What dropshot enforces.
+    pub fn connection_limits(&self) -> dropshot::ConnectionLimits {
+        dropshot::ConnectionLimits {
+            header_read_timeout: Some(std::time::Duration::from_millis(
+                self.header_read_timeout_ms,
+            )),
+            body_read_timeout: Some(std::time::Duration::from_millis(self.body_read_timeout_ms)),
+            max_connections: Some(self.max_connections as usize),
+        }
+    }
 }
 
 /// One service's own settings.

@@ -163,6 +163,7 @@ pub fn listen<C: dropshot::ServerContext>(
         default_handler_task_mode: HandlerTaskMode::Detached,
         ..Default::default()
     })
+    .connection_limits(config.limits.connection_limits())
     .response_hook(std::sync::Arc::new(super::http::Hook::new(
         config.cors_allowed_origins.clone(),
         routes,
