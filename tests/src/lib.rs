@@ -89,6 +89,8 @@ impl TestDb {
             database_max_connections: 5,
             request_body_max_bytes: 1024 * 1024,
             shutdown_timeout_secs: 5,
+            sqlite_synchronous: Default::default(),
+            limits: Default::default(),
             token_ttl_secs: 3600,
             // Tests sign in far more often than any client should; the tests of the
             // limits set their own.

@@ -13,7 +13,8 @@ pub struct Config {
 
     /// PostgreSQL server URL shared by all services; each gets its own database,
     /// named `<database in the URL, or taproom>_<service>`, created if missing.
-    #[arg(long, env = "DATABASE_URL", global = true)]
+    // URL settings can carry passwords: `--help` must not print what the environment says.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// Address every service binds to (0.0.0.0 in a container).
@@ -36,7 +37,7 @@ pub struct Config {
 
     /// NATS server with JetStream (e.g. nats://127.0.0.1:4222). When set, events go through
     /// the TAPROOM_EVENTS stream instead of HTTP.
-    #[arg(long, env = "NATS_URL", global = true)]
+    #[arg(long, env = "NATS_URL", global = true, hide_env_values = true)]
     pub nats_url: Option<String>,
 
     /// Whether this instance runs an outbox relay (delivering its service's events).
@@ -178,6 +179,15 @@ pub struct Config {
     )]
     pub shutdown_timeout_secs: u64,
 
+    /// How SQLite databases sync commits: `full` (an acknowledged write survives power
+    /// loss) or `normal` (faster; the last commits before a power loss can vanish).
+    #[arg(long, env = "SQLITE_SYNCHRONOUS", value_enum, default_value_t = super::db::Synchronous::Full, global = true)]
+    pub sqlite_synchronous: super::db::Synchronous,
+
+    /// Bounds on what one client connection may hold (every service and the gateway).
+    #[command(flatten)]
+    pub limits: Limits,
+
     /// Log level: trace, debug, info, warning, error or critical.
     #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,
@@ -190,6 +200,52 @@ pub struct Config {
     /// service in `crate::SERVICES`.
     #[command(flatten)]
     pub services: ServiceSettings,
+}
+
+/// Slow or idle clients must not hold a server's connections and handlers forever.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Milliseconds a client has to send a request's headers (on a new connection: its
+    /// first request's); also how long an idle keep-alive connection stays open. Slower
+    /// connections are closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub header_read_timeout_ms: u64,
+
+    /// Milliseconds a client has to send a whole request body once its headers are in;
+    /// slower: 408.
+    #[arg(long, env = "BODY_READ_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub body_read_timeout_ms: u64,
+
+    /// Connections each listener (every service, the gateway) keeps open at once; one more
+    /// is answered 503 and closed.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub max_connections: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            max_connections: 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// What dropshot enforces.
+    pub fn connection_limits(&self) -> dropshot::ConnectionLimits {
+        dropshot::ConnectionLimits {
+            header_read_timeout: Some(std::time::Duration::from_millis(
+                self.header_read_timeout_ms,
+            )),
+            body_read_timeout: Some(std::time::Duration::from_millis(self.body_read_timeout_ms)),
+            max_connections: Some(self.max_connections as usize),
+        }
+    }
 }
 
 /// One service's own settings.
@@ -282,6 +338,7 @@ impl clap::Args for ServiceSettings {
                     Arg::new(database_url.clone())
                         .long(database_url)
                         .env(format!("{env}_DATABASE_URL"))
+                        .hide_env_values(true)
                         .global(true)
                         .help(format!(
                             "Database URL of the {} service (sqlite://… or postgres://…); overrides DATABASE_URL",
@@ -292,6 +349,7 @@ impl clap::Args for ServiceSettings {
                     Arg::new(url.clone())
                         .long(url)
                         .env(format!("{env}_URL"))
+                        .hide_env_values(true)
                         .default_value(format!("http://127.0.0.1:{}", def.port))
                         .global(true)
                         .help(format!(

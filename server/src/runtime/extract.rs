@@ -331,6 +331,8 @@ pub async fn read_json(
                     413,
                     format!("The request body is larger than {limit} bytes."),
                 )
+            } else if let Some(late) = e.downcast_ref::<dropshot::BodyReadTimeout>() {
+                Problem::new(408, format!("{late}; send it faster."))
             } else {
                 Problem::bad_request("The request body could not be read.")
             }

@@ -26,7 +26,7 @@ pub async fn connect(url: &str) -> Result<jetstream::Context> {
         .connection_timeout(Duration::from_secs(2))
         .connect(url)
         .await
-        .with_context(|| format!("NATS_URL: cannot connect to {url}"))?;
+        .with_context(|| format!("NATS_URL: cannot connect to {}", super::db::redact(url)))?;
     let js = jetstream::new(client);
     js.get_or_create_stream(stream::Config {
         name: STREAM.into(),
