@@ -147,6 +147,11 @@ fn databases(sqlite: bool) -> Result<Databases> {
     Ok(Databases {
         env: vec![
             ("DATABASE_URL".into(), with_db(&name)?),
+            // Users on PostgreSQL seals its signing key under a key-encryption key.
+            (
+                "SIGNING_KEY_ENCRYPTION_KEY".into(),
+                "YmVuY2ggcnVuIGtleS1lbmNyeXB0aW9uIGtleSAzMmI=".into(),
+            ),
             ("DATA_DIR".into(), data_dir),
         ],
         tasks_url: with_db(&format!("{name}_tasks"))?,

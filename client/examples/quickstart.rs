@@ -38,23 +38,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .into_inner();
     println!("registered {} ({})", me.username, me.id);
 
-    // Log in; every other service accepts this token.
-    let token = users
-        .create_token()
-        .body(users::types::Credentials {
+    // Log in: the same settings plus a session, for every call made as this user. Every
+    // service accepts its access token; the connection renews it when it expires.
+    let signed_in = anonymous
+        .log_in(users::types::Credentials {
             username: Some(name.parse()?),
             email: None,
             password: password.parse()?,
         })
-        .send()
-        .await?
-        .into_inner();
-
-    // The same settings plus the token, for every call made as this user.
-    let signed_in = anonymous
-        .to_builder()
-        .bearer_token(token.access_token)
-        .build()?;
+        .await?;
     let tasks = signed_in.tasks();
 
     let task = tasks

@@ -2,8 +2,10 @@
 //! bearer token and request id to send. A [`Connection`] hands out every service's
 //! generated `Client`, all sharing one HTTP connection pool.
 
-use crate::Service;
+use crate::session::{Session, SharedTokens};
+use crate::{users, Service};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where `server all`'s built-in gateway answers for every service's public operations.
@@ -40,10 +42,33 @@ macro_rules! services {
                     $crate::$module::Client::new_with_client(
                         self.url(Service::$variant),
                         self.http().clone(),
+                        self.session.clone(),
                     )
                 }
             )*
         }
+
+        // The generated clients' hooks (`cargo xtask gen` asks for them).
+        $(
+            impl progenitor_client::ClientHooks<$crate::Session> for $crate::$module::Client {
+                async fn pre<E>(
+                    &self,
+                    request: &mut reqwest::Request,
+                    _: &progenitor_client::OperationInfo,
+                ) -> Result<(), progenitor_client::Error<E>> {
+                    $crate::context::apply(request);
+                    Ok(())
+                }
+
+                async fn exec(
+                    &self,
+                    request: reqwest::Request,
+                    _: &progenitor_client::OperationInfo,
+                ) -> reqwest::Result<reqwest::Response> {
+                    self.inner.exec(&self.client, request).await
+                }
+            }
+        )*
     };
 }
 pub(crate) use services;
@@ -58,6 +83,8 @@ pub struct ConnectionBuilder {
     urls: Vec<String>,
     timeout: Duration,
     bearer_token: Option<String>,
+    /// A login's tokens, shared with every connection derived from this one.
+    tokens: Option<Arc<SharedTokens>>,
     request_id: Option<String>,
 }
 
@@ -71,6 +98,7 @@ impl std::fmt::Debug for ConnectionBuilder {
                 "bearer_token",
                 &self.bearer_token.as_ref().map(|_| "<redacted>"),
             )
+            .field("tokens", &self.tokens.as_ref().map(|_| "<redacted>"))
             .field("request_id", &self.request_id)
             .finish()
     }
@@ -82,6 +110,7 @@ impl Default for ConnectionBuilder {
             urls: vec![DEFAULT_BASE_URL.to_string(); Service::ALL.len()],
             timeout: Duration::from_secs(10),
             bearer_token: None,
+            tokens: None,
             request_id: None,
         }
     }
@@ -111,6 +140,19 @@ impl ConnectionBuilder {
     /// [`users::Client::create_token`](crate::users::Client::create_token).
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.bearer_token = Some(token.into());
+        self.tokens = None;
+        self
+    }
+
+    /// A login's tokens, from
+    /// [`users::Client::create_token`](crate::users::Client::create_token) (or
+    /// [`Connection::log_in`]): the access token is sent on every request and replaced
+    /// through `refresh_token` when it is about to expire or a service refuses it (the
+    /// refused request is then sent once more). Access tokens last minutes; the session
+    /// lasts as long as its refresh token keeps being used.
+    pub fn tokens(mut self, token: &users::types::Token) -> Self {
+        self.tokens = Some(SharedTokens::new(token));
+        self.bearer_token = None;
         self
     }
 
@@ -140,12 +182,43 @@ impl ConnectionBuilder {
             .timeout(self.timeout)
             .build()
             .map_err(ConnectionError::Http)?;
+        let session = match &self.tokens {
+            Some(tokens) => Session::new(
+                tokens.clone(),
+                &self.urls[Service::Users as usize],
+                http.clone(),
+            ),
+            None => Session::default(),
+        };
         Ok(Connection {
             settings: self,
             http,
+            session,
         })
     }
 }
+
+/// Why [`Connection::log_in`] failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LogInError {
+    /// The users service refused (wrong credentials: 401; throttled: 429) or could not
+    /// be reached.
+    Refused(Box<users::Error<users::types::Problem>>),
+    /// The connection could not be set up with the new tokens.
+    Connection(ConnectionError),
+}
+
+impl std::fmt::Display for LogInError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LogInError::Refused(e) => write!(f, "logging in: {e}"),
+            LogInError::Connection(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for LogInError {}
 
 /// Why [`ConnectionBuilder::build`] failed.
 #[derive(Debug)]
@@ -178,7 +251,7 @@ impl std::error::Error for ConnectionError {
 }
 
 /// How to reach the services: hands out each service's client, all with the same
-/// timeout, bearer token and request id.
+/// timeout, bearer token (or login session, refreshed as needed) and request id.
 ///
 /// Inside [`CallContext::scope`](crate::CallContext::scope), the context's token and
 /// request id take precedence.
@@ -186,6 +259,8 @@ impl std::error::Error for ConnectionError {
 pub struct Connection {
     settings: ConnectionBuilder,
     http: reqwest::Client,
+    /// Every client handed out shares it (`services!` passes it on).
+    pub(crate) session: Session,
 }
 
 impl Connection {
@@ -195,9 +270,60 @@ impl Connection {
         ConnectionBuilder::default()
     }
 
-    /// This connection's settings, to derive another, e.g. with a token.
+    /// This connection's settings, to derive another, e.g. with a token. A login's
+    /// session stays shared: both connections use (and refresh) the same tokens.
     pub fn to_builder(&self) -> ConnectionBuilder {
         self.settings.clone()
+    }
+
+    /// Logs in with `credentials` (`create_token`): a connection like this one with the
+    /// login's session (see [`ConnectionBuilder::tokens`]).
+    pub async fn log_in(
+        &self,
+        credentials: users::types::Credentials,
+    ) -> Result<Connection, LogInError> {
+        let token = self
+            .users()
+            .create_token()
+            .body(credentials)
+            .send()
+            .await
+            .map_err(|e| LogInError::Refused(Box::new(e)))?
+            .into_inner();
+        self.to_builder()
+            .tokens(&token)
+            .build()
+            .map_err(LogInError::Connection)
+    }
+
+    /// Ends the login's session (`logout`): its refresh tokens stop working, here and
+    /// in every connection sharing it; the current access token lasts until it expires.
+    /// Nothing to do without a session.
+    pub async fn log_out(&self) -> Result<(), users::Error<users::types::Problem>> {
+        let Some((_, Some(refresh_token))) = self.session.current() else {
+            return Ok(());
+        };
+        self.users()
+            .logout()
+            .body(users::types::RefreshRequest { refresh_token })
+            .send()
+            .await?;
+        self.session.forget_refresh();
+        Ok(())
+    }
+
+    /// The access token this connection sends now (a session's current one), if any.
+    pub fn access_token(&self) -> Option<String> {
+        self.session
+            .current()
+            .map(|(access, _)| access)
+            .or_else(|| self.settings.bearer_token.clone())
+    }
+
+    /// The session's current refresh token, to keep the session across restarts
+    /// (give it back with [`ConnectionBuilder::tokens`]). Treat it like a password.
+    pub fn refresh_token(&self) -> Option<String> {
+        self.session.current().and_then(|(_, refresh)| refresh)
     }
 
     /// The service's base URL.

@@ -10,6 +10,9 @@
 //! - Errors from a service are `Error::ErrorResponse(problem)`, where `problem` derefs to
 //!   the service's RFC 9457 problem: `status`, `title`, `detail`, `request_id`, and
 //!   `errors` (one JSON pointer and message per validation failure).
+//! - [`Connection::log_in`] (or [`ConnectionBuilder::tokens`]) gives a connection a
+//!   login's session: short-lived access tokens, renewed through the refresh token
+//!   transparently when they expire or are refused.
 //! - [`CallContext::scope`] passes a caller's token and request id along when a service
 //!   calls another on a user's behalf.
 //!
@@ -19,21 +22,14 @@
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! // `server all` on this machine; `.base_url(..)` or `.service_url(..)` for elsewhere.
 //! let anonymous = Connection::builder().build()?;
-//! let token = anonymous
-//!     .users()
-//!     .create_token()
-//!     .body(users::types::Credentials {
+//! // Access tokens last minutes; `me` renews them with the login's refresh token.
+//! let me = anonymous
+//!     .log_in(users::types::Credentials {
 //!         username: Some("ada_l".parse()?),
 //!         email: None,
 //!         password: "correct horse battery".parse()?,
 //!     })
-//!     .send()
-//!     .await?
-//!     .into_inner();
-//! let me = anonymous
-//!     .to_builder()
-//!     .bearer_token(token.access_token)
-//!     .build()?;
+//!     .await?;
 //! match me.tasks().get_task().task_id(uuid::Uuid::nil()).send().await {
 //!     Ok(task) => println!("{}", task.title),
 //!     Err(tasks::Error::ErrorResponse(problem)) => {
@@ -49,10 +45,12 @@
 mod connection;
 mod context;
 mod generated;
-pub use connection::{Connection, ConnectionBuilder, ConnectionError, DEFAULT_BASE_URL};
-#[doc(hidden)]
-pub use context::apply as __apply_call_context;
+mod session;
+pub use connection::{
+    Connection, ConnectionBuilder, ConnectionError, LogInError, DEFAULT_BASE_URL,
+};
 pub use context::CallContext;
 pub use generated::*;
 /// The HTTP client the generated clients are built on, for [`Connection::http`].
 pub use reqwest;
+pub use session::Session;

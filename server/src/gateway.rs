@@ -50,6 +50,41 @@ pub fn route(path: &str) -> Option<(&'static str, String)> {
         .map(|(_, service)| (*service, path.to_string()))
 }
 
+/// Whether a path reads differently once normalised: a dot segment (`.`, `..`, or any
+/// percent-encoded spelling such as `%2e%2e`, `%2E.`, `.%2e`), an encoded slash or
+/// backslash (`%2f`, `%5c`), or a backslash. The gateway routes on the path as sent, but
+/// the client that forwards it resolves dot segments (WHATWG URL rules), so
+/// `/v1/promotions/%2e%2e/events` would be routed as promotions' and reach `/v1/events`,
+/// an operation between services that the gateway does not route.
+pub fn ambiguous_path(path: &str) -> bool {
+    path.contains('\\')
+        || path.split('/').any(|segment| {
+            let decoded = percent_decode(segment);
+            decoded == b"." || decoded == b".." || decoded.iter().any(|b| matches!(b, b'/' | b'\\'))
+        })
+}
+
+/// `%XX` sequences decoded once (anything else, malformed escapes included, as is).
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 pub struct Gateway {
     /// Base URL of each service.
     upstreams: Vec<(&'static str, String)>,
@@ -86,6 +121,12 @@ async fn forward(
 ) -> Result<Response<Body>, Problem> {
     let rid = rqctx.request_id.clone();
     let uri = rqctx.request.uri().clone();
+    if ambiguous_path(uri.path()) {
+        return Err(Problem::bad_request(
+            "The path has a dot segment or an encoded slash (`..`, `%2e`, `%2f`, `%5c`); send the path it stands for.",
+        )
+        .request(&rid));
+    }
     let (service, path) = route(uri.path())
         .ok_or_else(|| Problem::not_found("No service serves this path.").request(&rid))?;
     let gateway = rqctx.context();
@@ -168,4 +209,38 @@ pub fn start(
     };
     let bind = std::net::SocketAddr::new(config.bind_address, config.gateway_port);
     crate::runtime::server::listen(api, gateway, config, log, "gateway", bind, &[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ambiguous_path;
+
+    #[test]
+    fn dot_segments_and_encoded_slashes_in_any_spelling_are_ambiguous() {
+        for path in [
+            "/v1/promotions/../events",
+            "/v1/promotions/./x",
+            "/v1/promotions/%2e%2e/events",
+            "/v1/promotions/%2E%2E/events",
+            "/v1/promotions/%2E./events",
+            "/v1/promotions/.%2e/events",
+            "/v1/promotions/%2e",
+            "/v1/promotions%2f..%2fevents",
+            "/v1/promotions%2F%2E%2E%2Fevents",
+            "/v1/promotions/..%5cevents",
+            "/v1/promotions/..\\events",
+        ] {
+            assert!(ambiguous_path(path), "{path}");
+        }
+        for path in [
+            "/v1/beers",
+            "/v1/beers/0193b4a2-5c1e-7d3f-8a2b-4c5d6e7f8091",
+            "/v1/promotions/SUMMER.25/eligibility",
+            "/v1/promotions/...",
+            "/v1/promotions/%252e%252e/events",
+            "/docs/swagger-ui.css",
+        ] {
+            assert!(!ambiguous_path(path), "{path}");
+        }
+    }
 }

@@ -98,6 +98,14 @@ enum AdminCommand {
         #[arg(long)]
         email: String,
     },
+    /// Make a new token-signing key; it signs from now on. The old key stays published
+    /// until every token it signed has expired (TOKEN_TTL_SECS), then is dropped.
+    RotateKeys {
+        /// Delete the old keys at once: tokens they signed stop verifying (a key that may
+        /// have leaked). Everyone logs in again.
+        #[arg(long)]
+        revoke: bool,
+    },
 }
 
 #[tokio::main]
@@ -138,6 +146,27 @@ async fn run(cli: Cli) -> Result<()> {
             println!("created admin {} ({})", user.username, user.id);
             Ok(())
         }
+        Command::Admin {
+            command: AdminCommand::RotateKeys { revoke },
+        } => {
+            let rotation = users::rotate_keys(&config, revoke).await?;
+            println!("new signing key {}", rotation.new_kid);
+            for kid in &rotation.old_kids {
+                if revoke {
+                    println!("revoked {kid}");
+                } else {
+                    let keep = config.token_ttl_secs + users::RETIRED_KEY_GRACE.as_secs();
+                    println!("retired {kid}: published for {keep} s more, until its tokens expire");
+                }
+            }
+            if rotation.expired > 0 {
+                println!(
+                    "dropped {} key(s) whose tokens have all expired",
+                    rotation.expired
+                );
+            }
+            Ok(())
+        }
         Command::Healthcheck { services } => {
             let host = match config.bind_address {
                 ip if ip.is_unspecified() => "127.0.0.1".to_string(),
@@ -163,7 +192,7 @@ async fn run(cli: Cli) -> Result<()> {
             };
             for def in &defs {
                 let url = format!("http://{host}:{}", config.service(def.name).port);
-                taproom_client::users::Client::new(&url)
+                taproom_client::users::Client::new(&url, Default::default())
                     .readyz()
                     .send()
                     .await

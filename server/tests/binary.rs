@@ -346,3 +346,92 @@ async fn server_all_runs_everything_behind_the_gateway_and_stops_on_ctrl_c() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `server admin rotate-keys` against the database of a running users service: the
+/// service signs with the new key from its next login, without a restart, and publishes
+/// both until the old key's tokens have expired.
+#[tokio::test]
+async fn admin_rotate_keys_reaches_the_running_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, url) = start_users(dir.path(), &["--log-level", "warn"], false);
+    let client = reqwest::Client::new();
+    let kids = || async {
+        let jwks: serde_json::Value = client
+            .get(format!("{url}/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let before = kids().await;
+    assert_eq!(before.len(), 1);
+
+    let out = server()
+        .current_dir(dir.path())
+        .args(["admin", "rotate-keys"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new_kid = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("new signing key "))
+        .expect("the new key is named")
+        .to_string();
+    assert!(
+        stdout.contains(&format!("retired {}", before[0])),
+        "{stdout}"
+    );
+    assert_eq!(kids().await, vec![new_kid.clone(), before[0].clone()]);
+
+    let body = serde_json::json!({"username": "ann", "email": "ann@example.com", "password": "a user password"});
+    client
+        .post(format!("{url}/v1/users"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let token: serde_json::Value = client
+        .post(format!("{url}/v1/auth/token"))
+        .basic_auth("ann", Some("a user password"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let header = jsonwebtoken::decode_header(token["access_token"].as_str().unwrap()).unwrap();
+    assert_eq!(header.kid, Some(new_kid));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // On PostgreSQL without a key-encryption key nothing is done: the message names the
+    // settings, before any connection is tried.
+    let out = server()
+        .current_dir(dir.path())
+        .env(
+            "USERS_DATABASE_URL",
+            "postgres://nobody@127.0.0.1:1/nothing",
+        )
+        .args(["admin", "rotate-keys"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("SIGNING_KEY_FILE") && err.contains("SIGNING_KEY_ENCRYPTION_KEY"),
+        "{err}"
+    );
+}

@@ -46,6 +46,11 @@ impl Fleet {
                 "EVENTS_TOKEN".into(),
                 "scale test events token, 32 bytes or more".into(),
             ),
+            // The users service on PostgreSQL seals its signing key under this.
+            (
+                "SIGNING_KEY_ENCRYPTION_KEY".into(),
+                "c2NhbGUgdGVzdCBrZXktZW5jcnlwdGlvbiBrZXkgMzI=".into(),
+            ),
             ("LOG_LEVEL".into(), "warning".into()),
             ("SHUTDOWN_TIMEOUT_SECS".into(), "10".into()),
         ];
@@ -136,7 +141,7 @@ impl Drop for Fleet {
 }
 
 async fn ready(url: &str) {
-    let client = taproom_client::users::Client::new(url);
+    let client = taproom_client::users::Client::new(url, Default::default());
     for _ in 0..200 {
         if client.readyz().send().await.is_ok() {
             return;
@@ -300,8 +305,11 @@ async fn sigterm_to_one_instance_under_load_loses_nothing() {
         let gw = gw.clone();
         let retries = retries.clone();
         workers.push(tokio::spawn(async move {
-            let orders_client =
-                taproom_client::orders::Client::new_with_client(&gw, bearer(&token));
+            let orders_client = taproom_client::orders::Client::new_with_client(
+                &gw,
+                bearer(&token),
+                Default::default(),
+            );
             let tasks_http = bearer(&token);
             let (mut bought, mut todos) = (Vec::new(), 0usize);
             while Instant::now() < stop_at {
@@ -398,13 +406,18 @@ async fn sigterm_to_one_instance_under_load_loses_nothing() {
     );
 
     // Nothing lost, nothing twice: what the services hold is what the answers said.
-    let survivor = taproom_client::orders::Client::new(&orders_2);
-    let promotions_admin = taproom_client::promotions::Client::new_with_client(&gw, bearer(&admin));
+    let survivor = taproom_client::orders::Client::new(&orders_2, Default::default());
+    let promotions_admin = taproom_client::promotions::Client::new_with_client(
+        &gw,
+        bearer(&admin),
+        Default::default(),
+    );
     for (user, token) in &customers {
         let Some((bought, todos)) = per_user.get(user) else {
             continue;
         };
-        let orders_client = taproom_client::orders::Client::new_with_client(&gw, bearer(token));
+        let orders_client =
+            taproom_client::orders::Client::new_with_client(&gw, bearer(token), Default::default());
         let mut held = Vec::new();
         let mut page_token: Option<String> = None;
         loop {

@@ -645,6 +645,14 @@ fn forged_tokens(real: &str) -> Vec<(&'static str, String)> {
 }
 
 async fn token(http: &reqwest::Client, users: &str, username: &str, password: &str) -> String {
+    login(http, users, username, password).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `create_token`'s answer (access and refresh token) for a Basic login.
+async fn login(http: &reqwest::Client, users: &str, username: &str, password: &str) -> Value {
     let response = http
         .post(format!("{users}/v1/auth/token"))
         .basic_auth(username, Some(password))
@@ -652,8 +660,7 @@ async fn token(http: &reqwest::Client, users: &str, username: &str, password: &s
         .await
         .unwrap();
     assert_eq!(response.status(), 200, "logging in as {username}");
-    let body: Value = response.json().await.unwrap();
-    body["access_token"].as_str().unwrap().to_string()
+    response.json().await.unwrap()
 }
 
 /// A real user: their token and role.
@@ -755,8 +762,23 @@ async fn every_operation_enforces_the_security_its_spec_declares() {
         per_service.insert(spec.service.clone(), ops.len());
         for op in &ops {
             walked += 1;
-            let valid = probe(op, true);
+            let mut valid = probe(op, true);
             let invalid = probe(op, false);
+            // The body's refresh token is the credential of `refresh_token` and `logout`:
+            // a real one, from a new login each time (logging out ends its session).
+            if let Some(Value::Object(body)) = valid.body.as_mut() {
+                if body.contains_key("refresh_token") {
+                    let (user, password) = (&registration["username"], &registration["password"]);
+                    let pair = login(
+                        &walk.http,
+                        &users,
+                        user.as_str().unwrap(),
+                        password.as_str().unwrap(),
+                    )
+                    .await;
+                    body.insert("refresh_token".into(), pair["refresh_token"].clone());
+                }
+            }
             let schemes = match &op.access {
                 Access::Public => {
                     public += 1;

@@ -36,6 +36,9 @@ fn with_database(base: &str, name: &str) -> String {
 /// The services' shared events secret in tests (long enough to be accepted).
 pub const EVENTS_TOKEN: &str = "test events token, 32 bytes or more";
 
+/// The key-encryption key of the tests' users services on PostgreSQL (32 bytes, base64).
+pub const TEST_SIGNING_KEK: &str = "dGVzdCBzaWduaW5nIGtleS1lbmNyeXB0aW9uIGtleSE=";
+
 /// A change to the test configuration.
 type Adjust = std::sync::Arc<dyn Fn(&mut Config) + Send + Sync>;
 
@@ -96,7 +99,23 @@ impl TestDb {
             database_max_connections: 5,
             request_body_max_bytes: 1024 * 1024,
             shutdown_timeout_secs: 5,
+            sqlite_synchronous: Default::default(),
+            limits: Default::default(),
             token_ttl_secs: 3600,
+            // Tests sign in far more often than any client should; the tests of the
+            // limits set their own.
+            trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+            credentials_rate_per_minute: 1_000_000,
+            credentials_burst: 1_000_000,
+            login_failures_per_address: 5,
+            login_failures_per_account: 100,
+            password_hash_concurrency: 0,
+            password_hash_queue: 10_000,
+            signing_key_file: None,
+            // PostgreSQL needs a key-encryption key; SQLite makes one in DATA_DIR.
+            signing_key_encryption_key: (self.backend == Backend::Postgres)
+                .then(|| TEST_SIGNING_KEK.to_string()),
+            refresh_token_ttl_secs: 30 * 24 * 3600,
             cors_allowed_origins: vec!["https://app.example".into()],
             log_level: std::env::var("TEST_LOG_LEVEL").unwrap_or_else(|_| "critical".into()),
             log_format: taproom_server::runtime::server::LogFormat::Text,
@@ -166,10 +185,15 @@ impl Users {
     ) -> Users {
         let mut db = TestDb::new(backend);
         db.adjust = Some(std::sync::Arc::new(adjust));
+        Self::start_on(db).await
+    }
+
+    /// Starts on `db` as it is (a test may have prepared it).
+    pub async fn start_on(db: TestDb) -> Users {
         let server = Self::launch(&db).await;
         let base_url = format!("http://{}", server.local_addr());
         Users {
-            client: taproom_client::users::Client::new(&base_url),
+            client: taproom_client::users::Client::new(&base_url, Default::default()),
             base_url,
             db,
             server: Some(server),
@@ -199,7 +223,7 @@ impl Users {
         }
         let server = Self::launch(&self.db).await;
         self.base_url = format!("http://{}", server.local_addr());
-        self.client = taproom_client::users::Client::new(&self.base_url);
+        self.client = taproom_client::users::Client::new(&self.base_url, Default::default());
         self.server = Some(server);
     }
 
@@ -210,7 +234,11 @@ impl Users {
 
     /// A client that sends `token` as its bearer token.
     pub fn client_with_token(&self, token: &str) -> taproom_client::users::Client {
-        taproom_client::users::Client::new_with_client(&self.base_url, bearer_client(token))
+        taproom_client::users::Client::new_with_client(
+            &self.base_url,
+            bearer_client(token),
+            Default::default(),
+        )
     }
 
     /// Logs in through `create_token` (JSON credentials); the access token.
@@ -254,21 +282,11 @@ impl Users {
     /// Signs `claims` as the users service would, with its own private key read from its
     /// database: for tokens the API would never issue (expired ones, say).
     pub async fn sign(&self, claims: serde_json::Value) -> String {
-        use base64::Engine;
-        use sqlx::{Connection, Row};
-        sqlx::any::install_default_drivers();
-        let mut conn = sqlx::AnyConnection::connect(&self.db.url(users::NAME))
+        let (kid, der) = users::signing_key(&self.db.config())
             .await
-            .unwrap();
-        let row = sqlx::query("SELECT kid, private_key FROM signing_keys")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(row.get::<String, _>("private_key"))
-            .unwrap();
+            .expect("the signing key opens");
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-        header.kid = Some(row.get("kid"));
+        header.kid = Some(kid);
         jsonwebtoken::encode(
             &header,
             &claims,
@@ -320,7 +338,7 @@ impl Tasks {
             .expect("tasks service starts");
         let base_url = format!("http://{}", server.local_addr());
         Tasks {
-            client: taproom_client::tasks::Client::new(&base_url),
+            client: taproom_client::tasks::Client::new(&base_url, Default::default()),
             base_url,
             users,
             _server: server,
@@ -334,8 +352,11 @@ impl Tasks {
         name: &str,
     ) -> (uuid::Uuid, taproom_client::tasks::Client, reqwest::Client) {
         let (id, token) = self.users.register(name).await;
-        let client =
-            taproom_client::tasks::Client::new_with_client(&self.base_url, bearer_client(&token));
+        let client = taproom_client::tasks::Client::new_with_client(
+            &self.base_url,
+            bearer_client(&token),
+            Default::default(),
+        );
         (id, client, bearer_client(&token))
     }
 }
@@ -376,7 +397,7 @@ impl Shop {
             .expect("promotions service starts");
         let promotions_url = format!("http://{}", promotions_server.local_addr());
         let mut shop = Shop {
-            beers: taproom_client::beers::Client::new(&beers_url),
+            beers: taproom_client::beers::Client::new(&beers_url, Default::default()),
             orders_url: String::new(),
             beers_url,
             promotions_url,
@@ -448,6 +469,7 @@ impl Shop {
         taproom_client::promotions::Client::new_with_client(
             &self.promotions_url,
             bearer_client(&token),
+            Default::default(),
         )
     }
 
@@ -461,13 +483,21 @@ impl Shop {
     /// A beers client logged in as a new admin.
     pub async fn beers_admin(&self) -> taproom_client::beers::Client {
         let token = self.users.admin_token().await;
-        taproom_client::beers::Client::new_with_client(&self.beers_url, bearer_client(&token))
+        taproom_client::beers::Client::new_with_client(
+            &self.beers_url,
+            bearer_client(&token),
+            Default::default(),
+        )
     }
 
     /// An orders client logged in as a new admin.
     pub async fn orders_admin(&self) -> taproom_client::orders::Client {
         let token = self.users.admin_token().await;
-        taproom_client::orders::Client::new_with_client(&self.orders_url, bearer_client(&token))
+        taproom_client::orders::Client::new_with_client(
+            &self.orders_url,
+            bearer_client(&token),
+            Default::default(),
+        )
     }
 
     /// A new customer, registered and logged in: their id, an orders client with their
@@ -480,6 +510,7 @@ impl Shop {
         let client = taproom_client::orders::Client::new_with_client(
             &self.orders_url,
             bearer_client(&token),
+            Default::default(),
         );
         (id, client, bearer_client(&token))
     }

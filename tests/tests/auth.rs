@@ -158,6 +158,193 @@ async fn repeated_failures_are_throttled(backend: Backend) {
     assert_eq!(resp.status(), 200);
 }
 
+/// A login from `address` (as the trusted proxy in front of the service reports it).
+async fn login_from(
+    users: &Users,
+    address: &str,
+    login: &str,
+    password: &str,
+) -> reqwest::Response {
+    users
+        .raw()
+        .post(format!("{}/v1/auth/token", users.base_url))
+        .header("x-forwarded-for", address)
+        .json(&json!({"username": login, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn parallel_guesses_reach_the_check_at_most_the_limit(backend: Backend) {
+    let users = Users::start(backend).await;
+    register(&users, "ada").await;
+    // 50 wrong guesses at once, by username and by email: one account, one counter.
+    let guesses = (0..50).map(|i| {
+        let login = if i % 2 == 0 { "ada" } else { "ADA@example.com" };
+        let body = json!({"username": login, "password": format!("guess {i}")});
+        let users = &users;
+        async move {
+            token_request(users, Some(body), None)
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    // Every attempt is counted before its password is checked: exactly the limit of
+    // them got as far as the check, the rest were refused without it.
+    assert_eq!((checked, refused), (5, 45), "{statuses:?}");
+}
+
+async fn a_guesser_is_throttled_at_their_address_not_the_owner(backend: Backend) {
+    let users = Users::start(backend).await;
+    register(&users, "ada").await;
+    let attacker = "203.0.113.7";
+    for i in 0..5 {
+        let resp = login_from(&users, attacker, "ada", &format!("guess {i}")).await;
+        assert_eq!(resp.status(), 401);
+    }
+    // The attacker's address now waits, even with the right password ...
+    let resp = login_from(&users, attacker, "ada", PASSWORD).await;
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    // ... and a spoofed X-Forwarded-For in front of the proxy's does not help: the
+    // right-most untrusted hop is the one that counts.
+    let resp = login_from(
+        &users,
+        &format!("198.51.100.1, {attacker}"),
+        "ada",
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(resp.status(), 429);
+    // The owner, from their own address, signs in.
+    let resp = login_from(&users, "198.51.100.9", "ada", PASSWORD).await;
+    assert_eq!(resp.status(), 200);
+}
+
+async fn guessing_from_many_addresses_locks_the_account(backend: Backend) {
+    let users = Users::start_with(backend, |c| c.login_failures_per_account = 12).await;
+    register(&users, "ada").await;
+    // Four failures each from three addresses: under the per-address limit every time,
+    // and the twelfth failure overall locks the account.
+    for n in 0..3 {
+        for i in 0..4 {
+            let resp = login_from(
+                &users,
+                &format!("203.0.113.{n}"),
+                "ada",
+                &format!("guess {i}"),
+            )
+            .await;
+            assert_eq!(resp.status(), 401);
+        }
+    }
+    let resp = login_from(&users, "198.51.100.9", "ada", PASSWORD).await;
+    assert_eq!(resp.status(), 429);
+}
+
+async fn credential_endpoints_are_rate_limited_per_address(backend: Backend) {
+    let users = Users::start_with(backend, |c| {
+        c.credentials_rate_per_minute = 1;
+        c.credentials_burst = 3;
+    })
+    .await;
+    let sign_up = |address: &'static str, name: &'static str| {
+        let users = &users;
+        async move {
+            users
+                .raw()
+                .post(format!("{}/v1/users", users.base_url))
+                .header("x-forwarded-for", address)
+                .json(&json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Registrations and logins share the address's bucket.
+    assert_eq!(sign_up("203.0.113.7", "ada").await.status(), 201);
+    assert_eq!(
+        login_from(&users, "203.0.113.7", "ada", "wrong")
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        login_from(&users, "203.0.113.7", "ada", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    let over = sign_up("203.0.113.7", "grace").await;
+    assert_eq!(over.status(), 429);
+    let wait: u64 = over.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=61).contains(&wait), "Retry-After {wait}");
+    let problem: Value = over.json().await.unwrap();
+    assert_eq!(problem["status"], 429);
+    // Another address has its own bucket.
+    assert_eq!(sign_up("203.0.113.8", "grace").await.status(), 201);
+    assert_eq!(
+        login_from(&users, "203.0.113.8", "ada", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+}
+
+/// Login-failure counters idle for a day and expired refresh tokens are pruned; recent
+/// ones stay.
+async fn idle_failure_counters_and_expired_refresh_tokens_are_pruned(backend: Backend) {
+    let users = Users::start(backend).await;
+    register(&users, "ada").await;
+    assert_eq!(login_from(&users, "203.0.113.1", "ada", "wrong").await.status(), 401);
+    assert_eq!(login_from(&users, "203.0.113.2", "nobody", "wrong").await.status(), 401);
+    // Success clears Ada's account-wide counter and this address's, not 203.0.113.1's.
+    assert_eq!(login_from(&users, "203.0.113.3", "ada", PASSWORD).await.status(), 200);
+    let config = users.db.config();
+    let def = &taproom_server::users::SERVICE;
+    let db = taproom_server::runtime::server::connect(&config, def.name, def.migrator)
+        .await
+        .unwrap();
+    let count = |table: &'static str| {
+        let db = db.clone();
+        async move {
+            let sql = format!("SELECT COUNT(*) FROM {table}");
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql))
+                .fetch_one(&db.pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(count("login_throttle").await, 3);
+    assert_eq!(count("refresh_tokens").await, 1);
+    // The unknown name's counters went idle long ago, and Ada's session expired.
+    const LONG_AGO: &str = "2020-01-01T00:00:00.000000Z";
+    sqlx::query("UPDATE login_throttle SET updated_at = $1 WHERE key LIKE 'nobody%'")
+        .bind(LONG_AGO)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE refresh_tokens SET expires_at = $1")
+        .bind(LONG_AGO)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let pruned = taproom_server::runtime::retention::prune(&db, &taproom_server::users::retention_rules())
+        .await
+        .unwrap();
+    assert_eq!(pruned, vec![("login_throttle", 2), ("refresh_tokens", 1)]);
+    assert_eq!(count("login_throttle").await, 1);
+    assert_eq!(count("refresh_tokens").await, 0);
+}
+
 async fn forged_expired_and_malformed_tokens_are_refused(backend: Backend) {
     use ed25519_dalek::pkcs8::EncodePrivateKey;
     let users = Users::start(backend).await;
@@ -398,6 +585,11 @@ on_both_databases!(
     login_with_json_or_basic,
     bad_credentials_are_401_without_hints,
     repeated_failures_are_throttled,
+    parallel_guesses_reach_the_check_at_most_the_limit,
+    a_guesser_is_throttled_at_their_address_not_the_owner,
+    guessing_from_many_addresses_locks_the_account,
+    credential_endpoints_are_rate_limited_per_address,
+    idle_failure_counters_and_expired_refresh_tokens_are_pruned,
     forged_expired_and_malformed_tokens_are_refused,
     other_users_accounts_are_invisible,
 );

@@ -71,7 +71,11 @@ async fn the_catalogue_is_public_to_read_and_admin_only_to_change(backend: Backe
     );
     assert_eq!(status, 401, "{p:?}");
     let (_, token) = shop.users.register("carol").await;
-    let customer = Client::new_with_client(&shop.beers_url, taproom_tests::bearer_client(&token));
+    let customer = Client::new_with_client(
+        &shop.beers_url,
+        taproom_tests::bearer_client(&token),
+        Default::default(),
+    );
     for result in [
         customer
             .create_beer()

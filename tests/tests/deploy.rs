@@ -52,15 +52,38 @@ fn compose_and_kubernetes_set_only_real_settings_and_ports() {
             "compose runs {service}"
         );
         assert_eq!(s["healthcheck"]["test"][3].as_str(), Some(*service));
+        // A service's own settings (merged over the shared ones) are real settings too.
+        if let Some(own) = s["environment"].as_mapping() {
+            for key in own.keys().filter_map(|k| k.as_str()).filter(|k| *k != "<<") {
+                assert!(
+                    known.contains(key),
+                    "deploy/compose.yaml sets {key} for {service}, which the server does not read"
+                );
+            }
+        }
     }
 
     let config = taproom_server::runtime::config::Config::from_env().unwrap();
+    let k8s: Vec<(String, Value)> = std::fs::read_dir(root().join("deploy/k8s"))
+        .unwrap()
+        .flat_map(|file| {
+            let path = file.unwrap().path();
+            let name = format!("deploy/k8s/{}", path.file_name().unwrap().to_string_lossy());
+            docs(&name).into_iter().map(move |doc| (name.clone(), doc))
+        })
+        .collect();
+    // Secrets mounted as files hold files, not settings.
+    let mounted: BTreeSet<&str> = k8s
+        .iter()
+        .filter_map(|(_, doc)| doc["spec"]["template"]["spec"]["volumes"].as_sequence())
+        .flatten()
+        .filter_map(|v| v["secret"]["secretName"].as_str())
+        .collect();
     let mut seen = BTreeSet::new();
-    for file in std::fs::read_dir(root().join("deploy/k8s")).unwrap() {
-        let path = file.unwrap().path();
-        let name = format!("deploy/k8s/{}", path.file_name().unwrap().to_string_lossy());
-        for doc in docs(&name) {
+    for (name, doc) in &k8s {
+        {
             match doc["kind"].as_str() {
+                Some("Secret") if mounted.contains(doc["metadata"]["name"].as_str().unwrap()) => {}
                 Some("ConfigMap") | Some("Secret") => {
                     let data = doc.get("data").or_else(|| doc.get("stringData")).unwrap();
                     for key in data.as_mapping().unwrap().keys() {
@@ -89,6 +112,13 @@ fn compose_and_kubernetes_set_only_real_settings_and_ports() {
                         container["livenessProbe"]["httpGet"]["path"].as_str(),
                         Some("/healthz")
                     );
+                    for var in container["env"].as_sequence().into_iter().flatten() {
+                        let key = var["name"].as_str().unwrap();
+                        assert!(
+                            known.contains(key),
+                            "{name} sets {key}, which the server does not read"
+                        );
+                    }
                     seen.insert(service.to_string());
                 }
                 _ => {}
@@ -177,5 +207,83 @@ fn the_gateway_routes_every_api_path_to_its_service() {
             .filter(|(p, s)| s == service && gateway["paths"].get(p.as_str()).is_some())
             .count();
         assert!(theirs > 0, "the gateway document has {service}'s paths");
+    }
+}
+
+/// Each service reaches PostgreSQL as its own role, owner of its own database only, and
+/// only the users service gets the key-encryption key of the signing keys: in compose
+/// and in Kubernetes (whose per-service Secrets only that service's Deployment reads).
+#[test]
+fn every_service_has_its_own_database_role() {
+    let compose: Value = serde_yaml::from_str(&read("deploy/compose.yaml")).unwrap();
+    let shared = compose["x-service"]["environment"].as_mapping().unwrap();
+    assert!(
+        !shared
+            .keys()
+            .any(|k| k.as_str().unwrap().ends_with("DATABASE_URL")),
+        "no database URL shared by every service"
+    );
+    let roles = read("deploy/postgres/roles.sh");
+    for def in taproom_server::SERVICES {
+        let (service, env) = (def.name, def.env_prefix());
+        let url = compose["services"][service]["environment"][format!("{env}_DATABASE_URL")]
+            .as_str()
+            .unwrap_or_else(|| panic!("compose gives {service} its own database URL"));
+        // The password is interpolated by compose: `${VAR:?message}`.
+        let (head, rest) = url.split_once("${").unwrap_or((url, "}"));
+        let url = format!("{head}password{}", rest.split_once('}').unwrap().1);
+        let url = reqwest::Url::parse(&url).unwrap();
+        assert_eq!(
+            url.username(),
+            service,
+            "{service} connects as its own role"
+        );
+        assert_eq!(url.path(), format!("/taproom_{service}"));
+        let kek = compose["services"][service]["environment"].get("SIGNING_KEY_FILE");
+        assert_eq!(
+            kek.is_some(),
+            service == "users",
+            "only users reads the KEK"
+        );
+        assert!(
+            roles.contains(service) && roles.contains("REVOKE ALL ON DATABASE"),
+            "deploy/postgres/roles.sh makes {service}'s role"
+        );
+
+        let deployment = docs(&format!("deploy/k8s/{service}.yaml"))
+            .into_iter()
+            .find(|d| d["kind"].as_str() == Some("Deployment"))
+            .unwrap();
+        let pod = &deployment["spec"]["template"]["spec"];
+        let secrets: Vec<&str> = pod["containers"][0]["envFrom"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["secretRef"]["name"].as_str())
+            .collect();
+        assert!(secrets.contains(&format!("{service}-database").as_str()));
+        let mounts_kek = pod["volumes"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .any(|v| v["secret"]["secretName"].as_str() == Some("users-signing-key"));
+        assert_eq!(mounts_kek, service == "users", "only users mounts the KEK");
+    }
+    let secrets = docs("deploy/k8s/config.yaml");
+    for doc in &secrets {
+        let name = doc["metadata"]["name"].as_str().unwrap();
+        let keys: Vec<&str> = doc["stringData"]
+            .as_mapping()
+            .into_iter()
+            .flat_map(|m| m.keys().filter_map(|k| k.as_str()))
+            .collect();
+        for key in keys.iter().filter(|k| k.ends_with("DATABASE_URL")) {
+            let service = key.trim_end_matches("_DATABASE_URL").to_ascii_lowercase();
+            assert_eq!(
+                name,
+                format!("{service}-database"),
+                "{key} is in its service's Secret"
+            );
+        }
     }
 }

@@ -29,7 +29,7 @@ async fn the_shop_works_through_the_gateway(backend: Backend) {
     let gw = gateway.url.as_str();
 
     // Register and log in through the gateway.
-    let users = taproom_client::users::Client::new(gw);
+    let users = taproom_client::users::Client::new(gw, Default::default());
     users
         .create_user()
         .body(taproom_client::users::types::CreateUser {
@@ -54,7 +54,11 @@ async fn the_shop_works_through_the_gateway(backend: Backend) {
         .unwrap()
         .into_inner()
         .access_token;
-    let me = taproom_client::users::Client::new_with_client(gw, bearer_client(&token));
+    let me = taproom_client::users::Client::new_with_client(
+        gw,
+        bearer_client(&token),
+        Default::default(),
+    );
     assert_eq!(
         me.get_current_user()
             .send()
@@ -69,32 +73,40 @@ async fn the_shop_works_through_the_gateway(backend: Backend) {
 
     // An admin fills the catalogue and makes a promo code, through the gateway.
     let admin_token = shop.users.admin_token().await;
-    let beer = taproom_client::beers::Client::new_with_client(gw, bearer_client(&admin_token))
-        .create_beer()
-        .body(taproom_client::beers::types::CreateBeer {
-            sku: "IPA-1".parse().unwrap(),
-            name: "Hoppy Days IPA".parse().unwrap(),
-            price: "4.00".parse().unwrap(),
-            style: None,
-            image_url: None,
-        })
-        .send()
-        .await
-        .unwrap()
-        .into_inner();
-    taproom_client::promotions::Client::new_with_client(gw, bearer_client(&admin_token))
-        .create_promotion()
-        .body(taproom_client::promotions::types::CreatePromotion {
-            code: "GATE-25".parse().unwrap(),
-            percent_off: NonZeroU32::new(25).unwrap(),
-            max_uses_per_user: NonZeroU32::new(1).unwrap(),
-        })
-        .send()
-        .await
-        .unwrap();
+    let beer = taproom_client::beers::Client::new_with_client(
+        gw,
+        bearer_client(&admin_token),
+        Default::default(),
+    )
+    .create_beer()
+    .body(taproom_client::beers::types::CreateBeer {
+        sku: "IPA-1".parse().unwrap(),
+        name: "Hoppy Days IPA".parse().unwrap(),
+        price: "4.00".parse().unwrap(),
+        style: None,
+        image_url: None,
+    })
+    .send()
+    .await
+    .unwrap()
+    .into_inner();
+    taproom_client::promotions::Client::new_with_client(
+        gw,
+        bearer_client(&admin_token),
+        Default::default(),
+    )
+    .create_promotion()
+    .body(taproom_client::promotions::types::CreatePromotion {
+        code: "GATE-25".parse().unwrap(),
+        percent_off: NonZeroU32::new(25).unwrap(),
+        max_uses_per_user: NonZeroU32::new(1).unwrap(),
+    })
+    .send()
+    .await
+    .unwrap();
 
     // Browse, fill an order, check out with the code.
-    let beers = taproom_client::beers::Client::new(gw);
+    let beers = taproom_client::beers::Client::new(gw, Default::default());
     assert_eq!(
         beers
             .list_beers()
@@ -106,7 +118,11 @@ async fn the_shop_works_through_the_gateway(backend: Backend) {
             .len(),
         1
     );
-    let orders = taproom_client::orders::Client::new_with_client(gw, bearer_client(&token));
+    let orders = taproom_client::orders::Client::new_with_client(
+        gw,
+        bearer_client(&token),
+        Default::default(),
+    );
     let order = orders.create_order().send().await.unwrap().into_inner();
     orders
         .add_order_item()
@@ -136,7 +152,11 @@ async fn the_shop_works_through_the_gateway(backend: Backend) {
     );
 
     // And a to-do.
-    let todo = taproom_client::tasks::Client::new_with_client(gw, bearer_client(&token));
+    let todo = taproom_client::tasks::Client::new_with_client(
+        gw,
+        bearer_client(&token),
+        Default::default(),
+    );
     todo.create_task()
         .body(taproom_client::tasks::types::CreateTask {
             title: "Collect the beer".parse().unwrap(),

@@ -364,7 +364,7 @@ async fn bad_items_are_refused_and_nothing_is_written(backend: Backend) {
         .unwrap();
     assert_eq!(closed.status, types::OrderStatus::Closed);
     // No token: 401.
-    let anonymous = Client::new(&shop.orders_url);
+    let anonymous = Client::new(&shop.orders_url, Default::default());
     assert_eq!(problem(anonymous.create_order().send().await).0, 401);
     assert_eq!(
         problem(anonymous.get_order().order_id(order.id).send().await).0,
@@ -468,7 +468,7 @@ async fn orders_against(
         .unwrap();
     let (_, token) = shop.users.register("bob").await;
     let url = format!("http://{}", server.local_addr());
-    let client = Client::new_with_client(&url, bearer_client(&token));
+    let client = Client::new_with_client(&url, bearer_client(&token), Default::default());
     (server, client, token)
 }
 

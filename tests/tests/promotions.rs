@@ -131,7 +131,7 @@ async fn counted(w: &World, user: Uuid) -> u32 {
 
 /// Undelivered events in the orders outbox, as its `readyz` reports them.
 async fn backlog(w: &World) -> i64 {
-    let orders = taproom_client::orders::Client::new(&w.shop.orders_url);
+    let orders = taproom_client::orders::Client::new(&w.shop.orders_url, Default::default());
     let health = orders.readyz().send().await.unwrap().into_inner();
     health.outbox.expect("orders reports its outbox").depth
 }
@@ -170,8 +170,10 @@ async fn codes_take_a_percentage_off_and_are_limited_per_user(backend: Backend) 
     let carol = taproom_client::promotions::Client::new_with_client(
         &w.shop.promotions_url,
         bearer_client(&token),
+        Default::default(),
     );
-    let spring = carol
+    let spring = w
+        .admin
         .get_promotion()
         .code("SPRING-10")
         .send()
@@ -179,6 +181,16 @@ async fn codes_take_a_percentage_off_and_are_limited_per_user(backend: Backend) 
         .unwrap()
         .into_inner();
     assert_eq!((spring.percent_off, spring.max_uses_per_user), (10, 2));
+    // Customers cannot look codes up, so they cannot find them by trying names: the same
+    // 403 for a code that exists and one that does not.
+    assert_eq!(
+        problem(carol.get_promotion().code("SPRING-10").send().await).0,
+        403
+    );
+    assert_eq!(
+        problem(carol.get_promotion().code("NOPE-1").send().await).0,
+        403
+    );
     let again = types::CreatePromotion {
         code: "SPRING-10".parse().unwrap(),
         percent_off: NonZeroU32::new(5).unwrap(),
@@ -193,7 +205,7 @@ async fn codes_take_a_percentage_off_and_are_limited_per_user(backend: Backend) 
         409
     );
     assert_eq!(
-        problem(carol.get_promotion().code("NOPE-1").send().await).0,
+        problem(w.admin.get_promotion().code("NOPE-1").send().await).0,
         404
     );
 

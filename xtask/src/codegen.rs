@@ -54,8 +54,11 @@ pub fn client_code(service: &str, bundled: &Value) -> Result<String> {
         .with_tag(progenitor::TagStyle::Merged)
         .with_derive("schemars::JsonSchema")
         .with_derive("PartialEq")
-        // Adds the caller's token and request id inside a `CallContext::scope`.
-        .with_pre_hook(quote! { crate::__apply_call_context });
+        // Every client carries its `Connection`'s session (none for a bare client), and
+        // `client/src/connection.rs` implements its hooks: the `CallContext`'s headers,
+        // and refreshing the session's access token.
+        .with_inner_type(quote! { crate::Session })
+        .with_hooks(progenitor::HooksMode::Expected);
     let mut generator = progenitor::Generator::new(&settings);
     let tokens = generator
         .generate_tokens(&spec)
@@ -112,6 +115,30 @@ pub fn context_name(service: &str) -> String {
 
 /// Roles `x-roles` may name, with the alias the generated `api.rs` gives each.
 const ROLES: &[(&str, &str)] = &[("admin", "Admin")];
+
+/// Per-client-address limits `x-rate-limit` may name, with the alias the generated
+/// `api.rs` gives each (see `runtime::clients`).
+const RATE_LIMITS: &[(&str, &str)] = &[("credentials", "CredentialsLimit")];
+
+/// The argument an operation's `x-rate-limit` becomes, if it has one.
+fn rate_limit_argument(op: &Value) -> Result<Option<TokenStream>> {
+    let Some(limit) = op.get("x-rate-limit") else {
+        return Ok(None);
+    };
+    let known = || {
+        RATE_LIMITS
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (_, alias) = limit
+        .as_str()
+        .and_then(|name| RATE_LIMITS.iter().find(|(n, _)| *n == name))
+        .ok_or_else(|| anyhow!("unknown `x-rate-limit` {limit} (known: {})", known()))?;
+    let alias = format_ident!("{alias}");
+    Ok(Some(quote! { _limit: #alias }))
+}
 
 /// The argument an operation's security requirement becomes (name and type), if any.
 /// Every operation must state its requirement: `security: []` for a public one.
@@ -408,9 +435,11 @@ fn operation(
         });
     }
     let mut extra = Vec::new();
-    // Security first: dropshot extracts in argument order, so it is checked before any
-    // parameter or body is looked at.
-    let mut args: Vec<TokenStream> = security_argument(op)?.into_iter().collect();
+    // The rate limit, then security: dropshot extracts in argument order, so a caller
+    // over its limit costs nothing more, and security is checked before any parameter
+    // or body is looked at.
+    let mut args: Vec<TokenStream> = rate_limit_argument(op)?.into_iter().collect();
+    args.extend(security_argument(op)?);
     for (location, suffix, wrapper) in [
         ("path", "Path", quote! { ValidatedPath }),
         ("query", "Query", quote! { ValidatedQuery }),

@@ -156,6 +156,17 @@ fn required(v: &Value) -> bool {
     v.get("required").and_then(Value::as_bool).unwrap_or(false)
 }
 
+/// Whether any operation of a document names roles (`x-roles`).
+fn declares_roles(doc: &Value) -> bool {
+    doc.get("paths")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|paths| paths.values())
+        .filter_map(Value::as_object)
+        .flat_map(|item| item.values())
+        .any(|op| op.get("x-roles").is_some())
+}
+
 /// Operation security, falling back to the document's; empty means none needed.
 fn security(doc: &Value, op: &Value) -> Vec<Value> {
     op.get("security")
@@ -184,6 +195,20 @@ impl Cmp<'_> {
         if anonymous(&old_sec) && !anonymous(&new_sec) {
             self.out
                 .push(format!("{at}: now needs credentials, it needed none"));
+        }
+        let roles = |op: &Value| op.get("x-roles").cloned().unwrap_or(Value::Array(vec![]));
+        let (old_roles, new_roles) = (roles(o), roles(n));
+        // A release from before `x-roles` existed declared no roles either way (its
+        // handlers checked them); only a release that declares roles can be broken here.
+        if declares_roles(self.old)
+            && new_roles.as_array().is_some_and(|r| {
+                r.iter()
+                    .any(|role| !old_roles.as_array().is_some_and(|o| o.contains(role)))
+            })
+        {
+            self.out.push(format!(
+                "{at}: now needs the role(s) {new_roles}, it needed {old_roles}"
+            ));
         }
 
         let old_params = params(self.old, old);
@@ -529,7 +554,7 @@ mod tests {
                     "get": {"operationId": "list_things",
                         "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "maximum": 100}}],
                         "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Thing"}}}}}}},
-                    "post": {"operationId": "create_thing",
+                    "post": {"operationId": "create_thing", "x-roles": ["admin"],
                         "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewThing"}}}},
                         "responses": {"201": {"description": "ok", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Thing"}}}}}}
                 }
@@ -571,7 +596,11 @@ mod tests {
     #[test]
     fn breaking_changes_are_named() {
         type Edit = fn(&mut Value);
-        let cases: [(Edit, &str); 11] = [
+        let cases: [(Edit, &str); 12] = [
+            (
+                |d| d["paths"]["/things"]["get"]["x-roles"] = json!(["admin"]),
+                "GET /things: now needs the role(s) [\"admin\"]",
+            ),
             (
                 |d| {
                     d["paths"]["/things"]

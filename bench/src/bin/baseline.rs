@@ -175,7 +175,7 @@ async fn main() -> anyhow::Result<()> {
         options = options.after_connect(|conn, _| {
             Box::pin(async move {
                 use sqlx::Executor;
-                conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;").await?;
+                conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;").await?;
                 Ok(())
             })
         });

@@ -2128,6 +2128,7 @@ Version: 1.0.0*/
 pub struct Client {
     pub(crate) baseurl: String,
     pub(crate) client: reqwest::Client,
+    pub(crate) inner: crate::Session,
 }
 impl Client {
     /// Create a new client.
@@ -2135,7 +2136,7 @@ impl Client {
     /// `baseurl` is the base URL provided to the internal
     /// `reqwest::Client`, and should include a scheme and hostname,
     /// as well as port and a path stem if applicable.
-    pub fn new(baseurl: &str) -> Self {
+    pub fn new(baseurl: &str, inner: crate::Session) -> Self {
         #[cfg(not(target_arch = "wasm32"))]
         let client = {
             let dur = ::std::time::Duration::from_secs(15u64);
@@ -2143,7 +2144,7 @@ impl Client {
         };
         #[cfg(target_arch = "wasm32")]
         let client = reqwest::ClientBuilder::new();
-        Self::new_with_client(baseurl, client.build().unwrap())
+        Self::new_with_client(baseurl, client.build().unwrap(), inner)
     }
     /// Construct a new client with an existing `reqwest::Client`,
     /// allowing more control over its configuration.
@@ -2151,14 +2152,19 @@ impl Client {
     /// `baseurl` is the base URL provided to the internal
     /// `reqwest::Client`, and should include a scheme and hostname,
     /// as well as port and a path stem if applicable.
-    pub fn new_with_client(baseurl: &str, client: reqwest::Client) -> Self {
+    pub fn new_with_client(
+        baseurl: &str,
+        client: reqwest::Client,
+        inner: crate::Session,
+    ) -> Self {
         Self {
             baseurl: baseurl.to_string(),
             client,
+            inner,
         }
     }
 }
-impl ClientInfo<()> for Client {
+impl ClientInfo<crate::Session> for Client {
     fn api_version() -> &'static str {
         "1.0.0"
     }
@@ -2168,11 +2174,17 @@ impl ClientInfo<()> for Client {
     fn client(&self) -> &reqwest::Client {
         &self.client
     }
-    fn inner(&self) -> &() {
-        &()
+    fn inner(&self) -> &crate::Session {
+        &self.inner
     }
 }
-impl ClientHooks<()> for &Client {}
+const _: () = {
+    #[allow(dead_code)]
+    fn assert_client_hooks()
+    where
+        Client: ClientHooks<crate::Session>,
+    {}
+};
 impl Client {
     /**Smoke test
 
@@ -2375,7 +2387,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "ping",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2438,7 +2449,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "healthz",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2501,7 +2511,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "readyz",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2564,7 +2573,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "version",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2696,7 +2704,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "list_beers",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2789,7 +2796,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "create_beer",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2903,7 +2909,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "get_beer",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3007,7 +3012,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "delete_beer",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3155,7 +3159,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "update_beer",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;

@@ -457,71 +457,6 @@ pub mod types {
             Default::default()
         }
     }
-    ///`ReceiveEventTaproomSignature`
-    #[derive(
-        ::serde::Serialize,
-        Clone,
-        Debug,
-        Eq,
-        Hash,
-        Ord,
-        PartialEq,
-        PartialOrd,
-        schemars::JsonSchema
-    )]
-    #[serde(transparent)]
-    pub struct ReceiveEventTaproomSignature(::std::string::String);
-    impl ::std::ops::Deref for ReceiveEventTaproomSignature {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<ReceiveEventTaproomSignature> for ::std::string::String {
-        fn from(value: ReceiveEventTaproomSignature) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for ReceiveEventTaproomSignature {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 200usize {
-                return Err("longer than 200 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for ReceiveEventTaproomSignature {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String>
-    for ReceiveEventTaproomSignature {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for ReceiveEventTaproomSignature {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
     ///`Version`
     #[derive(
         ::serde::Deserialize,
@@ -1607,10 +1542,11 @@ pub mod types {
 
 Promo codes: a percentage off an order, usable a limited number of times per user. Uses are counted from the orders service's `order.placed` events, each taking effect exactly once however often it is delivered.
 
-Version: 1.1.0*/
+Version: 2.0.0*/
 pub struct Client {
     pub(crate) baseurl: String,
     pub(crate) client: reqwest::Client,
+    pub(crate) inner: crate::Session,
 }
 impl Client {
     /// Create a new client.
@@ -1618,7 +1554,7 @@ impl Client {
     /// `baseurl` is the base URL provided to the internal
     /// `reqwest::Client`, and should include a scheme and hostname,
     /// as well as port and a path stem if applicable.
-    pub fn new(baseurl: &str) -> Self {
+    pub fn new(baseurl: &str, inner: crate::Session) -> Self {
         #[cfg(not(target_arch = "wasm32"))]
         let client = {
             let dur = ::std::time::Duration::from_secs(15u64);
@@ -1626,7 +1562,7 @@ impl Client {
         };
         #[cfg(target_arch = "wasm32")]
         let client = reqwest::ClientBuilder::new();
-        Self::new_with_client(baseurl, client.build().unwrap())
+        Self::new_with_client(baseurl, client.build().unwrap(), inner)
     }
     /// Construct a new client with an existing `reqwest::Client`,
     /// allowing more control over its configuration.
@@ -1634,16 +1570,21 @@ impl Client {
     /// `baseurl` is the base URL provided to the internal
     /// `reqwest::Client`, and should include a scheme and hostname,
     /// as well as port and a path stem if applicable.
-    pub fn new_with_client(baseurl: &str, client: reqwest::Client) -> Self {
+    pub fn new_with_client(
+        baseurl: &str,
+        client: reqwest::Client,
+        inner: crate::Session,
+    ) -> Self {
         Self {
             baseurl: baseurl.to_string(),
             client,
+            inner,
         }
     }
 }
-impl ClientInfo<()> for Client {
+impl ClientInfo<crate::Session> for Client {
     fn api_version() -> &'static str {
-        "1.1.0"
+        "2.0.0"
     }
     fn baseurl(&self) -> &str {
         self.baseurl.as_str()
@@ -1651,11 +1592,17 @@ impl ClientInfo<()> for Client {
     fn client(&self) -> &reqwest::Client {
         &self.client
     }
-    fn inner(&self) -> &() {
-        &()
+    fn inner(&self) -> &crate::Session {
+        &self.inner
     }
 }
-impl ClientHooks<()> for &Client {}
+const _: () = {
+    #[allow(dead_code)]
+    fn assert_client_hooks()
+    where
+        Client: ClientHooks<crate::Session>,
+    {}
+};
 impl Client {
     /**Smoke test
 
@@ -1730,7 +1677,7 @@ let response = client.create_promotion()
     }
     /**Get a promo code
 
-Any signed-in user.
+Admins only (others get 403, whether or not the code exists), so that codes cannot be found by trying names. Customers ask `check_eligibility` about a code they were given.
 
 Sends a `GET` request to `/v1/promotions/{code}`
 
@@ -1766,16 +1713,12 @@ let response = client.check_eligibility()
     }
     /**Take an event from another service
 
-For services only: authenticated with the shared events token (`EVENTS_TOKEN`) and signed with it (`Taproom-Signature`, required in practice: an event without a valid signature is refused with 401). Idempotent by event id: a repeated delivery is acknowledged and has no further effect. An event older than the receiver's duplicate check (`EVENT_DEDUP_RETENTION_SECS`) is refused with 422, since it could be a replay of one already forgotten.
+For services only: authenticated with the shared events token (`EVENTS_TOKEN`). Idempotent by event id: a repeated delivery is acknowledged and has no further effect.
 
 Sends a `POST` request to `/v1/events`
 
-Arguments:
-- `taproom_signature`: `sha256=` and the lowercase hex HMAC-SHA256 of the request body under the events token. Declared optional so that older senders still parse, but an event is taken only with a valid one.
-- `body`
 ```ignore
 let response = client.receive_event()
-    .taproom_signature(taproom_signature)
     .body(body)
     .send()
     .await;
@@ -1831,7 +1774,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "ping",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -1894,7 +1836,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "healthz",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -1957,7 +1898,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "readyz",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2020,7 +1960,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "version",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2117,7 +2056,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "create_promotion",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2210,7 +2148,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "get_promotion",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2225,6 +2162,13 @@ pub mod builder {
                     )
                 }
                 401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
                     Err(
                         Error::ErrorResponse(
                             ResponseValue::from_response(response).await?,
@@ -2320,7 +2264,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "check_eligibility",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2365,29 +2308,14 @@ pub mod builder {
     #[derive(Debug, Clone)]
     pub struct ReceiveEvent<'a> {
         client: &'a super::Client,
-        taproom_signature: Result<Option<types::ReceiveEventTaproomSignature>, String>,
         body: Result<types::builder::Event, String>,
     }
     impl<'a> ReceiveEvent<'a> {
         pub fn new(client: &'a super::Client) -> Self {
             Self {
                 client: client,
-                taproom_signature: Ok(None),
                 body: Ok(::std::default::Default::default()),
             }
-        }
-        pub fn taproom_signature<V>(mut self, value: V) -> Self
-        where
-            V: std::convert::TryInto<types::ReceiveEventTaproomSignature>,
-        {
-            self.taproom_signature = value
-                .try_into()
-                .map(Some)
-                .map_err(|_| {
-                    "conversion to `ReceiveEventTaproomSignature` for taproom_signature failed"
-                        .to_string()
-                });
-            self
         }
         pub fn body<V>(mut self, value: V) -> Self
         where
@@ -2411,13 +2339,12 @@ pub mod builder {
         pub async fn send(
             self,
         ) -> Result<ResponseValue<types::EventReceipt>, Error<types::Problem>> {
-            let Self { client, taproom_signature, body } = self;
-            let taproom_signature = taproom_signature.map_err(Error::InvalidRequest)?;
+            let Self { client, body } = self;
             let body = body
                 .and_then(|v| types::Event::try_from(v).map_err(|e| e.to_string()))
                 .map_err(Error::InvalidRequest)?;
             let url = format!("{}/v1/events", client.baseurl,);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
             header_map
                 .append(
                     ::reqwest::header::HeaderName::from_static("api-version"),
@@ -2425,9 +2352,6 @@ pub mod builder {
                         super::Client::api_version(),
                     ),
                 );
-            if let Some(value) = taproom_signature {
-                header_map.append("Taproom-Signature", value.to_string().try_into()?);
-            }
             #[allow(unused_mut)]
             let mut request = client
                 .client
@@ -2442,7 +2366,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "receive_event",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;

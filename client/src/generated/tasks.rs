@@ -1292,6 +1292,7 @@ Version: 1.0.0*/
 pub struct Client {
     pub(crate) baseurl: String,
     pub(crate) client: reqwest::Client,
+    pub(crate) inner: crate::Session,
 }
 impl Client {
     /// Create a new client.
@@ -1299,7 +1300,7 @@ impl Client {
     /// `baseurl` is the base URL provided to the internal
     /// `reqwest::Client`, and should include a scheme and hostname,
     /// as well as port and a path stem if applicable.
-    pub fn new(baseurl: &str) -> Self {
+    pub fn new(baseurl: &str, inner: crate::Session) -> Self {
         #[cfg(not(target_arch = "wasm32"))]
         let client = {
             let dur = ::std::time::Duration::from_secs(15u64);
@@ -1307,7 +1308,7 @@ impl Client {
         };
         #[cfg(target_arch = "wasm32")]
         let client = reqwest::ClientBuilder::new();
-        Self::new_with_client(baseurl, client.build().unwrap())
+        Self::new_with_client(baseurl, client.build().unwrap(), inner)
     }
     /// Construct a new client with an existing `reqwest::Client`,
     /// allowing more control over its configuration.
@@ -1315,14 +1316,19 @@ impl Client {
     /// `baseurl` is the base URL provided to the internal
     /// `reqwest::Client`, and should include a scheme and hostname,
     /// as well as port and a path stem if applicable.
-    pub fn new_with_client(baseurl: &str, client: reqwest::Client) -> Self {
+    pub fn new_with_client(
+        baseurl: &str,
+        client: reqwest::Client,
+        inner: crate::Session,
+    ) -> Self {
         Self {
             baseurl: baseurl.to_string(),
             client,
+            inner,
         }
     }
 }
-impl ClientInfo<()> for Client {
+impl ClientInfo<crate::Session> for Client {
     fn api_version() -> &'static str {
         "1.0.0"
     }
@@ -1332,11 +1338,17 @@ impl ClientInfo<()> for Client {
     fn client(&self) -> &reqwest::Client {
         &self.client
     }
-    fn inner(&self) -> &() {
-        &()
+    fn inner(&self) -> &crate::Session {
+        &self.inner
     }
 }
-impl ClientHooks<()> for &Client {}
+const _: () = {
+    #[allow(dead_code)]
+    fn assert_client_hooks()
+    where
+        Client: ClientHooks<crate::Session>,
+    {}
+};
 impl Client {
     /**Smoke test
 
@@ -1531,7 +1543,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "ping",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -1594,7 +1605,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "healthz",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -1657,7 +1667,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "readyz",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -1720,7 +1729,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "version",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -1833,7 +1841,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "list_tasks",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -1933,7 +1940,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "create_task",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2021,7 +2027,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "get_task",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2114,7 +2119,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "delete_task",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2237,7 +2241,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "update_task",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;

@@ -677,6 +677,25 @@ pub mod types {
             Default::default()
         }
     }
+    ///`RefreshRequest`
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq,
+        schemars::JsonSchema
+    )]
+    #[serde(deny_unknown_fields)]
+    pub struct RefreshRequest {
+        ///A refresh token from `create_token` or `refresh_token`.
+        pub refresh_token: ::std::string::String,
+    }
+    impl RefreshRequest {
+        pub fn builder() -> builder::RefreshRequest {
+            Default::default()
+        }
+    }
     ///`user` may see and change only their own account; `admin` may do everything, including changing roles.
     #[derive(
         ::serde::Deserialize,
@@ -746,8 +765,12 @@ pub mod types {
     pub struct Token {
         ///The bearer token (an EdDSA-signed JWT) to send as `Authorization: Bearer <token>`.
         pub access_token: ::std::string::String,
-        ///Seconds until the token expires.
+        ///Seconds until the access token expires (minutes, by default).
         pub expires_in: u32,
+        ///Seconds until the refresh token expires unless used or revoked first.
+        pub refresh_expires_in: u32,
+        ///An opaque secret that gets a new pair from `refresh_token` once; keep it as safe as a password, and send the new one next time.
+        pub refresh_token: ::std::string::String,
         ///Always `Bearer`.
         pub token_type: TokenTokenType,
     }
@@ -819,6 +842,9 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct UpdateUser {
+        ///The account's current password: needed to change your own `password` or `email`.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub current_password: ::std::option::Option<UpdateUserCurrentPassword>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
         pub email: ::std::option::Option<Email>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -835,6 +861,70 @@ pub mod types {
     impl UpdateUser {
         pub fn builder() -> builder::UpdateUser {
             Default::default()
+        }
+    }
+    ///The account's current password: needed to change your own `password` or `email`.
+    #[derive(
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
+    )]
+    #[serde(transparent)]
+    pub struct UpdateUserCurrentPassword(::std::string::String);
+    impl ::std::ops::Deref for UpdateUserCurrentPassword {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<UpdateUserCurrentPassword> for ::std::string::String {
+        fn from(value: UpdateUserCurrentPassword) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for UpdateUserCurrentPassword {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 128usize {
+                return Err("longer than 128 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for UpdateUserCurrentPassword {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for UpdateUserCurrentPassword {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for UpdateUserCurrentPassword {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
         }
     }
     ///`User`
@@ -1752,12 +1842,62 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
+        pub struct RefreshRequest {
+            refresh_token: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for RefreshRequest {
+            fn default() -> Self {
+                Self {
+                    refresh_token: Err("no value supplied for refresh_token".to_string()),
+                }
+            }
+        }
+        impl RefreshRequest {
+            pub fn refresh_token<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.refresh_token = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for refresh_token: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<RefreshRequest> for super::RefreshRequest {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: RefreshRequest,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    refresh_token: value.refresh_token?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::RefreshRequest> for RefreshRequest {
+            fn from(value: super::RefreshRequest) -> Self {
+                Self {
+                    refresh_token: Ok(value.refresh_token),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct Token {
             access_token: ::std::result::Result<
                 ::std::string::String,
                 ::std::string::String,
             >,
             expires_in: ::std::result::Result<u32, ::std::string::String>,
+            refresh_expires_in: ::std::result::Result<u32, ::std::string::String>,
+            refresh_token: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
             token_type: ::std::result::Result<
                 super::TokenTokenType,
                 ::std::string::String,
@@ -1768,6 +1908,12 @@ pub mod types {
                 Self {
                     access_token: Err("no value supplied for access_token".to_string()),
                     expires_in: Err("no value supplied for expires_in".to_string()),
+                    refresh_expires_in: Err(
+                        "no value supplied for refresh_expires_in".to_string(),
+                    ),
+                    refresh_token: Err(
+                        "no value supplied for refresh_token".to_string(),
+                    ),
                     token_type: Err("no value supplied for token_type".to_string()),
                 }
             }
@@ -1797,6 +1943,32 @@ pub mod types {
                     });
                 self
             }
+            pub fn refresh_expires_in<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.refresh_expires_in = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for refresh_expires_in: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn refresh_token<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.refresh_token = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for refresh_token: {e}")
+                    });
+                self
+            }
             pub fn token_type<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<super::TokenTokenType>,
@@ -1818,6 +1990,8 @@ pub mod types {
                 Ok(Self {
                     access_token: value.access_token?,
                     expires_in: value.expires_in?,
+                    refresh_expires_in: value.refresh_expires_in?,
+                    refresh_token: value.refresh_token?,
                     token_type: value.token_type?,
                 })
             }
@@ -1827,12 +2001,18 @@ pub mod types {
                 Self {
                     access_token: Ok(value.access_token),
                     expires_in: Ok(value.expires_in),
+                    refresh_expires_in: Ok(value.refresh_expires_in),
+                    refresh_token: Ok(value.refresh_token),
                     token_type: Ok(value.token_type),
                 }
             }
         }
         #[derive(Clone, Debug)]
         pub struct UpdateUser {
+            current_password: ::std::result::Result<
+                ::std::option::Option<super::UpdateUserCurrentPassword>,
+                ::std::string::String,
+            >,
             email: ::std::result::Result<
                 ::std::option::Option<super::Email>,
                 ::std::string::String,
@@ -1861,6 +2041,7 @@ pub mod types {
         impl ::std::default::Default for UpdateUser {
             fn default() -> Self {
                 Self {
+                    current_password: Ok(Default::default()),
                     email: Ok(Default::default()),
                     first_name: Ok(Default::default()),
                     last_name: Ok(Default::default()),
@@ -1871,6 +2052,22 @@ pub mod types {
             }
         }
         impl UpdateUser {
+            pub fn current_password<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<super::UpdateUserCurrentPassword>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.current_password = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for current_password: {e}"
+                        )
+                    });
+                self
+            }
             pub fn email<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<super::Email>>,
@@ -1950,6 +2147,7 @@ pub mod types {
                 value: UpdateUser,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
+                    current_password: value.current_password?,
                     email: value.email?,
                     first_name: value.first_name?,
                     last_name: value.last_name?,
@@ -1962,6 +2160,7 @@ pub mod types {
         impl ::std::convert::From<super::UpdateUser> for UpdateUser {
             fn from(value: super::UpdateUser) -> Self {
                 Self {
+                    current_password: Ok(value.current_password),
                     email: Ok(value.email),
                     first_name: Ok(value.first_name),
                     last_name: Ok(value.last_name),
@@ -2320,10 +2519,11 @@ pub mod types {
 
 Accounts, passwords, tokens and roles.
 
-Version: 1.0.0*/
+Version: 2.0.0*/
 pub struct Client {
     pub(crate) baseurl: String,
     pub(crate) client: reqwest::Client,
+    pub(crate) inner: crate::Session,
 }
 impl Client {
     /// Create a new client.
@@ -2331,7 +2531,7 @@ impl Client {
     /// `baseurl` is the base URL provided to the internal
     /// `reqwest::Client`, and should include a scheme and hostname,
     /// as well as port and a path stem if applicable.
-    pub fn new(baseurl: &str) -> Self {
+    pub fn new(baseurl: &str, inner: crate::Session) -> Self {
         #[cfg(not(target_arch = "wasm32"))]
         let client = {
             let dur = ::std::time::Duration::from_secs(15u64);
@@ -2339,7 +2539,7 @@ impl Client {
         };
         #[cfg(target_arch = "wasm32")]
         let client = reqwest::ClientBuilder::new();
-        Self::new_with_client(baseurl, client.build().unwrap())
+        Self::new_with_client(baseurl, client.build().unwrap(), inner)
     }
     /// Construct a new client with an existing `reqwest::Client`,
     /// allowing more control over its configuration.
@@ -2347,16 +2547,21 @@ impl Client {
     /// `baseurl` is the base URL provided to the internal
     /// `reqwest::Client`, and should include a scheme and hostname,
     /// as well as port and a path stem if applicable.
-    pub fn new_with_client(baseurl: &str, client: reqwest::Client) -> Self {
+    pub fn new_with_client(
+        baseurl: &str,
+        client: reqwest::Client,
+        inner: crate::Session,
+    ) -> Self {
         Self {
             baseurl: baseurl.to_string(),
             client,
+            inner,
         }
     }
 }
-impl ClientInfo<()> for Client {
+impl ClientInfo<crate::Session> for Client {
     fn api_version() -> &'static str {
-        "1.0.0"
+        "2.0.0"
     }
     fn baseurl(&self) -> &str {
         self.baseurl.as_str()
@@ -2364,11 +2569,17 @@ impl ClientInfo<()> for Client {
     fn client(&self) -> &reqwest::Client {
         &self.client
     }
-    fn inner(&self) -> &() {
-        &()
+    fn inner(&self) -> &crate::Session {
+        &self.inner
     }
 }
-impl ClientHooks<()> for &Client {}
+const _: () = {
+    #[allow(dead_code)]
+    fn assert_client_hooks()
+    where
+        Client: ClientHooks<crate::Session>,
+    {}
+};
 impl Client {
     /**Smoke test
 
@@ -2447,7 +2658,7 @@ let response = client.list_users()
     }
     /**Register a new user
 
-Creates an account with role `user`. The password is stored as an argon2id hash and is never returned.
+Creates an account with role `user`. The password is stored as an argon2id hash and is never returned. Limited per client address (`x-rate-limit: credentials`, 429) and by the service's password-hashing capacity (503).
 
 Sends a `POST` request to `/v1/users`
 
@@ -2479,7 +2690,7 @@ let response = client.get_user()
     }
     /**Delete a user
 
-The user themself or an admin; anyone else gets 404.
+The user themself or an admin; anyone else gets 404. Ends every session of the account (its refresh tokens).
 
 Sends a `DELETE` request to `/v1/users/{user_id}`
 
@@ -2496,7 +2707,7 @@ let response = client.delete_user()
     }
     /**Update a user
 
-Partial update by the user themself or an admin (anyone else: 404); fields left out keep their value. An empty `first_name` or `last_name` clears it. Only an admin may change `role` (403 otherwise).
+Partial update by the user themself or an admin (anyone else: 404); fields left out keep their value. An empty `first_name` or `last_name` clears it. Only an admin may change `role` (403 otherwise). Changing your own `password` or `email` needs `current_password` (400 without it, 403 when it is wrong; wrong guesses count towards the login throttle, 429); an admin changing someone else's account does not give theirs. A new password or role ends every session of the account: its refresh tokens stop working.
 
 Sends a `PATCH` request to `/v1/users/{user_id}`
 
@@ -2513,9 +2724,9 @@ let response = client.update_user()
     pub fn update_user(&self) -> builder::UpdateUser<'_> {
         builder::UpdateUser::new(self)
     }
-    /**Log in and get an access token
+    /**Log in and get an access token and a refresh token
 
-Credentials as JSON (`username` or `email`, and `password`) or as HTTP Basic (`username` may be the email). 401 on bad credentials, without saying which part was wrong. After 5 failures in a row for one account, further attempts get 429 with `Retry-After` until the wait (growing with each failure, at most 15 minutes) is over.
+Credentials as JSON (`username` or `email`, and `password`) or as HTTP Basic (`username` may be the email). The answer is a short-lived access token and a refresh token that starts a session (see `refresh_token`). 401 on bad credentials, without saying which part was wrong. After 5 failures in a row for one account from one client address, further attempts from that address get 429 with `Retry-After` until the wait (growing with each failure, at most 15 minutes) is over; the owner signing in from another address is not affected. 100 failures in a row for one account from any addresses lock it the same way. Each client address is also rate limited (`x-rate-limit: credentials`), and a service at its password-hashing capacity answers 503.
 
 Sends a `POST` request to `/v1/auth/token`
 
@@ -2527,6 +2738,36 @@ let response = client.create_token()
 ```*/
     pub fn create_token(&self) -> builder::CreateToken<'_> {
         builder::CreateToken::new(self)
+    }
+    /**Exchange a refresh token for a new pair
+
+The refresh token is the credential (no bearer token needed). The answer is a new access token, carrying the account's current role, and a new refresh token; the one sent is used up. Sending a refresh token that was already used ends its whole session (every refresh token descended from the same login), since one of the two holders is not its owner. 401 for a token that is unknown, used, expired or revoked (logout, deleted account, new password or role).
+
+Sends a `POST` request to `/v1/auth/refresh`
+
+```ignore
+let response = client.refresh_token()
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn refresh_token(&self) -> builder::RefreshToken<'_> {
+        builder::RefreshToken::new(self)
+    }
+    /**End a session
+
+Revokes the refresh token and every other refresh token of the same session (login). Access tokens already issued stay valid until they expire (`expires_in`, minutes). Logging out of a session that has already ended is not an error; an unknown token is 401.
+
+Sends a `POST` request to `/v1/auth/logout`
+
+```ignore
+let response = client.logout()
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn logout(&self) -> builder::Logout<'_> {
+        builder::Logout::new(self)
     }
     /**The user the token belongs to
 
@@ -2604,7 +2845,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "ping",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2667,7 +2907,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "healthz",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2730,7 +2969,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "readyz",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2793,7 +3031,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "version",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2892,7 +3129,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "list_users",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -2992,7 +3228,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "create_user",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3080,7 +3315,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "get_user",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3173,7 +3407,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "delete_user",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3296,7 +3529,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "update_user",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3311,6 +3543,13 @@ pub mod builder {
                     )
                 }
                 401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                403u16 => {
                     Err(
                         Error::ErrorResponse(
                             ResponseValue::from_response(response).await?,
@@ -3410,7 +3649,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "create_token",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3432,6 +3670,217 @@ pub mod builder {
                     )
                 }
                 429u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16..=599u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                503u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::refresh_token`]
+
+[`Client::refresh_token`]: super::Client::refresh_token*/
+    #[derive(Debug, Clone)]
+    pub struct RefreshToken<'a> {
+        client: &'a super::Client,
+        body: Result<types::builder::RefreshRequest, String>,
+    }
+    impl<'a> RefreshToken<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::RefreshRequest>,
+            <V as std::convert::TryInto<
+                types::RefreshRequest,
+            >>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `RefreshRequest` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::RefreshRequest,
+            ) -> types::builder::RefreshRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/v1/auth/refresh`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Token>, Error<types::Problem>> {
+            let Self { client, body } = self;
+            let body = body
+                .and_then(|v| {
+                    types::RefreshRequest::try_from(v).map_err(|e| e.to_string())
+                })
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/auth/refresh", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "refresh_token",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16..=499u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16..=599u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::logout`]
+
+[`Client::logout`]: super::Client::logout*/
+    #[derive(Debug, Clone)]
+    pub struct Logout<'a> {
+        client: &'a super::Client,
+        body: Result<types::builder::RefreshRequest, String>,
+    }
+    impl<'a> Logout<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::RefreshRequest>,
+            <V as std::convert::TryInto<
+                types::RefreshRequest,
+            >>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `RefreshRequest` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::RefreshRequest,
+            ) -> types::builder::RefreshRequest,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/v1/auth/logout`
+        pub async fn send(self) -> Result<ResponseValue<()>, Error<types::Problem>> {
+            let Self { client, body } = self;
+            let body = body
+                .and_then(|v| {
+                    types::RefreshRequest::try_from(v).map_err(|e| e.to_string())
+                })
+                .map_err(Error::InvalidRequest)?;
+            let url = format!("{}/v1/auth/logout", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "logout",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                204u16 => Ok(ResponseValue::empty(response)),
+                400u16..=499u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
                     Err(
                         Error::ErrorResponse(
                             ResponseValue::from_response(response).await?,
@@ -3487,7 +3936,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "get_current_user",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;
@@ -3557,7 +4005,6 @@ pub mod builder {
             let info = OperationInfo {
                 operation_id: "get_jwks",
             };
-            (crate::__apply_call_context)(&mut request);
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
             client.post(&result, &info).await?;

@@ -130,6 +130,7 @@ pub async fn relay(
                 promotions: taproom_client::promotions::Client::new_with_client(
                     promotions_url,
                     http,
+                    Default::default(),
                 ),
                 secret: token.to_string(),
             })
@@ -150,10 +151,11 @@ pub async fn start(
 ) -> anyhow::Result<HttpServer<OrdersContext>> {
     let http = calls::client(config.service_timeout(), Default::default())?;
     let state = Peers {
-        beers: taproom_client::beers::Client::new_with_client(&peers["beers"], http.clone()),
+        beers: taproom_client::beers::Client::new_with_client(&peers["beers"], http.clone(), Default::default()),
         promotions: taproom_client::promotions::Client::new_with_client(
             &peers["promotions"],
             http,
+            Default::default(),
         ),
         relay: None,
         idempotency_retention: Duration::from_secs(config.idempotency_retention_secs),

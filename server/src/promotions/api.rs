@@ -98,7 +98,7 @@ pub trait PromotionsApi {
     #[endpoint { method = GET, path = "/v1/promotions/{code}", tags = ["promotions"] }]
     async fn get_promotion(
         rqctx: RequestContext<Self::Context>,
-        caller: Authenticated,
+        caller: Admin,
         path: ValidatedPath<GetPromotionPath>,
     ) -> Result<dropshot::HttpResponseOk<types::Promotion>, Problem>;
 

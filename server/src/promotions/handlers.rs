@@ -95,7 +95,7 @@ impl PromotionsApi for PromotionsImpl {
 
     async fn get_promotion(
         rqctx: Rq,
-        _caller: Authenticated,
+        _caller: Admin,
         path: ValidatedPath<GetPromotionPath>,
     ) -> Result<HttpResponseOk<types::Promotion>, Problem> {
         store::get(&rqctx.context().db, &path.into_inner().code)

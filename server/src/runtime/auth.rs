@@ -8,7 +8,9 @@ use dropshot::{RequestContext, ServerContext};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::RwLock;
+use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// `iss` of every token.
@@ -39,23 +41,91 @@ impl Caller {
     }
 }
 
-/// Public keys by key id: the users service's own, or those other services fetch from
-/// its JWKS (through the generated client) and refresh when a token names a key they do
-/// not know yet.
+/// Public keys by key id: those the users service publishes, fetched from its JWKS
+/// (through the generated client) or, in the users service itself, read from its
+/// database. Fetched again when a token names a key not known yet; each fetch replaces the
+/// whole set, so keys no longer published stop verifying.
 #[derive(Default)]
 pub struct Keyring {
     keys: RwLock<HashMap<String, DecodingKey>>,
-    remote: Option<Remote>,
+    fetcher: Option<Fetcher>,
 }
 
-struct Remote {
-    users: taproom_client::users::Client,
-    /// When the key set was last fetched: unknown key ids trigger at most one fetch per
-    /// `REFETCH_INTERVAL`, so forged kids cannot turn into a flood of requests to users.
-    last_fetch: tokio::sync::Mutex<Option<std::time::Instant>>,
+/// Where a keyring gets the published keys from.
+#[async_trait::async_trait]
+pub trait KeySource: Send + Sync {
+    /// Every published key: (kid, JWK `x`, base64url of the 32 raw Ed25519 bytes).
+    async fn fetch(&self) -> anyhow::Result<Vec<(String, String)>>;
 }
 
-const REFETCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+/// The users service's JWKS, through the generated client.
+struct RemoteJwks(taproom_client::users::Client);
+
+#[async_trait::async_trait]
+impl KeySource for RemoteJwks {
+    async fn fetch(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let jwks = self.0.get_jwks().send().await?.into_inner();
+        Ok(jwks
+            .keys
+            .into_iter()
+            .filter(|jwk| jwk.crv.as_deref() == Some("Ed25519"))
+            .filter_map(|jwk| Some((jwk.kid, jwk.x?)))
+            .collect())
+    }
+}
+
+/// How often a keyring may fetch. Unknown key ids cost nothing to forge, and while users
+/// is down every fetch waits for its timeout under the keyring's lock, so fetches are
+/// bounded three ways.
+#[derive(Debug, Clone, Copy)]
+pub struct RefetchPolicy {
+    /// At most one fetch per `interval` after a successful one.
+    pub interval: Duration,
+    /// After a failed fetch, none for this long: unknown keys are 503 meanwhile.
+    pub failure_backoff: Duration,
+    /// A key id a fetch did not find is not fetched for again for this long (at most
+    /// `UNKNOWN_KIDS_MAX` remembered).
+    pub unknown_kid_ttl: Duration,
+}
+
+impl RefetchPolicy {
+    /// For services that fetch from users over the network.
+    pub const REMOTE: RefetchPolicy = RefetchPolicy {
+        interval: Duration::from_secs(5),
+        failure_backoff: Duration::from_secs(5),
+        unknown_kid_ttl: Duration::from_secs(60),
+    };
+}
+
+/// Bound on the remembered unknown key ids: forged ones past it are not remembered, and
+/// `interval` alone bounds their fetches.
+pub const UNKNOWN_KIDS_MAX: usize = 1024;
+
+struct Fetcher {
+    source: Box<dyn KeySource>,
+    policy: RefetchPolicy,
+    state: tokio::sync::Mutex<FetchState>,
+    /// Fetches attempted, failed ones included (for tests and operators).
+    fetches: AtomicU64,
+}
+
+#[derive(Default)]
+struct FetchState {
+    last_success: Option<Instant>,
+    last_failure: Option<Instant>,
+    unknown: HashMap<String, Instant>,
+}
+
+impl FetchState {
+    fn remember_unknown(&mut self, kid: &str, ttl: Duration) {
+        if self.unknown.len() >= UNKNOWN_KIDS_MAX {
+            self.unknown.retain(|_, at| at.elapsed() < ttl);
+        }
+        if self.unknown.len() < UNKNOWN_KIDS_MAX {
+            self.unknown.insert(kid.to_string(), Instant::now());
+        }
+    }
+}
 
 /// Why a token was not accepted.
 #[derive(Debug, PartialEq, Eq)]
@@ -66,31 +136,41 @@ pub enum Rejection {
     KeysUnavailable,
 }
 
-impl Keyring {
-    /// Adds an Ed25519 public key given as the JWK `x` (base64url of the 32 raw bytes).
-    pub fn insert(&self, kid: &str, x: &str) -> anyhow::Result<()> {
-        let key = DecodingKey::from_ed_components(x)?;
-        self.keys
-            .write()
-            .expect("keyring lock")
-            .insert(kid.to_string(), key);
-        Ok(())
-    }
+const UNKNOWN_KEY: Rejection = Rejection::Invalid("the token is signed by an unknown key");
 
+impl Keyring {
     fn get(&self, kid: &str) -> Option<DecodingKey> {
         self.keys.read().expect("keyring lock").get(kid).cloned()
     }
 
-    /// A keyring filled from the users service's `get_jwks` at `users_url`, on demand.
-    pub fn remote(users_url: &str, timeout: std::time::Duration) -> anyhow::Result<Keyring> {
-        let http = super::calls::client(timeout, Default::default())?;
-        Ok(Keyring {
+    /// A keyring filled from `source` on demand, as `policy` allows.
+    pub fn with_source(source: Box<dyn KeySource>, policy: RefetchPolicy) -> Keyring {
+        Keyring {
             keys: RwLock::default(),
-            remote: Some(Remote {
-                users: taproom_client::users::Client::new_with_client(users_url, http),
-                last_fetch: tokio::sync::Mutex::new(None),
+            fetcher: Some(Fetcher {
+                source,
+                policy,
+                state: Default::default(),
+                fetches: AtomicU64::new(0),
             }),
-        })
+        }
+    }
+
+    /// A keyring filled from the users service's `get_jwks` at `users_url`, on demand.
+    pub fn remote(users_url: &str, timeout: Duration) -> anyhow::Result<Keyring> {
+        Self::remote_with(users_url, timeout, RefetchPolicy::REMOTE)
+    }
+
+    /// `remote` with another refetch policy.
+    pub fn remote_with(
+        users_url: &str,
+        timeout: Duration,
+        policy: RefetchPolicy,
+    ) -> anyhow::Result<Keyring> {
+        let http = super::calls::client(timeout, Default::default())?;
+        let users =
+            taproom_client::users::Client::new_with_client(users_url, http, Default::default());
+        Ok(Self::with_source(Box::new(RemoteJwks(users)), policy))
     }
 
     /// The keyring of a service that verifies tokens with the users service among its
@@ -108,37 +188,63 @@ impl Keyring {
         )?))
     }
 
+    /// How many fetches this keyring has attempted.
+    pub fn fetches(&self) -> u64 {
+        self.fetcher
+            .as_ref()
+            .map_or(0, |f| f.fetches.load(Ordering::Relaxed))
+    }
+
     /// The key `kid`, fetching the key set again if it is unknown and may be new.
     async fn key(&self, kid: &str) -> Result<DecodingKey, Rejection> {
         if let Some(key) = self.get(kid) {
             return Ok(key);
         }
-        let Some(remote) = &self.remote else {
-            return Err(Rejection::Invalid("the token is signed by an unknown key"));
+        let Some(fetcher) = &self.fetcher else {
+            return Err(UNKNOWN_KEY);
         };
-        let mut last = remote.last_fetch.lock().await;
+        let policy = fetcher.policy;
+        let mut state = fetcher.state.lock().await;
         // Another request may have fetched while this one waited.
         if let Some(key) = self.get(kid) {
             return Ok(key);
         }
-        if last.is_some_and(|at| at.elapsed() < REFETCH_INTERVAL) {
-            return Err(Rejection::Invalid("the token is signed by an unknown key"));
+        if state
+            .last_failure
+            .is_some_and(|at| at.elapsed() < policy.failure_backoff)
+        {
+            return Err(Rejection::KeysUnavailable);
         }
-        let jwks = remote
-            .users
-            .get_jwks()
-            .send()
-            .await
-            .map_err(|_| Rejection::KeysUnavailable)?;
-        *last = Some(std::time::Instant::now());
-        for jwk in &jwks.into_inner().keys {
-            if let (Some(x), Some("Ed25519")) = (&jwk.x, jwk.crv.as_deref()) {
-                // A key we cannot read is skipped; tokens naming it are refused.
-                let _ = self.insert(&jwk.kid, x);
+        if state
+            .unknown
+            .get(kid)
+            .is_some_and(|at| at.elapsed() < policy.unknown_kid_ttl)
+            || state
+                .last_success
+                .is_some_and(|at| at.elapsed() < policy.interval)
+        {
+            return Err(UNKNOWN_KEY);
+        }
+        fetcher.fetches.fetch_add(1, Ordering::Relaxed);
+        let Ok(published) = fetcher.source.fetch().await else {
+            state.last_failure = Some(Instant::now());
+            return Err(Rejection::KeysUnavailable);
+        };
+        state.last_failure = None;
+        state.last_success = Some(Instant::now());
+        // A key we cannot read is skipped; tokens naming it are refused.
+        let keys: HashMap<String, DecodingKey> = published
+            .into_iter()
+            .filter_map(|(kid, x)| Some((kid, DecodingKey::from_ed_components(&x).ok()?)))
+            .collect();
+        *self.keys.write().expect("keyring lock") = keys;
+        match self.get(kid) {
+            Some(key) => Ok(key),
+            None => {
+                state.remember_unknown(kid, policy.unknown_kid_ttl);
+                Err(UNKNOWN_KEY)
             }
         }
-        self.get(kid)
-            .ok_or(Rejection::Invalid("the token is signed by an unknown key"))
     }
 
     /// Checks a token: signature by a known key, EdDSA only, our issuer, not expired.
@@ -201,4 +307,22 @@ pub fn bearer_credentials(value: &str) -> Option<&str> {
 /// 403 for a caller who is known but not allowed.
 pub fn forbidden(request_id: &str, detail: &str) -> Problem {
     Problem::new(403, detail).request(request_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembered_unknown_kids_are_bounded() {
+        let mut state = FetchState::default();
+        let ttl = Duration::from_secs(3600);
+        for i in 0..UNKNOWN_KIDS_MAX + 100 {
+            state.remember_unknown(&format!("forged-{i}"), ttl);
+        }
+        assert_eq!(state.unknown.len(), UNKNOWN_KIDS_MAX);
+        // Expired entries make room again.
+        state.remember_unknown("late", Duration::ZERO);
+        assert_eq!(state.unknown.len(), 1);
+    }
 }

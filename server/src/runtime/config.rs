@@ -13,7 +13,8 @@ pub struct Config {
 
     /// PostgreSQL server URL shared by all services; each gets its own database,
     /// named `<database in the URL, or taproom>_<service>`, created if missing.
-    #[arg(long, env = "DATABASE_URL", global = true)]
+    // URL settings can carry passwords: `--help` must not print what the environment says.
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// Address every service binds to (0.0.0.0 in a container).
@@ -36,7 +37,7 @@ pub struct Config {
 
     /// NATS server with JetStream (e.g. nats://127.0.0.1:4222). When set, events go through
     /// the TAPROOM_EVENTS stream instead of HTTP.
-    #[arg(long, env = "NATS_URL", global = true)]
+    #[arg(long, env = "NATS_URL", global = true, hide_env_values = true)]
     pub nats_url: Option<String>,
 
     /// NATS credentials file (a user JWT and nkey seed, as `nsc` writes them). User and
@@ -114,9 +115,98 @@ pub struct Config {
     #[arg(long, env = "REQUEST_BODY_MAX_BYTES", default_value_t = 1024 * 1024, global = true)]
     pub request_body_max_bytes: usize,
 
-    /// Lifetime of the access tokens the users service issues, in seconds.
-    #[arg(long, env = "TOKEN_TTL_SECS", default_value_t = 3600, global = true)]
+    /// Lifetime of the access tokens the users service issues, in seconds. Short: other
+    /// services accept an access token until it expires, whatever happens meanwhile.
+    #[arg(long, env = "TOKEN_TTL_SECS", default_value_t = 300, global = true)]
     pub token_ttl_secs: u64,
+
+    /// Proxies whose `X-Forwarded-For` is believed (CIDRs, comma-separated): the client
+    /// address used by rate limits and login throttling is the right-most hop not in
+    /// this list. The default trusts loopback, where `server all`'s gateway runs; add
+    /// your load balancers' or ingress' addresses, never the clients'.
+    #[arg(
+        long,
+        env = "TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1/32,::1/128",
+        global = true
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Requests per minute one client address may make to operations that check or
+    /// create a password (`x-rate-limit: credentials`; excess: 429).
+    #[arg(
+        long,
+        env = "CREDENTIALS_RATE_PER_MINUTE",
+        default_value_t = 60,
+        global = true
+    )]
+    pub credentials_rate_per_minute: u32,
+
+    /// How many of those requests one address may make at once before the rate applies.
+    #[arg(long, env = "CREDENTIALS_BURST", default_value_t = 20, global = true)]
+    pub credentials_burst: u32,
+
+    /// Failed logins in a row from one client address before that address must wait to
+    /// try the account again (30 s, doubling per further failure, at most 15 minutes).
+    #[arg(
+        long,
+        env = "LOGIN_FAILURES_PER_ADDRESS",
+        default_value_t = 5,
+        global = true
+    )]
+    pub login_failures_per_address: u32,
+
+    /// Failed logins in a row from any addresses before the account itself must wait
+    /// (the same waits): the bound on guessing from many addresses.
+    #[arg(
+        long,
+        env = "LOGIN_FAILURES_PER_ACCOUNT",
+        default_value_t = 100,
+        global = true
+    )]
+    pub login_failures_per_account: u32,
+
+    /// Password hashes computed at once (each takes ~19 MiB and a core for tens of
+    /// milliseconds); 0: the number of cores.
+    #[arg(
+        long,
+        env = "PASSWORD_HASH_CONCURRENCY",
+        default_value_t = 0,
+        global = true
+    )]
+    pub password_hash_concurrency: usize,
+
+    /// Password hashes that may wait for one of those slots; beyond that a request gets
+    /// 503 with `Retry-After` instead of queueing without bound.
+    #[arg(long, env = "PASSWORD_HASH_QUEUE", default_value_t = 16, global = true)]
+    pub password_hash_queue: usize,
+    /// File holding the key-encryption key the users service seals its token-signing keys
+    /// with (32 random bytes, base64: `openssl rand -base64 32`), e.g. a mounted secret.
+    /// Required on PostgreSQL unless SIGNING_KEY_ENCRYPTION_KEY is set; on SQLite one is
+    /// made in DATA_DIR (signing-key.kek, mode 0600) when neither is set.
+    #[arg(long, env = "SIGNING_KEY_FILE", global = true)]
+    pub signing_key_file: Option<PathBuf>,
+
+    /// The key-encryption key itself (same format as the file's content), instead of
+    /// SIGNING_KEY_FILE.
+    #[arg(
+        long,
+        env = "SIGNING_KEY_ENCRYPTION_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub signing_key_encryption_key: Option<String>,
+
+    /// Lifetime of each refresh token, in seconds (default 30 days): a session unused
+    /// for that long ends.
+    #[arg(
+        long,
+        env = "REFRESH_TOKEN_TTL_SECS",
+        default_value_t = 30 * 24 * 3600,
+        global = true
+    )]
+    pub refresh_token_ttl_secs: u64,
 
     /// Origins allowed to call the services from a browser (CORS), comma-separated;
     /// `*` allows any origin. Empty (the default): no cross-origin access.
@@ -137,6 +227,15 @@ pub struct Config {
     )]
     pub shutdown_timeout_secs: u64,
 
+    /// How SQLite databases sync commits: `full` (an acknowledged write survives power
+    /// loss) or `normal` (faster; the last commits before a power loss can vanish).
+    #[arg(long, env = "SQLITE_SYNCHRONOUS", value_enum, default_value_t = super::db::Synchronous::Full, global = true)]
+    pub sqlite_synchronous: super::db::Synchronous,
+
+    /// Bounds on what one client connection may hold (every service and the gateway).
+    #[command(flatten)]
+    pub limits: Limits,
+
     /// Log level: trace, debug, info, warning, error or critical.
     #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,
@@ -149,6 +248,52 @@ pub struct Config {
     /// service in `crate::SERVICES`.
     #[command(flatten)]
     pub services: ServiceSettings,
+}
+
+/// Slow or idle clients must not hold a server's connections and handlers forever.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Milliseconds a client has to send a request's headers (on a new connection: its
+    /// first request's); also how long an idle keep-alive connection stays open. Slower
+    /// connections are closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub header_read_timeout_ms: u64,
+
+    /// Milliseconds a client has to send a whole request body once its headers are in;
+    /// slower: 408.
+    #[arg(long, env = "BODY_READ_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub body_read_timeout_ms: u64,
+
+    /// Connections each listener (every service, the gateway) keeps open at once; one more
+    /// is answered 503 and closed.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub max_connections: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            max_connections: 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// What dropshot enforces.
+    pub fn connection_limits(&self) -> dropshot::ConnectionLimits {
+        dropshot::ConnectionLimits {
+            header_read_timeout: Some(std::time::Duration::from_millis(
+                self.header_read_timeout_ms,
+            )),
+            body_read_timeout: Some(std::time::Duration::from_millis(self.body_read_timeout_ms)),
+            max_connections: Some(self.max_connections as usize),
+        }
+    }
 }
 
 /// One service's own settings.
@@ -241,6 +386,7 @@ impl clap::Args for ServiceSettings {
                     Arg::new(database_url.clone())
                         .long(database_url)
                         .env(format!("{env}_DATABASE_URL"))
+                        .hide_env_values(true)
                         .global(true)
                         .help(format!(
                             "Database URL of the {} service (sqlite://… or postgres://…); overrides DATABASE_URL",
@@ -251,6 +397,7 @@ impl clap::Args for ServiceSettings {
                     Arg::new(url.clone())
                         .long(url)
                         .env(format!("{env}_URL"))
+                        .hide_env_values(true)
                         .default_value(format!("http://127.0.0.1:{}", def.port))
                         .global(true)
                         .help(format!(

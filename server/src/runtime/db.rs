@@ -14,6 +14,27 @@ pub enum Backend {
     Postgres,
 }
 
+/// How SQLite makes a commit durable (`SQLITE_SYNCHRONOUS`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// Every commit is synced to disk before it is acknowledged: an acknowledged write
+    /// (a checkout, say) survives power loss.
+    #[default]
+    Full,
+    /// Commits are synced at WAL checkpoints only: faster writes, but the last commits
+    /// before a power loss (not a crash of the process) can vanish. Never corrupts.
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "PRAGMA synchronous = FULL;",
+            Synchronous::Normal => "PRAGMA synchronous = NORMAL;",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Db {
     pub pool: AnyPool,
@@ -30,6 +51,7 @@ impl Db {
     pub async fn connect(
         url: &str,
         max_connections: u32,
+        synchronous: Synchronous,
         migrator: &'static Migrator,
     ) -> Result<Db> {
         sqlx::any::install_default_drivers();
@@ -57,12 +79,14 @@ impl Db {
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5));
         if backend == Backend::Sqlite {
-            options = options.after_connect(|conn, _| {
+            options = options.after_connect(move |conn, _| {
                 Box::pin(async move {
                     // WAL lets readers run beside the one writer; busy_timeout makes a
                     // second writer wait instead of failing with SQLITE_BUSY.
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
                         .await?;
+                    // Per connection: the setting is not stored in the database file.
+                    conn.execute(synchronous.pragma()).await?;
                     Ok(())
                 })
             });
@@ -104,17 +128,49 @@ impl Db {
     }
 }
 
-/// Hides a password in a database URL before it is shown or logged.
+/// Hides the secrets a URL can carry before it is shown or logged: the password of its
+/// userinfo, a token alone in the userinfo of a NATS URL (`nats://TOKEN@host`), and any
+/// query parameter whose name suggests a secret (`?password=`, `sslpassword`, `token`…).
+/// Text that is not a URL is not shown at all: it may still hold a password.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
+    const MASK: &str = "***";
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "(a value that is not a URL)".to_string();
+    };
+    let mut changed = false;
+    if parsed.password().is_some() {
+        changed |= parsed.set_password(Some(MASK)).is_ok();
+    } else if !parsed.username().is_empty()
+        && matches!(parsed.scheme(), "nats" | "tls" | "ws" | "wss")
+    {
+        changed |= parsed.set_username(MASK).is_ok();
+    }
+    let secret = |name: &str| {
+        let name = name.to_ascii_lowercase();
+        ["pass", "pwd", "secret", "token", "key", "cred", "jwt"]
+            .iter()
+            .any(|word| name.contains(word))
+    };
+    if parsed.query_pairs().any(|(name, _)| secret(&name)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if secret(&name) {
+                    MASK.into()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        changed = true;
+    }
+    // Unchanged text is shown as given (a SQLite path stays exactly as configured).
+    if changed {
+        parsed.to_string()
+    } else {
+        url.to_string()
     }
 }
 
@@ -194,7 +250,7 @@ pub fn time_column(row: &AnyRow, name: &str) -> Result<chrono::DateTime<chrono::
 
 #[cfg(test)]
 mod tests {
-    use super::redact;
+    use super::{redact, Db, Synchronous};
 
     #[test]
     fn redacts_passwords_only() {
@@ -204,5 +260,45 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("sqlite://data/users.db"), "sqlite://data/users.db");
+        assert_eq!(
+            redact("postgres://h/db?user=u&password=hunter2&sslmode=require"),
+            "postgres://h/db?user=u&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://u:p@h/db?sslpassword=k"),
+            "postgres://u:***@h/db?sslpassword=***"
+        );
+        assert_eq!(
+            redact("nats://user:pw@127.0.0.1:4222"),
+            "nats://user:***@127.0.0.1:4222"
+        );
+        assert_eq!(
+            redact("nats://s3cr3t-token@127.0.0.1:4222"),
+            "nats://***@127.0.0.1:4222"
+        );
+        assert!(!redact("postgres://u:p@ss word@h").contains("ss word"));
+    }
+
+    #[tokio::test]
+    async fn sqlite_syncs_every_commit_unless_told_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        for (setting, expected) in [(Synchronous::Full, 2), (Synchronous::Normal, 1)] {
+            let url = format!("sqlite://{}/s{expected}.db?mode=rwc", dir.path().display());
+            let db = Db::connect(&url, 3, setting, &crate::tasks::MIGRATOR)
+                .await
+                .unwrap();
+            // Every connection of the pool, not just the first: hold them all at once.
+            let mut held = Vec::new();
+            for _ in 0..3 {
+                let mut conn = db.pool.acquire().await.unwrap();
+                let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .unwrap();
+                assert_eq!(level, expected, "{setting:?}");
+                held.push(conn);
+            }
+        }
+        assert_eq!(Synchronous::default(), Synchronous::Full);
     }
 }

@@ -350,6 +350,8 @@ async fn read_json_verified(
                     413,
                     format!("The request body is larger than {limit} bytes."),
                 )
+            } else if let Some(late) = e.downcast_ref::<dropshot::BodyReadTimeout>() {
+                Problem::new(408, format!("{late}; send it faster."))
             } else {
                 Problem::bad_request("The request body could not be read.")
             }

@@ -54,8 +54,15 @@ pub async fn readyz<C: ServiceContext, T: Payload>(
         },
         Ok(()) => typed(json!({"status": "ok"})),
         Err(e) => {
+            // The reason (a database error, its host and user) is for operators: it goes
+            // to the log, under this request's id, and anyone may call readyz.
             slog::warn!(rqctx.log, "not ready"; "reason" => %format!("{e:#}"));
-            Err(Problem::unavailable(format!("Not ready: {e:#}.")).request(&rqctx.request_id))
+            Err(Problem::unavailable(format!(
+                "Not ready; the log has the reason under request id {}.",
+                rqctx.request_id
+            ))
+            .request(&rqctx.request_id)
+            .header(http::header::RETRY_AFTER, "5"))
         }
     }
 }

@@ -41,6 +41,8 @@ macro_rules! api_aliases {
             $crate::runtime::security::WithRole<Context, $crate::runtime::security::role::Admin>;
         /// `security: [{eventsAuth: []}]`: another service with the events token.
         pub type EventSender = $crate::runtime::security::EventSender<Context>;
+        /// `x-rate-limit: credentials`: the client's address is within its limit.
+        pub type CredentialsLimit = $crate::runtime::clients::CredentialsLimit<Context>;
         /// `security: [{basicAuth: []}, {}]`: HTTP Basic credentials, if sent.
         pub type BasicCredentials = $crate::runtime::security::BasicCredentials;
     };
@@ -50,6 +52,7 @@ pub(crate) use api_aliases;
 
 pub mod auth;
 pub mod calls;
+pub mod clients;
 pub mod config;
 pub mod db;
 pub mod docs;
@@ -120,6 +123,11 @@ pub struct Service<S> {
     pub keyring: std::sync::Arc<auth::Keyring>,
     /// The shared secret of `eventsAuth` operations, if configured.
     pub events_token: Option<String>,
+    /// Client addresses and the `x-rate-limit` buckets.
+    pub clients: clients::Clients,
+    /// Where callers' accounts are kept, for the service that keeps them (users), which
+    /// then trusts the stored account over the token's claims; `None` elsewhere.
+    pub accounts: Option<std::sync::Arc<dyn security::Accounts>>,
     pub state: S,
 }
 
@@ -137,6 +145,8 @@ impl<S> Service<S> {
             db: server::connect(config, def.name, def.migrator).await?,
             keyring,
             events_token: config.events_token.clone(),
+            clients: clients::Clients::new(config),
+            accounts: None,
             state,
         })
     }
@@ -168,6 +178,12 @@ impl<S: Send + Sync + 'static> ServiceContext for Service<S> {
     fn events_token(&self) -> Option<&str> {
         self.events_token.as_deref()
     }
+    fn clients(&self) -> &clients::Clients {
+        &self.clients
+    }
+    fn accounts(&self) -> Option<&dyn security::Accounts> {
+        self.accounts.as_deref()
+    }
 }
 
 /// What the endpoints that serve the spec itself (`/openapi.json`, `/openapi.yaml`,
@@ -190,4 +206,9 @@ pub trait ServiceContext: Send + Sync + 'static {
     fn db(&self) -> &Db;
     fn keyring(&self) -> &auth::Keyring;
     fn events_token(&self) -> Option<&str>;
+    fn clients(&self) -> &clients::Clients;
+    /// The stored accounts callers are checked against, if this service keeps them.
+    fn accounts(&self) -> Option<&dyn security::Accounts> {
+        None
+    }
 }

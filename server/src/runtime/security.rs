@@ -86,10 +86,31 @@ async fn verified_caller<C: ServiceContext, X: ServerContext>(
         })?;
     let user_id = uuid::Uuid::parse_str(&claims.sub)
         .map_err(|_| fail(rid, auth::unauthorized(rid, "the token is not valid", true)))?;
-    Ok(Caller {
+    let caller = Caller {
         user_id,
         admin: claims.role == role::Admin::NAME,
-    })
+    };
+    let Some(accounts) = service.accounts() else {
+        return Ok(caller);
+    };
+    // The service that keeps the accounts acts on them as they are now: a deleted
+    // account's token is refused, a demoted admin is not an admin any more.
+    match accounts.current(&caller).await {
+        Ok(Some(current)) => Ok(current),
+        Ok(None) => Err(fail(
+            rid,
+            auth::unauthorized(rid, "the account no longer exists", true),
+        )),
+        Err(e) => Err(fail(rid, Problem::internal(&rqctx.log, &e))),
+    }
+}
+
+/// Where a service keeps its callers' accounts (the users service): the security
+/// extractors of that service check every caller against them, not only the token.
+#[async_trait]
+pub trait Accounts: Send + Sync {
+    /// `caller` as stored now (their current role), or `None` when the account is gone.
+    async fn current(&self, caller: &Caller) -> anyhow::Result<Option<Caller>>;
 }
 
 /// A caller with a valid bearer token (`security: [{bearerAuth: []}]`).

@@ -60,6 +60,7 @@ pub async fn connect(
     super::Db::connect(
         &config.database_url(service)?,
         config.database_max_connections,
+        config.sqlite_synchronous,
         migrator,
     )
     .await
@@ -162,6 +163,7 @@ pub fn listen<C: dropshot::ServerContext>(
         default_handler_task_mode: HandlerTaskMode::Detached,
         ..Default::default()
     })
+    .connection_limits(config.limits.connection_limits())
     .response_hook(std::sync::Arc::new(super::http::Hook::new(
         config.cors_allowed_origins.clone(),
         routes,

@@ -97,6 +97,7 @@ pub trait UsersApi {
     #[endpoint { method = POST, path = "/v1/users", tags = ["users"] }]
     async fn create_user(
         rqctx: RequestContext<Self::Context>,
+        _limit: CredentialsLimit,
         body: ValidatedBody<types::CreateUser>,
     ) -> Result<dropshot::HttpResponseHeaders<dropshot::HttpResponseCreated<types::User>>, Problem>;
 
@@ -125,13 +126,28 @@ pub trait UsersApi {
         path: ValidatedPath<DeleteUserPath>,
     ) -> Result<dropshot::HttpResponseDeleted, Problem>;
 
-    /// Log in and get an access token
+    /// Log in and get an access token and a refresh token
     #[endpoint { method = POST, path = "/v1/auth/token", tags = ["auth"] }]
     async fn create_token(
         rqctx: RequestContext<Self::Context>,
+        _limit: CredentialsLimit,
         credentials: BasicCredentials,
         body: OptionalBody<types::Credentials>,
     ) -> Result<dropshot::HttpResponseOk<types::Token>, Problem>;
+
+    /// Exchange a refresh token for a new pair
+    #[endpoint { method = POST, path = "/v1/auth/refresh", tags = ["auth"] }]
+    async fn refresh_token(
+        rqctx: RequestContext<Self::Context>,
+        body: ValidatedBody<types::RefreshRequest>,
+    ) -> Result<dropshot::HttpResponseOk<types::Token>, Problem>;
+
+    /// End a session
+    #[endpoint { method = POST, path = "/v1/auth/logout", tags = ["auth"] }]
+    async fn logout(
+        rqctx: RequestContext<Self::Context>,
+        body: ValidatedBody<types::RefreshRequest>,
+    ) -> Result<dropshot::HttpResponseUpdatedNoContent, Problem>;
 
     /// The user the token belongs to
     #[endpoint { method = GET, path = "/v1/auth/me", tags = ["auth"] }]

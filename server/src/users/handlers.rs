@@ -1,6 +1,7 @@
 //! The users service: the generated `UsersApi` trait, implemented.
 
 use super::api::*;
+use super::sessions;
 use super::store::{self, Changes, NewUser};
 use super::UsersContext;
 use crate::runtime::auth::{self, Caller};
@@ -8,7 +9,8 @@ use crate::runtime::db::StoreError;
 use crate::runtime::pagination::Window;
 use crate::runtime::Problem;
 use dropshot::{
-    HttpResponseCreated, HttpResponseDeleted, HttpResponseHeaders, HttpResponseOk, RequestContext,
+    HttpResponseCreated, HttpResponseDeleted, HttpResponseHeaders, HttpResponseOk,
+    HttpResponseUpdatedNoContent, RequestContext,
 };
 use taproom_client::users::types;
 
@@ -22,7 +24,7 @@ fn store_problem(rqctx: &RequestContext<UsersContext>, e: StoreError) -> Problem
 async fn hash_password(rqctx: &RequestContext<UsersContext>, password: String) -> Result<String, Problem> {
     super::passwords::hash(password)
         .await
-        .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))
+        .map_err(|e| e.problem(&rqctx.log, &rqctx.request_id))
 }
 
 /// The user themself or an admin; to anyone else the user does not exist.
@@ -35,6 +37,40 @@ fn act_for(
         return Err(Problem::not_found("No such user.").request(&rqctx.request_id));
     }
     Ok(())
+}
+
+/// Checks `current_password` before a user changes their own password or email, so
+/// that a stolen access token cannot take the account over. Wrong guesses go through the
+/// login check, so they are throttled like logins.
+async fn confirm_password(
+    rqctx: &RequestContext<UsersContext>,
+    user_id: uuid::Uuid,
+    current_password: Option<String>,
+) -> Result<(), Problem> {
+    let Some(password) = current_password else {
+        return Err(Problem::validation(vec![crate::runtime::FieldError {
+            pointer: "/current_password".into(),
+            message: "give the current password to change your password or email".into(),
+        }])
+        .request(&rqctx.request_id));
+    };
+    let user = store::get(&rqctx.context().db, user_id)
+        .await
+        .map_err(|e| store_problem(rqctx, e))?;
+    match super::login::check(rqctx, &user.username, password).await {
+        Ok((id, _)) if id == user_id => Ok(()),
+        Ok(_) => Err(wrong_password(rqctx)),
+        Err(problem) if problem.status == 401 => Err(wrong_password(rqctx)),
+        Err(problem) => Err(problem),
+    }
+}
+
+fn wrong_password(rqctx: &RequestContext<UsersContext>) -> Problem {
+    auth::forbidden(&rqctx.request_id, "The current password is not right.")
+}
+
+fn unusable_refresh_token(rqctx: &RequestContext<UsersContext>, why: &sessions::Refused) -> Problem {
+    Problem::new(401, why.detail()).request(&rqctx.request_id)
 }
 
 fn non_empty(name: Option<types::PersonName>) -> Option<String> {
@@ -63,6 +99,7 @@ impl UsersApi for UsersImpl {
 
     async fn create_user(
         rqctx: RequestContext<UsersContext>,
+        _limit: CredentialsLimit,
         body: ValidatedBody<types::CreateUser>,
     ) -> Result<HttpResponseHeaders<HttpResponseCreated<types::User>>, Problem> {
         let body = body.into_inner();
@@ -110,10 +147,19 @@ impl UsersApi for UsersImpl {
                 "Only admins may change roles.",
             ));
         }
+        // Your own password or email needs your password; an admin changing someone
+        // else's account is trusted with it (their role was checked against the stored
+        // account, not only their token).
+        if caller.user_id == id && (body.password.is_some() || body.email.is_some()) {
+            confirm_password(&rqctx, id, body.current_password.as_ref().map(|p| p.to_string())).await?;
+        }
         let password_hash = match body.password {
             Some(p) => Some(hash_password(&rqctx, p.to_string()).await?),
             None => None,
         };
+        // A new password or role ends every session: refreshing would otherwise keep a
+        // thief logged in, or keep minting tokens under the old rules.
+        let end_sessions = password_hash.is_some() || body.role.is_some();
         let changes = Changes {
             username: body.username.map(|u| u.to_string()),
             email: body.email.map(|e| e.to_string()),
@@ -122,9 +168,15 @@ impl UsersApi for UsersImpl {
             last_name: body.last_name.map(|n| non_empty(Some(n))),
             role: body.role,
         };
-        let user = store::update(&rqctx.context().db, id, changes)
+        let db = &rqctx.context().db;
+        let user = store::update(db, id, changes)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
+        if end_sessions {
+            sessions::end_all(db, id)
+                .await
+                .map_err(|e| store_problem(&rqctx, e))?;
+        }
         Ok(HttpResponseOk(user))
     }
 
@@ -135,7 +187,11 @@ impl UsersApi for UsersImpl {
     ) -> Result<HttpResponseDeleted, Problem> {
         let id = path.into_inner().user_id;
         act_for(&rqctx, &caller, id)?;
-        store::delete(&rqctx.context().db, id)
+        let db = &rqctx.context().db;
+        store::delete(db, id)
+            .await
+            .map_err(|e| store_problem(&rqctx, e))?;
+        sessions::forget(db, id)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
         Ok(HttpResponseDeleted())
@@ -143,18 +199,58 @@ impl UsersApi for UsersImpl {
 
     async fn create_token(
         rqctx: RequestContext<UsersContext>,
+        _limit: CredentialsLimit,
         credentials: BasicCredentials,
         body: OptionalBody<types::Credentials>,
     ) -> Result<HttpResponseOk<types::Token>, Problem> {
         let (login, password) =
             super::login::credentials(&rqctx, credentials.into_inner(), body.into_inner())?;
         let (user_id, role) = super::login::check(&rqctx, &login, password).await?;
-        let token = rqctx
-            .context()
+        let context = rqctx.context();
+        let refresh = sessions::start(&context.db, user_id, context.state.tokens.refresh_ttl_secs)
+            .await
+            .map_err(|e| store_problem(&rqctx, e))?;
+        let token = context
             .state
-            .mint(user_id, role)
+            .tokens
+            .mint(user_id, role, refresh)
+            .await
             .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))?;
         Ok(HttpResponseOk(token))
+    }
+
+    async fn refresh_token(
+        rqctx: RequestContext<UsersContext>,
+        body: ValidatedBody<types::RefreshRequest>,
+    ) -> Result<HttpResponseOk<types::Token>, Problem> {
+        let token = body.into_inner().refresh_token;
+        let context = rqctx.context();
+        let rotated = sessions::rotate(&context.db, &token, context.state.tokens.refresh_ttl_secs)
+            .await
+            .map_err(|e| store_problem(&rqctx, e))?;
+        let (user_id, role, refresh) =
+            rotated.map_err(|why| unusable_refresh_token(&rqctx, &why))?;
+        let token = context
+            .state
+            .tokens
+            .mint(user_id, role, refresh)
+            .await
+            .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))?;
+        Ok(HttpResponseOk(token))
+    }
+
+    async fn logout(
+        rqctx: RequestContext<UsersContext>,
+        body: ValidatedBody<types::RefreshRequest>,
+    ) -> Result<HttpResponseUpdatedNoContent, Problem> {
+        let token = body.into_inner().refresh_token;
+        let known = sessions::end(&rqctx.context().db, &token)
+            .await
+            .map_err(|e| store_problem(&rqctx, e))?;
+        if !known {
+            return Err(unusable_refresh_token(&rqctx, &sessions::Refused::Unknown));
+        }
+        Ok(HttpResponseUpdatedNoContent())
     }
 
     async fn get_current_user(
@@ -163,7 +259,7 @@ impl UsersApi for UsersImpl {
     ) -> Result<HttpResponseOk<types::User>, Problem> {
         match store::get(&rqctx.context().db, caller.user_id).await {
             Ok(user) => Ok(HttpResponseOk(user)),
-            // A valid token of an account deleted since it was issued.
+            // Deleted since the security check looked it up.
             Err(StoreError::NotFound) => Err(auth::unauthorized(
                 &rqctx.request_id,
                 "the account no longer exists",
@@ -176,6 +272,13 @@ impl UsersApi for UsersImpl {
     async fn get_jwks(
         rqctx: RequestContext<UsersContext>,
     ) -> Result<HttpResponseOk<types::Jwks>, Problem> {
-        Ok(HttpResponseOk(rqctx.context().state.jwks()))
+        let jwks = rqctx
+            .context()
+            .state
+            .tokens
+            .jwks()
+            .await
+            .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))?;
+        Ok(HttpResponseOk(jwks))
     }
 }

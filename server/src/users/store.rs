@@ -127,6 +127,19 @@ pub async fn get(db: &Db, id: Uuid) -> Result<types::User, StoreError> {
         .unwrap_or(Err(StoreError::NotFound))
 }
 
+/// The stored role of `id`, or `None` when there is no such account.
+pub async fn role(db: &Db, id: Uuid) -> Result<Option<types::Role>, StoreError> {
+    let role: Option<String> = sqlx::query_scalar("SELECT role FROM users WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&db.pool)
+        .await?;
+    role.map(|r| {
+        r.parse()
+            .map_err(|e| StoreError::Db(anyhow::anyhow!("stored role {r:?}: {e}")))
+    })
+    .transpose()
+}
+
 /// The users of one page `window`, in id (= creation) order.
 pub async fn list(db: &Db, window: &Window) -> Result<Vec<types::User>, StoreError> {
     let rows = sqlx::query(concat!(
@@ -221,78 +234,153 @@ pub async fn credentials(
     )))
 }
 
-/// Until when an account's logins are refused, if they are.
-pub async fn locked_until(db: &Db, account: &str) -> Result<Option<String>, StoreError> {
-    let row = sqlx::query("SELECT locked_until FROM login_failures WHERE account = $1")
-        .bind(account)
-        .fetch_optional(&db.pool)
-        .await?;
+/// The key that signs: (kid, sealed private key). `None` before the first start.
+pub async fn active_signing_key(db: &Db) -> Result<Option<(String, String)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT kid, sealed_private_key FROM signing_keys WHERE active = 1 AND sealed_private_key IS NOT NULL",
+    )
+    .fetch_optional(&db.pool)
+    .await?;
     Ok(match row {
-        Some(row) => row.try_get::<Option<String>, _>("locked_until")?,
+        Some(r) => Some((r.try_get("kid")?, r.try_get("sealed_private_key")?)),
         None => None,
     })
 }
 
-/// Counts one more failed login; returns the new count of consecutive failures.
-pub async fn record_failure(db: &Db, account: &str) -> Result<i64, StoreError> {
-    let failures: i64 = sqlx::query_scalar(
-        "INSERT INTO login_failures (account, failures) VALUES ($1, 1) \
-         ON CONFLICT (account) DO UPDATE SET failures = login_failures.failures + 1 \
-         RETURNING failures",
-    )
-    .bind(account)
-    .fetch_one(&db.pool)
-    .await?;
-    Ok(failures)
-}
-
-pub async fn lock(db: &Db, account: &str, until: &str) -> Result<(), StoreError> {
-    sqlx::query("UPDATE login_failures SET locked_until = $2 WHERE account = $1")
-        .bind(account)
-        .bind(until)
-        .execute(&db.pool)
-        .await?;
-    Ok(())
-}
-
-pub async fn clear_failures(db: &Db, account: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM login_failures WHERE account = $1")
-        .bind(account)
-        .execute(&db.pool)
-        .await?;
-    Ok(())
-}
-
-/// Every signing key: (kid, private PKCS#8 base64, public x base64url), newest first.
-pub async fn signing_keys(db: &Db) -> Result<Vec<(String, String, String)>, StoreError> {
+/// The published keys, (kid, public x base64url), newest first: the signing key and every
+/// key retired after `retired_after` (older ones signed only tokens expired by now).
+pub async fn published_keys(
+    db: &Db,
+    retired_after: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
     let rows = sqlx::query(
-        "SELECT kid, private_key, public_key FROM signing_keys ORDER BY created_at DESC, kid DESC",
+        "SELECT kid, public_key FROM signing_keys \
+         WHERE active = 1 OR retired_at IS NULL OR retired_at > $1 \
+         ORDER BY created_at DESC, kid DESC",
     )
+    .bind(retired_after)
     .fetch_all(&db.pool)
     .await?;
     rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get("kid")?,
-                r.try_get("private_key")?,
-                r.try_get("public_key")?,
-            ))
-        })
+        .map(|r| Ok((r.try_get("kid")?, r.try_get("public_key")?)))
         .collect()
 }
 
-pub async fn insert_signing_key(
+/// Makes `kid` the signing key unless there is one already (another instance starting at
+/// the same time may have made it first): the unique `active` column decides.
+pub async fn insert_first_signing_key(
     db: &Db,
     kid: &str,
-    private_key: &str,
+    sealed: &str,
     public_key: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO signing_keys (kid, private_key, public_key, created_at) VALUES ($1, $2, $3, $4)")
-        .bind(kid)
-        .bind(private_key)
-        .bind(public_key)
-        .bind(now_text())
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, sealed_private_key, public_key, created_at, active) \
+         VALUES ($1, $2, $3, $4, 1) ON CONFLICT DO NOTHING",
+    )
+    .bind(kid)
+    .bind(sealed)
+    .bind(public_key)
+    .bind(now_text())
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Keys still stored in plain text (from before sealing): (kid, PKCS#8 base64).
+pub async fn plain_signing_keys(db: &Db) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = sqlx::query("SELECT kid, private_key FROM signing_keys WHERE private_key IS NOT NULL")
+        .fetch_all(&db.pool)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get("kid")?, r.try_get("private_key")?)))
+        .collect()
+}
+
+/// Replaces a plain key by its sealed form (a no-op if another instance did it first).
+pub async fn seal_signing_key(db: &Db, kid: &str, sealed: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE signing_keys SET sealed_private_key = $2, private_key = NULL \
+         WHERE kid = $1 AND private_key IS NOT NULL",
+    )
+    .bind(kid)
+    .bind(sealed)
+    .execute(&db.pool)
+    .await?;
+    Ok(())
+}
+
+/// Dates retired keys whose retirement was not recorded (from before rotation existed)
+/// `now`, and deletes keys retired before `retired_before`; how many were deleted.
+pub async fn tidy_signing_keys(
+    db: &Db,
+    now: &str,
+    retired_before: &str,
+) -> Result<u64, StoreError> {
+    sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE active IS NULL AND retired_at IS NULL")
+        .bind(now)
         .execute(&db.pool)
         .await?;
-    Ok(())
+    let deleted = sqlx::query(
+        "DELETE FROM signing_keys WHERE active IS NULL AND retired_at IS NOT NULL AND retired_at < $1",
+    )
+    .bind(retired_before)
+    .execute(&db.pool)
+    .await?;
+    Ok(deleted.rows_affected())
+}
+
+/// Makes `kid` the signing key, retiring the current one at `now` (or deleting every other
+/// key when `revoke`): the kids retired or deleted. One transaction, so there is always
+/// exactly one signing key; a rotation racing this one fails on the unique `active`.
+pub async fn rotate_signing_key(
+    db: &Db,
+    kid: &str,
+    sealed: &str,
+    public_key: &str,
+    now: &str,
+    revoke: bool,
+) -> Result<Vec<String>, StoreError> {
+    let mut tx = db.pool.begin().await?;
+    // Taking the write lock first (SQLite) / the row lock (PostgreSQL) orders rotations.
+    sqlx::query("UPDATE signing_keys SET active = NULL, retired_at = $1 WHERE active = 1")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    let old: Vec<String> = if revoke {
+        let rows = sqlx::query("SELECT kid FROM signing_keys WHERE active IS NULL")
+            .fetch_all(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM signing_keys WHERE active IS NULL")
+            .execute(&mut *tx)
+            .await?;
+        rows.iter().map(|r| r.try_get("kid")).collect::<Result<_, _>>()?
+    } else {
+        let rows = sqlx::query("SELECT kid FROM signing_keys WHERE retired_at = $1")
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        rows.iter().map(|r| r.try_get("kid")).collect::<Result<_, _>>()?
+    };
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, sealed_private_key, public_key, created_at, active) \
+         VALUES ($1, $2, $3, $4, 1)",
+    )
+    .bind(kid)
+    .bind(sealed)
+    .bind(public_key)
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Db(anyhow::anyhow!(
+                "another key rotation ran at the same time; run it again"
+            ))
+        } else {
+            e.into()
+        }
+    })?;
+    tx.commit().await?;
+    Ok(old)
 }

@@ -22,6 +22,8 @@ const INHERITED_SETTINGS: &[&str] = &[
     "GATEWAY_PORT",
     "GATEWAY",
     "EVENTS_TOKEN",
+    "SIGNING_KEY_FILE",
+    "SIGNING_KEY_ENCRYPTION_KEY",
     "NATS_URL",
     "LOG_LEVEL",
     "LOG_FORMAT",

@@ -1,5 +1,6 @@
 // Copyright 2024 Oxide Computer Company
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -8,6 +9,64 @@ use http_body_util::combinators::BoxBody;
 use hyper::body::{Body as HttpBody, Bytes, Frame};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+// TAPROOM PATCH: a request body that must arrive in full within a time limit (see
+// `ConnectionLimits::body_read_timeout`).
+/// The error reading a request body fails with when the client took longer than the
+/// server's body read timeout to send it.
+#[derive(Debug)]
+pub struct BodyReadTimeout(pub std::time::Duration);
+
+impl std::fmt::Display for BodyReadTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the request body did not arrive within {:?}", self.0)
+    }
+}
+
+impl std::error::Error for BodyReadTimeout {}
+
+pub(crate) struct Deadline<B> {
+    inner: B,
+    limit: std::time::Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> Deadline<B> {
+    pub(crate) fn new(inner: B, limit: std::time::Duration) -> Self {
+        Deadline { inner, limit, sleep: Box::pin(tokio::time::sleep(limit)) }
+    }
+}
+
+impl<B> HttpBody for Deadline<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if this.sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(Box::new(BodyReadTimeout(this.limit)))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// A body type for both requests and responses in Dropshot.
 #[derive(Debug)]

@@ -973,6 +973,9 @@ pub use server::BuildError;
 pub use server::ServerBuilder;
 // TAPROOM PATCH: response hook.
 pub use server::{ResponseContext, ResponseHook};
+// TAPROOM PATCH: connection limits.
+pub use body::BodyReadTimeout;
+pub use server::ConnectionLimits;
 pub use server::ServerContext;
 pub use server::ShutdownWaitFuture;
 pub use server::{HttpServer, HttpServerStarter};

@@ -86,6 +86,87 @@ pub struct DropshotState<C: ServerContext> {
     pub(crate) version_policy: VersionPolicy,
     // TAPROOM PATCH: see `ResponseHook`.
     pub(crate) response_hook: DebugIgnore<Option<Arc<dyn ResponseHook>>>,
+    // TAPROOM PATCH: see `ConnectionLimits`.
+    pub(crate) connection_limits: ConnectionLimits,
+}
+
+// TAPROOM PATCH: bounds on what one client connection may hold, so that slow or idle
+// clients (slowloris) cannot keep connections and handlers forever.
+/// Limits on client connections, set with [`ServerBuilder::connection_limits`]. `None`
+/// leaves a limit off (hyper's own 30 s header timeout still applies).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Time a client has to send a request's head. On a new connection it also bounds
+    /// the wait for the first request (a client that sends nothing, or part of an
+    /// HTTP/2 preface); on a kept-alive HTTP/1 connection it bounds the idle time
+    /// before the next request. Past it the connection is closed.
+    pub header_read_timeout: Option<std::time::Duration>,
+    /// Time a client has to send a whole request body once its head has arrived; past
+    /// it reading the body fails with [`crate::BodyReadTimeout`] (408).
+    pub body_read_timeout: Option<std::time::Duration>,
+    /// Connections served at once; one more is answered 503 (a problem) and closed.
+    pub max_connections: Option<usize>,
+}
+
+// TAPROOM PATCH: what a connection over `ConnectionLimits::max_connections` gets: a
+// 503 problem, written without reading a request, then the connection is closed.
+fn refuse_connection(
+    mut sock: TcpStream,
+    refusals: &Arc<tokio::sync::Semaphore>,
+    log: &Logger,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    warn!(log, "too many open connections; refusing one");
+    // Answering costs a task for up to a second: a bounded number at once, the rest
+    // are just closed.
+    let Ok(permit) = Arc::clone(refusals).try_acquire_owned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        let request_id = generate_request_id();
+        let body = format!(
+            "{{\"type\":\"about:blank\",\"title\":\"Service Unavailable\",\"status\":503,\"detail\":\"The server has too many open connections; retry shortly.\",\"request_id\":\"{request_id}\"}}"
+        );
+        let response = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\nretry-after: 1\r\nx-request-id: {request_id}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+            sock.write_all(response.as_bytes()).await?;
+            sock.shutdown().await?;
+            // Take what the client sent before closing: closing with unread data
+            // would reset the connection, and the client could lose the answer.
+            let mut sink = [0u8; 1024];
+            while sock.read(&mut sink).await? > 0 {}
+            Ok::<(), std::io::Error>(())
+        })
+        .await;
+    });
+}
+
+// TAPROOM PATCH: serves one connection within `ConnectionLimits`: `permit` (a slot under
+// `max_connections`) is held until it ends, and it is dropped (closed) if no request
+// has started within `first_request_timeout`.
+async fn serve_limited<F: Future>(
+    connection: F,
+    started: Arc<std::sync::atomic::AtomicBool>,
+    first_request_timeout: Option<std::time::Duration>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
+    let _permit = permit;
+    let Some(timeout) = first_request_timeout else {
+        connection.await;
+        return;
+    };
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        _ = &mut connection => return,
+        () = tokio::time::sleep(timeout) => {}
+    }
+    if started.load(std::sync::atomic::Ordering::Acquire) {
+        connection.await;
+    }
 }
 
 // TAPROOM PATCH: a hook that sees every response before it is sent, including the
@@ -210,6 +291,7 @@ impl<C: ServerContext> HttpServerStarter<C> {
         tls: Option<ConfigTls>,
         version_policy: VersionPolicy,
         response_hook: Option<Arc<dyn ResponseHook>>,
+        connection_limits: ConnectionLimits,
     ) -> Result<HttpServerStarter<C>, BuildError> {
         let tcp = {
             let std_listener = std::net::TcpListener::bind(
@@ -270,6 +352,7 @@ impl<C: ServerContext> HttpServerStarter<C> {
             handler_waitgroup_worker: DebugIgnore(handler_waitgroup.worker()),
             version_policy,
             response_hook: DebugIgnore(response_hook),
+            connection_limits,
         });
 
         for (path, method, endpoint) in app_state.router.endpoints(None) {
@@ -304,6 +387,8 @@ impl<C: ServerContext> HttpServerStarter<C> {
         let make_service = ServerConnectionHandler::new(Arc::clone(&app_state));
         let log = &app_state.log;
         let log_close = log.clone();
+        // TAPROOM PATCH: see `ConnectionLimits`.
+        let limits = app_state.connection_limits.clone();
         let join_handle = tokio::spawn(async move {
             use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
             use hyper_util::server::conn::auto;
@@ -311,6 +396,14 @@ impl<C: ServerContext> HttpServerStarter<C> {
             let mut builder = auto::Builder::new(TokioExecutor::new());
             // http/1 settings
             builder.http1().timer(TokioTimer::new());
+            // TAPROOM PATCH: see `ConnectionLimits`.
+            if let Some(timeout) = limits.header_read_timeout {
+                builder.http1().header_read_timeout(timeout);
+            }
+            let slots = limits
+                .max_connections
+                .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+            let refusals = Arc::new(tokio::sync::Semaphore::new(64));
             // http/2 settings
             builder.http2().timer(TokioTimer::new());
 
@@ -334,16 +427,29 @@ impl<C: ServerContext> HttpServerStarter<C> {
                     loop {
                         tokio::select! {
                             Some(Ok(sock)) = https_acceptor.accept() => {
+                                // TAPROOM PATCH: see `ConnectionLimits` (over the cap,
+                                // TLS connections are closed without an answer).
+                                let permit = match &slots {
+                                    Some(slots) => match Arc::clone(slots).try_acquire_owned() {
+                                        Ok(permit) => Some(permit),
+                                        Err(_) => {
+                                            warn!(log, "too many open connections; refusing one");
+                                            continue;
+                                        }
+                                    },
+                                    None => None,
+                                };
                                 let remote_addr = sock.remote_addr();
                                 let handler = make_service
                                     .make_http_request_handler(remote_addr);
+                                let started = Arc::clone(&handler.started);
                                 let fut = builder
                                     .serve_connection_with_upgrades(
                                         TokioIo::new(sock),
                                         handler,
                                     );
                                 let fut = graceful.watch(fut.into_owned());
-                                tokio::spawn(fut);
+                                tokio::spawn(serve_limited(fut, started, limits.header_read_timeout, permit));
                             },
 
                             _ = &mut rx => {
@@ -356,15 +462,27 @@ impl<C: ServerContext> HttpServerStarter<C> {
                 None => loop {
                     tokio::select! {
                         (sock, remote_addr) = http_acceptor.accept() => {
+                            // TAPROOM PATCH: see `ConnectionLimits`.
+                            let permit = match &slots {
+                                Some(slots) => match Arc::clone(slots).try_acquire_owned() {
+                                    Ok(permit) => Some(permit),
+                                    Err(_) => {
+                                        refuse_connection(sock, &refusals, &log);
+                                        continue;
+                                    }
+                                },
+                                None => None,
+                            };
                             let handler = make_service
                                 .make_http_request_handler(remote_addr);
+                            let started = Arc::clone(&handler.started);
                             let fut = builder
                                 .serve_connection_with_upgrades(
                                     TokioIo::new(sock),
                                     handler,
                                 );
                             let fut = graceful.watch(fut.into_owned());
-                            tokio::spawn(fut);
+                            tokio::spawn(serve_limited(fut, started, limits.header_read_timeout, permit));
                         },
 
                         _ = &mut rx => {
@@ -1012,7 +1130,15 @@ async fn http_request_handle<C: ServerContext>(
     // TODO-hardening: add a request read timeout as well so that we don't allow
     // this to take forever.
     // TODO-correctness: Do we need to dump the body on errors?
-    let request = request.map(crate::Body::wrap);
+    // TAPROOM PATCH: the body must arrive within `ConnectionLimits::body_read_timeout`
+    // (a request without one needs no timer).
+    let body_read_timeout = server.connection_limits.body_read_timeout;
+    let request = request.map(|body| match body_read_timeout {
+        Some(limit) if !hyper::body::Body::is_end_stream(&body) => {
+            crate::Body::wrap(crate::body::Deadline::new(body, limit))
+        }
+        _ => crate::Body::wrap(body),
+    });
     let method = request.method().clone();
     let uri = request.uri();
     let found_version =
@@ -1174,13 +1300,15 @@ pub struct ServerRequestHandler<C: ServerContext> {
     /// backend state that will be made available to the request handler
     server: Arc<DropshotState<C>>,
     remote_addr: SocketAddr,
+    // TAPROOM PATCH: set once a request has arrived on the connection.
+    started: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<C: ServerContext> ServerRequestHandler<C> {
     /// Create a ServerRequestHandler object with the given state object that
     /// will be provided to the handler function.
     fn new(server: Arc<DropshotState<C>>, remote_addr: SocketAddr) -> Self {
-        ServerRequestHandler { server, remote_addr }
+        ServerRequestHandler { server, remote_addr, started: Default::default() }
     }
 }
 
@@ -1192,6 +1320,7 @@ impl<C: ServerContext> Service<Request<hyper::body::Incoming>>
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
     fn call(&self, req: Request<hyper::body::Incoming>) -> Self::Future {
+        self.started.store(true, std::sync::atomic::Ordering::Release);
         Box::pin(http_request_handle_wrap(
             Arc::clone(&self.server),
             self.remote_addr,
@@ -1258,6 +1387,7 @@ pub struct ServerBuilder<C: ServerContext> {
     version_policy: VersionPolicy,
     tls: Option<ConfigTls>,
     response_hook: DebugIgnore<Option<Arc<dyn ResponseHook>>>,
+    connection_limits: ConnectionLimits,
 }
 
 impl<C: ServerContext> ServerBuilder<C> {
@@ -1280,12 +1410,19 @@ impl<C: ServerContext> ServerBuilder<C> {
             version_policy: VersionPolicy::Unversioned,
             tls: Default::default(),
             response_hook: DebugIgnore(None),
+            connection_limits: Default::default(),
         }
     }
 
     /// TAPROOM PATCH: have `hook` see (and may rewrite) every response.
     pub fn response_hook(mut self, hook: Arc<dyn ResponseHook>) -> Self {
         self.response_hook = DebugIgnore(Some(hook));
+        self
+    }
+
+    /// TAPROOM PATCH: bound slow and idle clients (see [`ConnectionLimits`]).
+    pub fn connection_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.connection_limits = limits;
         self
     }
 
@@ -1347,6 +1484,7 @@ impl<C: ServerContext> ServerBuilder<C> {
             self.tls,
             self.version_policy,
             self.response_hook.0,
+            self.connection_limits,
         )
     }
 }

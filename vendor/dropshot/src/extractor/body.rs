@@ -415,10 +415,21 @@ impl StreamingBody {
         async_stream::try_stream! {
             let mut bytes_read: usize = 0;
             while let Some(frame_res) = self.body.frame().await {
-                let frame = frame_res.map_err(|e| HttpError::for_bad_request(
-                    None,
-                    format!("error streaming request body: {}", e),
-                ))?;
+                let frame = frame_res.map_err(|e| {
+                    // TAPROOM PATCH: a body that was too slow is the client's timeout.
+                    if e.downcast_ref::<crate::BodyReadTimeout>().is_some() {
+                        HttpError::for_client_error(
+                            None,
+                            crate::ClientErrorStatusCode::REQUEST_TIMEOUT,
+                            e.to_string(),
+                        )
+                    } else {
+                        HttpError::for_bad_request(
+                            None,
+                            format!("error streaming request body: {}", e),
+                        )
+                    }
+                })?;
                 let Ok(buf) = frame.into_data() else { continue }; // skip trailers
                 let len = buf.len();
 
