@@ -304,10 +304,25 @@ async fn credential_endpoints_are_rate_limited_per_address(backend: Backend) {
 async fn idle_failure_counters_and_expired_refresh_tokens_are_pruned(backend: Backend) {
     let users = Users::start(backend).await;
     register(&users, "ada").await;
-    assert_eq!(login_from(&users, "203.0.113.1", "ada", "wrong").await.status(), 401);
-    assert_eq!(login_from(&users, "203.0.113.2", "nobody", "wrong").await.status(), 401);
+    assert_eq!(
+        login_from(&users, "203.0.113.1", "ada", "wrong")
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        login_from(&users, "203.0.113.2", "nobody", "wrong")
+            .await
+            .status(),
+        401
+    );
     // Success clears Ada's account-wide counter and this address's, not 203.0.113.1's.
-    assert_eq!(login_from(&users, "203.0.113.3", "ada", PASSWORD).await.status(), 200);
+    assert_eq!(
+        login_from(&users, "203.0.113.3", "ada", PASSWORD)
+            .await
+            .status(),
+        200
+    );
     let config = users.db.config();
     let def = &taproom_server::users::SERVICE;
     let db = taproom_server::runtime::server::connect(&config, def.name, def.migrator)
@@ -337,9 +352,10 @@ async fn idle_failure_counters_and_expired_refresh_tokens_are_pruned(backend: Ba
         .execute(&db.pool)
         .await
         .unwrap();
-    let pruned = taproom_server::runtime::retention::prune(&db, &taproom_server::users::retention_rules())
-        .await
-        .unwrap();
+    let pruned =
+        taproom_server::runtime::retention::prune(&db, &taproom_server::users::retention_rules())
+            .await
+            .unwrap();
     assert_eq!(pruned, vec![("login_throttle", 2), ("refresh_tokens", 1)]);
     assert_eq!(count("login_throttle").await, 1);
     assert_eq!(count("refresh_tokens").await, 0);

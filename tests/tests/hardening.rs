@@ -275,7 +275,11 @@ async fn nginx_rate_limits_credential_endpoints() {
     assert!(answers.iter().all(|(s, _, _)| matches!(s, 401 | 429)));
     // Reads are not limited.
     for _ in 0..30 {
-        let resp = http.get(format!("{}/v1/beers", nginx.url)).send().await.unwrap();
+        let resp = http
+            .get(format!("{}/v1/beers", nginx.url))
+            .send()
+            .await
+            .unwrap();
         assert_ne!(resp.status(), 429);
     }
 }

@@ -457,6 +457,71 @@ pub mod types {
             Default::default()
         }
     }
+    ///`ReceiveEventTaproomSignature`
+    #[derive(
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
+    )]
+    #[serde(transparent)]
+    pub struct ReceiveEventTaproomSignature(::std::string::String);
+    impl ::std::ops::Deref for ReceiveEventTaproomSignature {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<ReceiveEventTaproomSignature> for ::std::string::String {
+        fn from(value: ReceiveEventTaproomSignature) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for ReceiveEventTaproomSignature {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 200usize {
+                return Err("longer than 200 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for ReceiveEventTaproomSignature {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String>
+    for ReceiveEventTaproomSignature {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for ReceiveEventTaproomSignature {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
     ///`Version`
     #[derive(
         ::serde::Deserialize,
@@ -1713,12 +1778,16 @@ let response = client.check_eligibility()
     }
     /**Take an event from another service
 
-For services only: authenticated with the shared events token (`EVENTS_TOKEN`). Idempotent by event id: a repeated delivery is acknowledged and has no further effect.
+For services only: authenticated with the shared events token (`EVENTS_TOKEN`) and signed with it (`Taproom-Signature`, required in practice: an event without a valid signature is refused with 401). Idempotent by event id: a repeated delivery is acknowledged and has no further effect. An event older than the receiver's duplicate check (`EVENT_DEDUP_RETENTION_SECS`) is refused with 422, since it could be a replay of one already forgotten.
 
 Sends a `POST` request to `/v1/events`
 
+Arguments:
+- `taproom_signature`: `sha256=` and the lowercase hex HMAC-SHA256 of the request body under the events token. Declared optional so that older senders still parse, but an event is taken only with a valid one.
+- `body`
 ```ignore
 let response = client.receive_event()
+    .taproom_signature(taproom_signature)
     .body(body)
     .send()
     .await;
@@ -2308,14 +2377,29 @@ pub mod builder {
     #[derive(Debug, Clone)]
     pub struct ReceiveEvent<'a> {
         client: &'a super::Client,
+        taproom_signature: Result<Option<types::ReceiveEventTaproomSignature>, String>,
         body: Result<types::builder::Event, String>,
     }
     impl<'a> ReceiveEvent<'a> {
         pub fn new(client: &'a super::Client) -> Self {
             Self {
                 client: client,
+                taproom_signature: Ok(None),
                 body: Ok(::std::default::Default::default()),
             }
+        }
+        pub fn taproom_signature<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ReceiveEventTaproomSignature>,
+        {
+            self.taproom_signature = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `ReceiveEventTaproomSignature` for taproom_signature failed"
+                        .to_string()
+                });
+            self
         }
         pub fn body<V>(mut self, value: V) -> Self
         where
@@ -2339,12 +2423,13 @@ pub mod builder {
         pub async fn send(
             self,
         ) -> Result<ResponseValue<types::EventReceipt>, Error<types::Problem>> {
-            let Self { client, body } = self;
+            let Self { client, taproom_signature, body } = self;
+            let taproom_signature = taproom_signature.map_err(Error::InvalidRequest)?;
             let body = body
                 .and_then(|v| types::Event::try_from(v).map_err(|e| e.to_string()))
                 .map_err(Error::InvalidRequest)?;
             let url = format!("{}/v1/events", client.baseurl,);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
             header_map
                 .append(
                     ::reqwest::header::HeaderName::from_static("api-version"),
@@ -2352,6 +2437,9 @@ pub mod builder {
                         super::Client::api_version(),
                     ),
                 );
+            if let Some(value) = taproom_signature {
+                header_map.append("Taproom-Signature", value.to_string().try_into()?);
+            }
             #[allow(unused_mut)]
             let mut request = client
                 .client

@@ -87,7 +87,7 @@ pub async fn connect(settings: &Settings) -> Result<jetstream::Context> {
     let client = options
         .connect(url.as_str())
         .await
-        .with_context(|| format!("NATS_URL: cannot connect to {}", super::db::redact(url)))?;
+        .with_context(|| format!("NATS_URL: cannot connect to {}", super::db::redact(&url)))?;
     let js = jetstream::new(client);
     // Created, or updated to the configured limits if it exists: without limits a stream
     // grows for as long as events are published.
