@@ -242,9 +242,17 @@ fn plan(root: &Path, templates: &Path, name: &str, port: u16) -> Result<Vec<Chan
         ));
     }
     let compose = read(root, "deploy/compose.yaml")?;
+    // Its own database role (deploy/postgres/roles.sh): a password for postgres to
+    // create it with, and the service's URL as that role.
+    let env = name.to_uppercase();
+    let password =
+        format!("      {env}_DB_PASSWORD: ${{{env}_DB_PASSWORD:?set {env}_DB_PASSWORD}}");
+    let compose = insert_after(&compose, "deploy/compose.yaml", &password, |l| {
+        l.trim_start().contains("_DB_PASSWORD: ${")
+    })?;
     // After the last service, separated by a blank line as the others are.
     let block = format!(
-        "\n  {name}:\n    <<: *service\n    command: [\"{name}\"]\n    healthcheck:\n      test: [\"CMD\", \"server\", \"healthcheck\", \"{name}\"]\n      interval: 10s\n      timeout: 3s\n      retries: 3\n      start_period: 10s\n"
+        "\n  {name}:\n    <<: *service\n    command: [\"{name}\"]\n    environment:\n      <<: *environment\n      {env}_DATABASE_URL: postgres://{name}:${{{env}_DB_PASSWORD:?set {env}_DB_PASSWORD}}@postgres:5432/taproom_{name}\n    healthcheck:\n      test: [\"CMD\", \"server\", \"healthcheck\", \"{name}\"]\n      interval: 10s\n      timeout: 3s\n      retries: 3\n      start_period: 10s\n"
     );
     let compose = insert_after(&compose, "deploy/compose.yaml", &block, |l| {
         l.trim() == "start_period: 10s"
@@ -254,6 +262,27 @@ fn plan(root: &Path, templates: &Path, name: &str, port: u16) -> Result<Vec<Chan
         l.trim() == "condition: service_healthy"
     })?;
     changes.push(edit("deploy/compose.yaml", compose));
+    let roles = read(root, "deploy/postgres/roles.sh")?;
+    let list = roles
+        .lines()
+        .find(|l| l.starts_with("for service in ") && l.ends_with("; do"))
+        .context("deploy/postgres/roles.sh: no `for service in ...; do` list")?;
+    let listed = format!(
+        "{}; do",
+        list.trim_end_matches("; do").trim_end().to_string() + " " + name
+    );
+    changes.push(edit(
+        "deploy/postgres/roles.sh",
+        roles.replacen(list, &listed, 1),
+    ));
+    let config = read(root, "deploy/k8s/config.yaml")?;
+    let secret = format!(
+        "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}-database\n  namespace: taproom\ntype: Opaque\nstringData:\n  {env}_DATABASE_URL: postgres://{name}:change-me@postgres:5432/taproom_{name}\n"
+    );
+    changes.push(edit(
+        "deploy/k8s/config.yaml",
+        format!("{}\n{secret}", config.trim_end()),
+    ));
     let kustomization = read(root, "deploy/k8s/kustomization.yaml")?;
     changes.push(edit(
         "deploy/k8s/kustomization.yaml",

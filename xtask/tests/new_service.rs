@@ -74,10 +74,12 @@ fn a_new_service_passes_check_clippy_and_its_contract_tests() {
         outside,
         [
             "deploy/compose.yaml",
+            "deploy/k8s/config.yaml",
             "deploy/k8s/ingress.yaml",
             "deploy/k8s/kustomization.yaml",
             "deploy/k8s/notes.yaml",
             "deploy/nginx.conf",
+            "deploy/postgres/roles.sh",
             "deploy/upstreams.compose.conf",
             "deploy/upstreams.conf",
             "server/src/lib.rs",
