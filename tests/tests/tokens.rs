@@ -249,8 +249,8 @@ async fn changing_password_or_email_needs_the_current_password(backend: Backend)
     // A stolen access token alone cannot take the account over.
     let thief = users.client_with_token(&token);
     let attempts = [
-        (change(Some("thief's password"), None, None), 400),
-        (change(None, Some("thief@example.com"), None), 400),
+        (change(Some("thief's password"), None, None), 403),
+        (change(None, Some("thief@example.com"), None), 403),
         (
             change(Some("thief's password"), None, Some("a guess at it")),
             403,
@@ -263,9 +263,6 @@ async fn changing_password_or_email_needs_the_current_password(backend: Backend)
     for (body, status) in attempts {
         let (got, problem) = problem(thief.update_user().user_id(id).body(body).send().await);
         assert_eq!(got, status, "{problem:?}");
-        if status == 400 {
-            assert_eq!(problem.errors[0].pointer, "/current_password");
-        }
     }
     log_in(&users, "owner", PASSWORD).await;
     // Other fields need no password.

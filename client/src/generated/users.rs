@@ -2707,7 +2707,7 @@ let response = client.delete_user()
     }
     /**Update a user
 
-Partial update by the user themself or an admin (anyone else: 404); fields left out keep their value. An empty `first_name` or `last_name` clears it. Only an admin may change `role` (403 otherwise). Changing your own `password` or `email` needs `current_password` (400 without it, 403 when it is wrong; wrong guesses count towards the login throttle, 429); an admin changing someone else's account does not give theirs. A new password or role ends every session of the account: its refresh tokens stop working.
+Partial update by the user themself or an admin (anyone else: 404); fields left out keep their value. An empty `first_name` or `last_name` clears it. Only an admin may change `role` (403 otherwise). Changing your own `password` or `email` needs `current_password` (403 without it or when it is wrong; wrong guesses count towards the login throttle, 429); an admin changing someone else's account does not give theirs. A new password or role ends every session of the account: its refresh tokens stop working.
 
 Sends a `PATCH` request to `/v1/users/{user_id}`
 

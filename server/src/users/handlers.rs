@@ -47,12 +47,13 @@ async fn confirm_password(
     user_id: uuid::Uuid,
     current_password: Option<String>,
 ) -> Result<(), Problem> {
+    // Missing is refused like wrong (403): the request is well-formed, the caller has
+    // just not proven they own the account.
     let Some(password) = current_password else {
-        return Err(Problem::validation(vec![crate::runtime::FieldError {
-            pointer: "/current_password".into(),
-            message: "give the current password to change your password or email".into(),
-        }])
-        .request(&rqctx.request_id));
+        return Err(auth::forbidden(
+            &rqctx.request_id,
+            "Give `current_password` to change your own password or email.",
+        ));
     };
     let user = store::get(&rqctx.context().db, user_id)
         .await
