@@ -114,6 +114,26 @@ fn hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// `X-Forwarded-For` for the upstream: what the client sent, with the address this
+/// gateway saw appended (as nginx's `$proxy_add_x_forwarded_for`). The services believe
+/// the header from the gateway (a trusted proxy) only up to its right-most untrusted
+/// hop, which is this one: a client cannot choose its address by sending the header.
+fn forwarded_for(rqctx: &RequestContext<Gateway>) -> String {
+    let peer = rqctx.request.remote_addr().ip().to_string();
+    let sent: Vec<&str> = rqctx
+        .request
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if sent.is_empty() {
+        peer
+    } else {
+        format!("{}, {peer}", sent.join(", "))
+    }
+}
+
 async fn forward(
     rqctx: RequestContext<Gateway>,
     _path: Path<Rest>,
@@ -142,12 +162,13 @@ async fn forward(
         format!("{base}{path}{query}"),
     );
     for (name, value) in rqctx.request.headers() {
-        if !hop_by_hop(name) && name.as_str() != "x-request-id" {
+        if !hop_by_hop(name) && !matches!(name.as_str(), "x-request-id" | "x-forwarded-for") {
             request = request.header(name, value);
         }
     }
     let answer = request
         .header("x-request-id", &rid)
+        .header("x-forwarded-for", forwarded_for(&rqctx))
         .body(body.as_bytes().to_vec())
         .send()
         .await;

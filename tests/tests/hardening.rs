@@ -283,3 +283,51 @@ async fn nginx_rate_limits_credential_endpoints() {
         assert_ne!(resp.status(), 429);
     }
 }
+
+/// Through the built-in gateway a client cannot pick its address with X-Forwarded-For:
+/// the gateway appends the address it saw, and the services believe only the right-most
+/// untrusted hop. The client connects from 127.0.0.2, which is not a trusted proxy (the
+/// tests trust 127.0.0.1 only), so it stands for a client on another host.
+#[tokio::test]
+async fn the_built_in_gateway_does_not_let_clients_choose_their_address() {
+    let shop = Shop::start(Backend::Sqlite).await;
+    shop.users.register("ada").await;
+    let config = shop.users.db.config();
+    let log =
+        taproom_server::runtime::server::logger(&config.log_level, config.log_format).unwrap();
+    let upstreams = vec![
+        ("users", shop.users.base_url.clone()),
+        ("beers", shop.beers_url.clone()),
+        ("promotions", shop.promotions_url.clone()),
+        ("orders", shop.orders_url.clone()),
+        ("tasks", shop.beers_url.clone()),
+    ];
+    let gateway = taproom_server::gateway::start(&config, upstreams, &log).unwrap();
+    let gw = format!("http://{}", gateway.local_addr());
+    let client = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let login = |spoofed: String, password: &'static str| {
+        let client = client.clone();
+        let url = format!("{gw}/v1/auth/token");
+        async move {
+            client
+                .post(url)
+                .header("x-forwarded-for", spoofed)
+                .json(&serde_json::json!({"username": "ada", "password": password}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // Five wrong guesses, each claiming another address ...
+    for i in 0..5 {
+        assert_eq!(login(format!("198.51.100.{i}"), "wrong").await, 401);
+    }
+    // ... all counted against the one the gateway saw: it is throttled now, whatever it
+    // claims to be.
+    assert_eq!(login("198.51.100.77".into(), "wrong").await, 429);
+}
