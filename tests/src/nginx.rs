@@ -97,10 +97,27 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// Asks the master to stop (SIGTERM: it stops its workers first), and kills it only
+    /// if it has not within a few seconds. A plain kill of the master would leave its
+    /// worker processes running after the test.
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+            // SAFETY: kill only sends a signal, to our own child, which has not been
+            // waited for, so its pid is not reused.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
         }
+        for _ in 0..50 {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
