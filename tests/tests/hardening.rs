@@ -109,19 +109,24 @@ async fn the_built_in_gateway_refuses_dot_segments_before_routing() {
     drop(tasks);
 }
 
-#[tokio::test]
-async fn nginx_does_not_route_dot_segments_to_internal_routes() {
-    let shop = Shop::start(Backend::Sqlite).await;
+/// nginx from deploy/nginx.conf in front of the shop's services. No tasks service in these
+/// tests: nothing here is routed to it, so its upstream is beers.
+async fn nginx_in_front_of(shop: &Shop) -> Nginx {
     let addr = |url: &str| vec![host_port(url)];
-    let nginx = Nginx::start(&[
+    Nginx::start(&[
         ("users", addr(&shop.users.base_url)),
         ("beers", addr(&shop.beers_url)),
         ("orders", addr(&shop.orders_url)),
-        // No tasks service in this test: nothing here is routed to it.
         ("tasks", addr(&shop.beers_url)),
         ("promotions", addr(&shop.promotions_url)),
     ])
-    .await;
+    .await
+}
+
+#[tokio::test]
+async fn nginx_does_not_route_dot_segments_to_internal_routes() {
+    let shop = Shop::start(Backend::Sqlite).await;
+    let nginx = nginx_in_front_of(&shop).await;
     reaching_receive_event_looks_like(&shop.promotions_url).await;
 
     for path in SMUGGLED {
@@ -234,15 +239,7 @@ async fn connections_beyond_the_cap_get_503_and_freed_slots_serve_again() {
 #[tokio::test]
 async fn nginx_rate_limits_credential_endpoints() {
     let shop = Shop::start(Backend::Sqlite).await;
-    let addr = |url: &str| vec![host_port(url)];
-    let nginx = Nginx::start(&[
-        ("users", addr(&shop.users.base_url)),
-        ("beers", addr(&shop.beers_url)),
-        ("orders", addr(&shop.orders_url)),
-        ("tasks", addr(&shop.beers_url)),
-        ("promotions", addr(&shop.promotions_url)),
-    ])
-    .await;
+    let nginx = nginx_in_front_of(&shop).await;
     let http = reqwest::Client::new();
     let logins = (0..40).map(|i| {
         let http = http.clone();

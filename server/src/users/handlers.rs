@@ -70,6 +70,24 @@ fn wrong_password(rqctx: &RequestContext<UsersContext>) -> Problem {
     auth::forbidden(&rqctx.request_id, "The current password is not right.")
 }
 
+/// The answer of a login or a refresh: an access token paired with the session's new
+/// refresh token.
+async fn answer_tokens(
+    rqctx: &RequestContext<UsersContext>,
+    user_id: uuid::Uuid,
+    role: types::Role,
+    refresh: sessions::Issued,
+) -> Result<HttpResponseOk<types::Token>, Problem> {
+    rqctx
+        .context()
+        .state
+        .tokens
+        .mint(user_id, role, refresh)
+        .await
+        .map(HttpResponseOk)
+        .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))
+}
+
 fn unusable_refresh_token(rqctx: &RequestContext<UsersContext>, why: &sessions::Refused) -> Problem {
     Problem::new(401, why.detail()).request(&rqctx.request_id)
 }
@@ -211,13 +229,7 @@ impl UsersApi for UsersImpl {
         let refresh = sessions::start(&context.db, user_id, context.state.tokens.refresh_ttl_secs)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
-        let token = context
-            .state
-            .tokens
-            .mint(user_id, role, refresh)
-            .await
-            .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))?;
-        Ok(HttpResponseOk(token))
+        answer_tokens(&rqctx, user_id, role, refresh).await
     }
 
     async fn refresh_token(
@@ -231,13 +243,7 @@ impl UsersApi for UsersImpl {
             .map_err(|e| store_problem(&rqctx, e))?;
         let (user_id, role, refresh) =
             rotated.map_err(|why| unusable_refresh_token(&rqctx, &why))?;
-        let token = context
-            .state
-            .tokens
-            .mint(user_id, role, refresh)
-            .await
-            .map_err(|e| Problem::internal(&rqctx.log, &e).request(&rqctx.request_id))?;
-        Ok(HttpResponseOk(token))
+        answer_tokens(&rqctx, user_id, role, refresh).await
     }
 
     async fn logout(
