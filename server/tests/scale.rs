@@ -6,162 +6,19 @@
 //! `order.placed` event counted once although two relays shared the outbox.
 //!
 //! PostgreSQL from `TEST_DATABASE_URL` (default postgres://postgres@127.0.0.1:5432/test);
-//! the test creates and drops its own `taproom_scale_<id>_<service>` databases.
+//! the test creates and drops its own databases (`support::fleet`).
 
 #[path = "../../tests/src/nginx.rs"]
 mod nginx;
+mod support;
 
-use std::io::{BufRead, BufReader};
 use std::num::NonZeroU32;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::fleet::{add_beer, bearer, login, ready, register, Fleet};
 use taproom_client::orders::types as orders;
 use uuid::Uuid;
-
-fn test_database_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// The running processes of one test, killed when dropped.
-struct Fleet {
-    children: Vec<(String, Child)>,
-    env: Vec<(String, String)>,
-    dir: tempfile::TempDir,
-    db: String,
-}
-
-impl Fleet {
-    fn new() -> Fleet {
-        let db = format!("taproom_scale_{}", Uuid::new_v4().simple());
-        let mut url = reqwest::Url::parse(&test_database_url()).unwrap();
-        url.set_path(&format!("/{db}"));
-        let dir = tempfile::tempdir().unwrap();
-        let env = vec![
-            ("DATABASE_URL".into(), url.to_string()),
-            ("DATA_DIR".into(), dir.path().display().to_string()),
-            (
-                "EVENTS_TOKEN".into(),
-                "scale test events token, 32 bytes or more".into(),
-            ),
-            // The users service on PostgreSQL seals its signing key under this.
-            (
-                "SIGNING_KEY_ENCRYPTION_KEY".into(),
-                "c2NhbGUgdGVzdCBrZXktZW5jcnlwdGlvbiBrZXkgMzI=".into(),
-            ),
-            ("LOG_LEVEL".into(), "warning".into()),
-            ("SHUTDOWN_TIMEOUT_SECS".into(), "10".into()),
-        ];
-        Fleet {
-            children: Vec::new(),
-            env,
-            dir,
-            db,
-        }
-    }
-
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_server"));
-        cmd.current_dir(self.dir.path());
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        cmd
-    }
-
-    /// Starts `server <service>` on a free port; its base URL.
-    fn start(&mut self, service: &str, extra_env: &[(&str, &str)]) -> String {
-        let port_var = format!("{}_PORT", service.to_uppercase());
-        let mut child = self
-            .command()
-            .arg(service)
-            .env(port_var, "0")
-            .envs(extra_env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stderr.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .unwrap_or_else(|| panic!("{service} did not start: {line}"));
-        self.children.push((service.to_string(), child));
-        format!("http://{addr}")
-    }
-
-    /// SIGTERM to the `index`-th process, then its exit status once it has drained.
-    fn terminate(&mut self, index: usize) -> std::process::ExitStatus {
-        let (_, child) = &mut self.children[index];
-        let pid = child.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success());
-        child.wait().unwrap()
-    }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let db = self.db.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async move {
-                use sqlx::{Connection, Executor};
-                let mut conn = sqlx::PgConnection::connect(&test_database_url())
-                    .await
-                    .ok()?;
-                for service in taproom_server::SERVICES {
-                    let sql = format!(
-                        "DROP DATABASE IF EXISTS \"{db}_{}\" WITH (FORCE)",
-                        service.name
-                    );
-                    let _ = conn.execute(sqlx::AssertSqlSafe(sql)).await;
-                }
-                Some(())
-            })
-        })
-        .join();
-    }
-}
-
-async fn ready(url: &str) {
-    let client = taproom_client::users::Client::new(url, Default::default());
-    for _ in 0..200 {
-        if client.readyz().send().await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{url} never became ready");
-}
-
-fn bearer(token: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().unwrap(),
-    );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
-}
 
 /// Retries a request whose failure is the gateway's (no answer, 502/503), counting
 /// retries; a failure of the service itself is returned at once.
@@ -192,20 +49,7 @@ where
 async fn sigterm_to_one_instance_under_load_loses_nothing() {
     let mut fleet = Fleet::new();
     let admin_password = "scale admin password";
-    let created = fleet
-        .command()
-        .args([
-            "admin",
-            "create",
-            "--username",
-            "scaleadmin",
-            "--email",
-            "scale@example.com",
-        ])
-        .env("TAPROOM_ADMIN_PASSWORD", admin_password)
-        .output()
-        .unwrap();
-    assert!(created.status.success(), "{created:?}");
+    fleet.create_admin("scaleadmin", admin_password);
 
     let users = fleet.start("users", &[]);
     let beers = fleet.start("beers", &[("USERS_URL", &users)]);
@@ -242,33 +86,8 @@ async fn sigterm_to_one_instance_under_load_loses_nothing() {
     let gw = gateway.url.clone();
 
     // Set-up through the gateway: a beer, a promo code, four customers.
-    let login = |name: &str, password: &str| {
-        let gw = gw.clone();
-        let body = serde_json::json!({"username": name, "password": password});
-        async move {
-            let v: serde_json::Value = reqwest::Client::new()
-                .post(format!("{gw}/v1/auth/token"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["access_token"].as_str().expect("logged in").to_string()
-        }
-    };
-    let admin = login("scaleadmin", admin_password).await;
-    let beer: serde_json::Value = bearer(&admin)
-        .post(format!("{gw}/v1/beers"))
-        .json(&serde_json::json!({"sku": "SCALE-1", "name": "Scale Ale", "price": "2.50"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let beer_id: Uuid = beer["id"].as_str().unwrap().parse().unwrap();
+    let admin = login(&gw, "scaleadmin", admin_password).await;
+    let beer_id = add_beer(&gw, &admin, "SCALE-1", "2.50").await;
     let made = bearer(&admin)
         .post(format!("{gw}/v1/promotions"))
         .json(
@@ -281,18 +100,8 @@ async fn sigterm_to_one_instance_under_load_loses_nothing() {
     let mut customers = Vec::new();
     for i in 0..4 {
         let name = format!("customer{i}");
-        let resp = reqwest::Client::new()
-            .post(format!("{gw}/v1/users"))
-            .json(&serde_json::json!({"username": name, "email": format!("{name}@example.com"), "password": "customer password"}))
-            .send()
-            .await
-            .unwrap();
-        let id: Uuid = resp.json::<serde_json::Value>().await.unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        customers.push((id, login(&name, "customer password").await));
+        let id = register(&gw, &name, "customer password").await;
+        customers.push((id, login(&gw, &name, "customer password").await));
     }
 
     // The load: each worker buys (create, add two, check out with a code and a key) and
@@ -365,20 +174,12 @@ async fn sigterm_to_one_instance_under_load_loses_nothing() {
     }
     // Mid-run: SIGTERM to the first orders and the first tasks instance.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let orders_index = fleet
-        .children
-        .iter()
-        .position(|(s, _)| s == "orders")
-        .unwrap();
-    let tasks_index = fleet
-        .children
-        .iter()
-        .position(|(s, _)| s == "tasks")
-        .unwrap();
+    let orders_index = fleet.index("orders");
+    let tasks_index = fleet.index("tasks");
     // Waiting for the drained exits blocks; the load goes on meanwhile.
     let (orders_exit, tasks_exit, returned) = tokio::task::spawn_blocking(move || {
-        let o = fleet.terminate(orders_index);
-        let t = fleet.terminate(tasks_index);
+        let o = fleet.signal(orders_index, "TERM");
+        let t = fleet.signal(tasks_index, "TERM");
         (o, t, fleet)
     })
     .await

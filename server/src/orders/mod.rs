@@ -170,7 +170,7 @@ pub async fn start(
             config,
             &context.db,
             &peers["promotions"],
-            RelayOptions::default(),
+            RelayOptions::from_config(config),
             log,
         )
         .await?;

@@ -93,6 +93,16 @@ pub struct Config {
     #[arg(long, env = "OUTBOX_RELAY", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub outbox_relay: bool,
 
+    /// Milliseconds between an outbox relay's looks for events when nothing woke it
+    /// (a commit in the same process or, on PostgreSQL, a notification wakes it at once).
+    #[arg(long, env = "OUTBOX_POLL_MS", default_value_t = 500, global = true)]
+    pub outbox_poll_ms: u64,
+
+    /// Milliseconds an outbox relay's claim on events lasts unless renewed (it renews
+    /// while sending): after a relay crashes, how long its events wait for another.
+    #[arg(long, env = "OUTBOX_CLAIM_MS", default_value_t = 3000, global = true)]
+    pub outbox_claim_ms: u64,
+
     /// Timeout, in milliseconds, for calls to other services (connecting included).
     #[arg(
         long,

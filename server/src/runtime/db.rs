@@ -42,6 +42,9 @@ pub struct Db {
     /// Whether this database has an outbox (its backlog is reported by `readyz`).
     pub outbox: bool,
     migrator: &'static Migrator,
+    /// PostgreSQL only: where to open a listening connection (the pool's connections
+    /// cannot LISTEN, they are shared).
+    listen_url: Option<std::sync::Arc<str>>,
 }
 
 pub type Row = AnyRow;
@@ -100,9 +103,23 @@ impl Db {
             backend,
             outbox: false,
             migrator,
+            listen_url: (backend == Backend::Postgres).then(|| url.into()),
         };
         db.migrate().await?;
         Ok(db)
+    }
+
+    /// A connection that receives PostgreSQL notifications on `channel`; `None` on
+    /// SQLite, which has none (one process owns a SQLite database anyway).
+    pub async fn listen(&self, channel: &str) -> Result<Option<sqlx::postgres::PgListener>> {
+        let Some(url) = &self.listen_url else {
+            return Ok(None);
+        };
+        let mut listener = sqlx::postgres::PgListener::connect(url)
+            .await
+            .with_context(|| format!("listening on {}", redact(url)))?;
+        listener.listen(channel).await?;
+        Ok(Some(listener))
     }
 
     pub async fn migrate(&self) -> Result<()> {

@@ -4,9 +4,15 @@
 //! exactly once by recording event ids with their effect.
 //!
 //! Several relays (one per instance) may run against one database: each claims a batch
-//! with a conditional update, so two relays rarely send the same event, and when one dies
-//! holding a claim the claim expires and another takes the events over. A crash between
-//! sending and marking an event delivered means it is sent again: at least once.
+//! with a conditional update, so two relays rarely send the same event. A claim is a
+//! short lease that its relay renews while it is sending, so when a relay dies (SIGKILL,
+//! power loss) the lease runs out within seconds and another relay, or the restarted
+//! process, takes the events over. A crash between sending and marking an event delivered
+//! means it is sent again: at least once.
+//!
+//! A relay is woken at once by a commit in its own process; on PostgreSQL every enqueue
+//! also sends a `NOTIFY`, delivered at commit, that wakes the relays of all instances.
+//! Polling is only the fallback (a lost notification, SQLite's other writers).
 
 use super::db::{now_text, time_text, Db};
 use anyhow::Result;
@@ -26,6 +32,9 @@ pub struct Event {
     pub attempts: i64,
 }
 
+/// The PostgreSQL notification channel an enqueue signals on.
+pub const CHANNEL: &str = "taproom_outbox";
+
 /// Writes an event in the caller's transaction: it exists exactly when the change does.
 pub async fn enqueue(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -44,6 +53,12 @@ pub async fn enqueue(
     .bind(&now)
     .execute(&mut **tx)
     .await?;
+    if tx.backend_name() == "PostgreSQL" {
+        // Delivered at commit (and never if the transaction rolls back).
+        sqlx::query(sqlx::AssertSqlSafe(format!("NOTIFY {CHANNEL}")))
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 
@@ -59,9 +74,10 @@ pub trait Sink: Send + Sync + 'static {
 /// How a relay behaves.
 #[derive(Debug, Clone)]
 pub struct RelayOptions {
-    /// How often to look for events when not woken.
+    /// How often to look for events when not woken (`OUTBOX_POLL_MS`).
     pub poll: Duration,
-    /// How long a claim holds before another relay may take the events over.
+    /// How long a claim holds unless renewed (`OUTBOX_CLAIM_MS`): after a crash, how long
+    /// the crashed relay's events wait. The relay renews its claims every third of it.
     pub claim: Duration,
     /// Events per claim.
     pub batch: u32,
@@ -70,11 +86,21 @@ pub struct RelayOptions {
     pub max_backoff: Duration,
 }
 
+impl RelayOptions {
+    pub fn from_config(config: &super::config::Config) -> RelayOptions {
+        RelayOptions {
+            poll: Duration::from_millis(config.outbox_poll_ms.max(1)),
+            claim: Duration::from_millis(config.outbox_claim_ms.max(100)),
+            ..Default::default()
+        }
+    }
+}
+
 impl Default for RelayOptions {
     fn default() -> Self {
         RelayOptions {
             poll: Duration::from_millis(500),
-            claim: Duration::from_secs(30),
+            claim: Duration::from_secs(3),
             batch: 50,
             backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(30),
@@ -209,7 +235,11 @@ impl Relay {
         if events.is_empty() {
             return Ok(0);
         }
-        let delivered = self.deliver(&events).await?;
+        // Sending may outlast the lease (a slow receiver, a long batch): keep it alive.
+        let delivered = tokio::select! {
+            delivered = self.deliver(&events) => delivered?,
+            never = self.renew_claims() => match never {},
+        };
         if delivered < events.len() {
             // Give back what this round did not try, so others need not wait for the claim.
             sqlx::query(
@@ -223,9 +253,63 @@ impl Relay {
         Ok(delivered)
     }
 
+    /// Extends this relay's claims every third of the lease, until dropped.
+    async fn renew_claims(&self) -> std::convert::Infallible {
+        loop {
+            tokio::time::sleep(self.options.claim / 3).await;
+            let renewed = sqlx::query(
+                "UPDATE outbox SET claimed_until = $2 WHERE claimed_by = $1 AND delivered_at IS NULL",
+            )
+            .bind(&self.name)
+            .bind(after(self.options.claim))
+            .execute(&self.db.pool)
+            .await;
+            if let Err(e) = renewed {
+                // The next attempt may succeed; meanwhile another relay may take over
+                // (and the receiver's duplicate check keeps that harmless).
+                slog::warn!(self.log, "renewing outbox claims failed"; "error" => %e);
+            }
+        }
+    }
+
+    /// Wakes the relay on every PostgreSQL notification of an enqueue, reconnecting
+    /// when the listening connection fails. Returns at once on SQLite.
+    async fn listen(db: Db, wake: Arc<tokio::sync::Notify>, log: slog::Logger) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match db.listen(CHANNEL).await {
+                Ok(None) => return,
+                Ok(Some(mut listener)) => {
+                    delay = Duration::from_millis(100);
+                    // Notifications sent while not listening are lost: look once now.
+                    wake.notify_one();
+                    loop {
+                        match listener.recv().await {
+                            Ok(_) => wake.notify_one(),
+                            Err(e) => {
+                                slog::warn!(log, "outbox notifications lost"; "error" => %e);
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    slog::warn!(log, "cannot listen for outbox notifications"; "error" => %format!("{e:#}"))
+                }
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
     /// Runs until the handle is dropped: a round whenever woken or every `poll`.
     pub fn spawn(self) -> RelayHandle {
         let wake = self.wake.clone();
+        let listener = tokio::spawn(Relay::listen(
+            self.db.clone(),
+            wake.clone(),
+            self.log.clone(),
+        ));
         let task = tokio::spawn(async move {
             loop {
                 match self.run_once().await {
@@ -239,13 +323,18 @@ impl Relay {
                 let _ = tokio::time::timeout(self.options.poll, self.wake.notified()).await;
             }
         });
-        RelayHandle { task, wake }
+        RelayHandle {
+            task,
+            listener,
+            wake,
+        }
     }
 }
 
 /// A running relay; dropping it stops the relay.
 pub struct RelayHandle {
     task: tokio::task::JoinHandle<()>,
+    listener: tokio::task::JoinHandle<()>,
     wake: Arc<tokio::sync::Notify>,
 }
 
@@ -258,6 +347,7 @@ impl RelayHandle {
 impl Drop for RelayHandle {
     fn drop(&mut self) {
         self.task.abort();
+        self.listener.abort();
     }
 }
 
