@@ -34,6 +34,7 @@ fn run_phase(phase: &str, base_url: &str, artifacts: &Path) {
         .env("BASE_URL", base_url)
         .env("ARTIFACTS", artifacts)
         .env("PROMO_CODE", PROMO)
+        .env("EXPECT_REFRESH", "1")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {node:?} ({e}): install node 20 or later"));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -56,7 +57,9 @@ fn artifacts_dir() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_client_works_in_a_real_browser() {
-    let mut shop = Shop::start(Backend::Sqlite).await;
+    // Access tokens that live 20 s: the app refreshes a token 30 s before it expires, so
+    // every signed-in call of the suite first rotates the refresh token, one at a time.
+    let mut shop = Shop::start_with(Backend::Sqlite, |c| c.token_ttl_secs = 20).await;
     let (tasks, gateway, gw) = shop.behind_gateway().await;
 
     // Twelve beers (two pages of ten), two of them the ones the suite orders.

@@ -6,7 +6,8 @@
 //   node e2e/run.mjs <phase>     phases: shop, outage
 //
 // Environment: BASE_URL (the gateway), ARTIFACTS (where screenshots go), CHROMIUM (the
-// browser, default /usr/bin/chromium), PROMO_CODE (a 10 % code the user may use once).
+// browser, default /usr/bin/chromium), PROMO_CODE (a 10 % code the user may use once),
+// EXPECT_REFRESH (set when access tokens live under 30 s: the app must have refreshed).
 // Every page visited is checked with axe-core: no serious or critical violation.
 import { AxeBuilder } from "@axe-core/playwright";
 import assert from "node:assert/strict";
@@ -275,8 +276,18 @@ try {
   page.setDefaultTimeout(15_000);
   const consoleErrors = [];
   page.on("pageerror", (e) => consoleErrors.push(String(e)));
+  let refreshes = 0;
+  page.on("request", (r) => {
+    if (new URL(r.url()).pathname === "/v1/auth/refresh") refreshes += 1;
+  });
   await phases[phase](page);
   if (phase === "shop") await phone(browser);
+  if (process.env.EXPECT_REFRESH) {
+    await step("short-lived access tokens were refreshed", async () => {
+      console.log(`     ${refreshes} refreshes`);
+      assert.ok(refreshes > 0, "no call to /v1/auth/refresh");
+    });
+  }
   assert.deepEqual(consoleErrors, [], "uncaught errors in the page");
 } catch {
   failed = true;

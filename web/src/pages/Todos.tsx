@@ -1,5 +1,5 @@
 // The to-do list: add, complete (and reopen), filter by done, delete.
-import { useEffect, useState, type FormEvent } from "react";
+import { useEffect, useRef, useState, type FormEvent } from "react";
 import type * as sdk from "../api/generated";
 import type { Problem } from "../api/problem";
 import { api, call } from "../api/session";
@@ -15,7 +15,14 @@ export function Todos() {
   const [problem, setProblem] = useState<Problem | null>(null);
   const [listProblem, setListProblem] = useState<Problem | null>(null);
 
+  // Loads overlap (a change reloads while the filter changes): only the latest may show.
+  const latest = useRef(0);
+  // The filter as it is when a change's reload starts, not as it was when the change began.
+  const current = useRef(filter);
+  current.current = filter;
+
   async function load(which: Filter) {
+    const mine = ++latest.current;
     const done = which === "all" ? undefined : which === "done";
     // Walk every page: a to-do list is short, and the filter is the service's.
     const all: Task[] = [];
@@ -26,6 +33,7 @@ export function Todos() {
           params: { query: { limit: 100, ...(done !== undefined && { done }), ...(page_token && { page_token }) } },
         }),
       );
+      if (mine !== latest.current) return;
       if (r.problem) {
         setListProblem(r.problem);
         return;
@@ -47,7 +55,7 @@ export function Todos() {
     setProblem(r.problem);
     if (!r.problem) {
       setTitle("");
-      await load(filter);
+      await load(current.current);
     }
   }
 
@@ -59,14 +67,14 @@ export function Todos() {
       api.tasks.PATCH("/v1/tasks/{task_id}", { params: { path: { task_id } }, body: { done: !task.done } }),
     );
     setListProblem(r.problem);
-    await load(filter);
+    await load(current.current);
   }
 
   async function remove(task: Task) {
     const task_id = task.id;
     const r = await call(() => api.tasks.DELETE("/v1/tasks/{task_id}", { params: { path: { task_id } } }));
     setListProblem(r.problem);
-    await load(filter);
+    await load(current.current);
   }
 
   return (
