@@ -1,6 +1,7 @@
 //! The built-in gateway of `server all`: one origin (port 5000) in front of every service,
 //! with the same routes as `deploy/nginx.conf`, so that the README's one command gives the
-//! whole system behind one address with one API reference at `/docs`. In production, put
+//! whole system behind one address with one API reference at `/docs`, and the web client
+//! at `/` (`crate::webapp`). In production, put
 //! nginx (deploy/nginx.conf) or an Ingress in front instead: they add failover between
 //! instances, which this gateway does not do.
 
@@ -147,8 +148,14 @@ async fn forward(
         )
         .request(&rid));
     }
-    let (service, path) = route(uri.path())
-        .ok_or_else(|| Problem::not_found("No service serves this path.").request(&rid))?;
+    let Some((service, path)) = route(uri.path()) else {
+        // What no service serves may be the web app's page or one of its files.
+        return match rqctx.request.method() {
+            &Method::GET => crate::webapp::serve(uri.path()),
+            _ => None,
+        }
+        .ok_or_else(|| Problem::not_found("No service serves this path.").request(&rid));
+    };
     let gateway = rqctx.context();
     let base = &gateway
         .upstreams

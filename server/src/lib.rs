@@ -7,6 +7,7 @@
 pub mod gateway;
 pub mod mock;
 pub mod runtime;
+pub mod webapp;
 
 /// Declares the service modules and lists their definitions, in start order (a service
 /// after the services it calls). Adding a service: its folders, and one name here.

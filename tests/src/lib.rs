@@ -433,6 +433,34 @@ impl Shop {
         self.orders_server = Some(server);
     }
 
+    /// A tasks service beside the shop, and the built-in gateway of `server all` in front
+    /// of every service: the tasks server, the gateway, and the gateway's URL.
+    pub async fn behind_gateway(
+        &self,
+    ) -> (
+        HttpServer<taproom_server::tasks::TasksContext>,
+        HttpServer<taproom_server::gateway::Gateway>,
+        String,
+    ) {
+        let config = self.users.db.config();
+        let log = taproom_server::runtime::server::logger(&config.log_level, config.log_format)
+            .expect("logger");
+        let tasks = taproom_server::tasks::start(&config, &self.users.peers(), &log)
+            .await
+            .expect("tasks service starts");
+        let upstreams = vec![
+            ("users", self.users.base_url.clone()),
+            ("beers", self.beers_url.clone()),
+            ("promotions", self.promotions_url.clone()),
+            ("orders", self.orders_url.clone()),
+            ("tasks", format!("http://{}", tasks.local_addr())),
+        ];
+        let gateway =
+            taproom_server::gateway::start(&config, upstreams, &log).expect("gateway starts");
+        let url = format!("http://{}", gateway.local_addr());
+        (tasks, gateway, url)
+    }
+
     /// Stops orders (and its outbox relay).
     pub async fn stop_orders(&mut self) {
         if let Some(server) = self.orders_server.take() {

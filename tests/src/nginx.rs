@@ -46,6 +46,9 @@ impl Nginx {
                 "access_log access.log taproom;",
             );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        // The web client's files, where deploy/nginx.conf looks for them (as deploy/web).
+        std::os::unix::fs::symlink(deploy_dir().join("../web/dist"), dir.path().join("web"))
+            .unwrap();
         let mut blocks = String::new();
         for (name, addrs) in upstreams {
             let servers: String = addrs

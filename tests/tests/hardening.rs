@@ -71,21 +71,7 @@ async fn reaching_receive_event_looks_like(promotions_url: &str) -> String {
 #[tokio::test]
 async fn the_built_in_gateway_refuses_dot_segments_before_routing() {
     let shop = Shop::start(Backend::Sqlite).await;
-    let config = shop.users.db.config();
-    let log =
-        taproom_server::runtime::server::logger(&config.log_level, config.log_format).unwrap();
-    let tasks = taproom_server::tasks::start(&config, &shop.users.peers(), &log)
-        .await
-        .unwrap();
-    let upstreams = vec![
-        ("users", shop.users.base_url.clone()),
-        ("beers", shop.beers_url.clone()),
-        ("promotions", shop.promotions_url.clone()),
-        ("orders", shop.orders_url.clone()),
-        ("tasks", format!("http://{}", tasks.local_addr())),
-    ];
-    let gateway = taproom_server::gateway::start(&config, upstreams, &log).unwrap();
-    let gw = format!("http://{}", gateway.local_addr());
+    let (tasks, _gateway, gw) = shop.behind_gateway().await;
     reaching_receive_event_looks_like(&shop.promotions_url).await;
 
     for path in SMUGGLED {

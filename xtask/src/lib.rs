@@ -9,6 +9,7 @@ pub mod drift;
 pub mod gateway;
 pub mod quality;
 pub mod scaffold;
+pub mod typescript;
 
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -170,6 +171,7 @@ pub fn generate_all(root: &Path) -> Result<Vec<Generated>> {
         path: root.join("client/src/generated/mod.rs"),
         content: codegen::client_mod(root, &services)?,
     });
+    out.extend(typescript::sdk(root, &all)?);
     let combined = gateway::combine(&all)?;
     validate_spec("gateway", &combined)?;
     out.push(Generated {

@@ -3,8 +3,9 @@ use xtask::{compat, finish, generate_all, services, workspace_root, Generated};
 
 const USAGE: &str = "usage: cargo xtask <command>
 
-  gen     regenerate openapi/bundled/, client/src/generated/ and server/src/<svc>/api.rs
-          from openapi/*.yaml
+  gen     regenerate openapi/bundled/, client/src/generated/, server/src/<svc>/api.rs
+          and the web client's TypeScript SDK (web/src/api/generated/, needs node and
+          `npm ci` in web/) from openapi/*.yaml
   check   fail if a spec is invalid, a generated file is stale, what a service serves
           differs from its YAML, a spec breaks its release without a new major version,
           or lacks descriptions (operations, parameters, properties) or valid examples

@@ -49,6 +49,42 @@ fn a_hand_edit_of_generated_code_is_stale() {
     assert!(stale[0].contains("client/src/generated/users.rs"));
 }
 
+/// The web client's TypeScript SDK is generated and checked like the Rust client. The
+/// generator is an npm package: this needs `npm ci` in web/ (as `.ci/run` does).
+#[test]
+fn a_spec_change_makes_the_typescript_sdk_stale() {
+    let real = workspace_root();
+    let node_modules = real.join("web/node_modules");
+    assert!(
+        node_modules.join("openapi-typescript").is_dir(),
+        "run `npm ci` in web/ (node 20 or later) for the TypeScript SDK's generator"
+    );
+    let (_tmp, root) = copy_of_tree();
+    let mut web_files = vec![PathBuf::from("web/scripts/gen-sdk.mjs")];
+    for entry in std::fs::read_dir(real.join(xtask::typescript::DIR)).unwrap() {
+        web_files.push(Path::new(xtask::typescript::DIR).join(entry.unwrap().file_name()));
+    }
+    for file in web_files {
+        std::fs::create_dir_all(root.join(&file).parent().unwrap()).unwrap();
+        std::fs::copy(real.join(&file), root.join(&file)).unwrap();
+    }
+    std::os::unix::fs::symlink(&node_modules, root.join("web/node_modules")).unwrap();
+    assert_eq!(stale_files(&root).unwrap(), Vec::<String>::new());
+    edit(
+        &root.join("openapi/tasks.yaml"),
+        "description: What is to be done.",
+        "description: What is to be done, in a few words.",
+    );
+    let stale = stale_files(&root).unwrap();
+    assert!(
+        stale
+            .iter()
+            .any(|s| s.starts_with("web/src/api/generated/tasks.ts is stale")
+                && s.contains("in a few words")),
+        "{stale:?}"
+    );
+}
+
 #[test]
 fn invalid_specs_are_refused() {
     let cases: [(&str, &str, &str); 4] = [

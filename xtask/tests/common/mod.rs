@@ -67,7 +67,7 @@ pub fn workspace_files(root: &Path) -> Vec<PathBuf> {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             let relative = path.strip_prefix(root).unwrap();
-            if [".git", "target", "data", ".env"]
+            if [".git", "target", "data", ".env", "web/node_modules"]
                 .iter()
                 .any(|skip| relative == Path::new(skip))
             {
