@@ -19,4 +19,4 @@ macro_rules! services {
     };
 }
 
-services!(users, beers, promotions, orders, tasks);
+services!(users, beers, promotions, orders, tasks, exercises, scores);
