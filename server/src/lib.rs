@@ -19,4 +19,4 @@ macro_rules! services {
     };
 }
 
-services!(users, beers, promotions, orders, tasks, exercises, scores);
+services!(users, beers, promotions, orders, tasks, scores, exercises);

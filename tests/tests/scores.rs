@@ -1,142 +1,152 @@
 //! Contract tests of the scores service, on SQLite and PostgreSQL, through the
-//! generated client: each user manages only their own scores, with tokens from the
-//! users service. Scaffolded by `cargo xtask new-service`; extend them as the service grows.
+//! generated clients: graded submissions reach scores as `submission.graded` events from
+//! the exercises outbox and are counted once per event, also when scores was down while
+//! they were graded; a replayed event is a duplicate; admins see an exercise's scores,
+//! others get 403; the events endpoint takes only signed events.
 
 use serde_json::json;
-use taproom_client::scores::{types, Client, Error};
-use taproom_tests::{bearer_client, on_both_databases, Backend, Users};
+use taproom_client::scores::{types, Error};
+use taproom_tests::{eventually, graded, on_both_databases, Backend, Exercises, EVENTS_TOKEN};
 
-/// Users and scores, each on its own database, wired as `server all` wires them.
-struct World {
-    users: Users,
-    base_url: String,
-    _server: dropshot::HttpServer<taproom_server::scores::ScoresContext>,
+const TESTS: &str = "def test_double():\n    assert double(2) == 4\n\ndef test_zero():\n    assert double(0) == 0\n";
+const RIGHT: &str = "def double(n):\n    return 2 * n\n";
+const HALF_RIGHT: &str = "def double(n):\n    return 4 if n == 2 else n + 1\n";
+
+async fn my_scores(client: &taproom_client::scores::Client) -> Vec<types::Score> {
+    client
+        .list_my_scores()
+        .send()
+        .await
+        .expect("list_my_scores")
+        .into_inner()
+        .items
 }
 
-impl World {
-    async fn start(backend: Backend) -> World {
-        let users = Users::start(backend).await;
-        let config = users.db.config();
-        let log = taproom_server::runtime::server::logger(&config.log_level, config.log_format)
-            .expect("logger");
-        let server = taproom_server::scores::start(&config, &users.peers(), &log)
+async fn graded_submissions_are_counted_once_even_when_scores_was_down(backend: Backend) {
+    let mut world = Exercises::start(backend).await;
+    let admin_token = world.users.admin_token().await;
+    let admin = world.exercises(&admin_token);
+    let exercise = admin
+        .create_exercise()
+        .body(
+            serde_json::from_value::<taproom_client::exercises::types::CreateExercise>(
+                json!({"title": "Double", "statement": "Double it.",
+                "language": "python3", "test_code": TESTS}),
+            )
+            .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .id;
+    let (user_id, token) = world.users.register("scorer").await;
+    let client = world.exercises(&token);
+
+    // Scores goes down; two submissions are graded meanwhile, their events wait.
+    world.stop_scores().await;
+    let mut ids = Vec::new();
+    for code in [HALF_RIGHT, RIGHT] {
+        let s = client
+            .create_submission()
+            .exercise_id(exercise)
+            .body(
+                serde_json::from_value::<taproom_client::exercises::types::CreateSubmission>(
+                    json!({ "code": code }),
+                )
+                .unwrap(),
+            )
+            .send()
             .await
-            .expect("scores starts");
-        World {
-            base_url: format!("http://{}", server.local_addr()),
-            users,
-            _server: server,
-        }
+            .unwrap()
+            .into_inner();
+        ids.push(s.id);
     }
-
-    /// A new user's client and raw HTTP client, both sending their token.
-    async fn user(&self, name: &str) -> (Client, reqwest::Client) {
-        let (_, token) = self.users.register(name).await;
-        let client = Client::new_with_client(&self.base_url, bearer_client(&token), Default::default());
-        (client, bearer_client(&token))
-    }
-}
-
-fn status<T: std::fmt::Debug>(result: Result<T, Error<types::Problem>>) -> u16 {
-    match result {
-        Err(Error::ErrorResponse(rv)) => rv.status().as_u16(),
-        other => panic!("expected an error response, got {other:?}"),
-    }
-}
-
-fn new_score(title: &str) -> types::CreateScore {
-    types::CreateScore {
-        title: title.parse().unwrap(),
-        notes: None,
-    }
-}
-
-async fn scores_are_created_read_changed_listed_and_deleted(backend: Backend) {
-    let world = World::start(backend).await;
-    let (alice, _) = world.user("alice").await;
-    let created = alice
-        .create_score()
-        .body(new_score("first"))
-        .send()
-        .await
-        .unwrap()
-        .into_inner();
-    let got = alice.get_score().score_id(created.id).send().await.unwrap();
-    assert_eq!(got.into_inner(), created);
-    let changed = alice
-        .update_score()
-        .score_id(created.id)
-        .body(types::UpdateScore {
-            notes: Some("details".parse().unwrap()),
-            ..Default::default()
-        })
-        .send()
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        (changed.title.as_str(), changed.notes.as_deref()),
-        ("first", Some("details"))
+    let first = graded(&client, exercise, ids[0]).await;
+    assert_eq!(first.status.to_string(), "failed");
+    let second = graded(&client, exercise, ids[1]).await;
+    assert_eq!(second.status.to_string(), "passed");
+    assert!(
+        reqwest::get(format!("{}/ping", world.scores_url))
+            .await
+            .is_err(),
+        "scores is down"
     );
-    for title in ["second", "third"] {
-        alice.create_score().body(new_score(title)).send().await.unwrap();
-    }
-    // Pages of two, oldest first, nothing skipped or repeated.
-    let page = alice.list_scores().limit(2u32).send().await.unwrap().into_inner();
-    let rest = alice
-        .list_scores()
-        .limit(2u32)
-        .page_token(page.next_page_token.clone().expect("a second page"))
-        .send()
-        .await
-        .unwrap()
-        .into_inner();
-    let titles: Vec<String> = page.items.iter().chain(&rest.items).map(|i| i.title.clone()).collect();
-    assert_eq!(titles, ["first", "second", "third"]);
-    assert!(rest.next_page_token.is_none());
-    alice.delete_score().score_id(created.id).send().await.unwrap();
-    assert_eq!(status(alice.get_score().score_id(created.id).send().await), 404);
-}
 
-async fn another_users_score_is_404_and_tokens_are_required(backend: Backend) {
-    let world = World::start(backend).await;
-    let (alice, _) = world.user("alice").await;
-    let (bob, _) = world.user("bob").await;
-    let mine = alice.create_score().body(new_score("mine")).send().await.unwrap();
-    let id = mine.into_inner().id;
-    assert_eq!(status(bob.get_score().score_id(id).send().await), 404);
-    assert_eq!(status(bob.delete_score().score_id(id).send().await), 404);
-    assert!(bob.list_scores().send().await.unwrap().into_inner().items.is_empty());
-    let anonymous = Client::new(&world.base_url, Default::default());
-    assert_eq!(status(anonymous.list_scores().send().await), 401);
-    assert_eq!(status(anonymous.get_score().score_id(id).send().await), 401);
-}
+    world.start_scores().await;
+    let scores = world.scores(&token);
+    eventually(30, "both graded submissions counted", || async {
+        my_scores(&scores).await.first().map(|s| s.attempts) == Some(2)
+    })
+    .await;
+    let score = my_scores(&scores).await.remove(0);
+    assert_eq!(score.user_id, user_id);
+    assert_eq!(score.exercise_id, exercise);
+    assert_eq!(score.best_status, types::Grade::Passed);
+    assert_eq!((score.best_passed_tests, score.best_total_tests), (2, 2));
+    assert_eq!(score.first_passed_at, second.finished_at);
 
-async fn bad_input_gets_every_violation(backend: Backend) {
-    let world = World::start(backend).await;
-    let (alice, http) = world.user("alice").await;
-    let resp = http
-        .post(format!("{}/v1/scores", world.base_url))
-        .json(&json!({"title": "", "colour": "red"}))
+    // The same event again (a redelivery, a replay) changes nothing.
+    let event = json!({
+        "id": uuid::Uuid::now_v7(),
+        "type": "submission.graded",
+        "occurred_at": chrono::Utc::now(),
+        "submission": {"submission_id": ids[0], "exercise_id": exercise, "user_id": user_id,
+            "status": "failed", "passed_tests": 1, "total_tests": 2},
+    });
+    let body = serde_json::to_vec(&event).unwrap();
+    let signature = taproom_server::runtime::events::sign(EVENTS_TOKEN, &body);
+    let raw = reqwest::Client::new();
+    let send = || {
+        raw.post(format!("{}/v1/events", world.scores_url))
+            .bearer_auth(EVENTS_TOKEN)
+            .header("content-type", "application/json")
+            .header("Taproom-Signature", &signature)
+            .body(body.clone())
+            .send()
+    };
+    let receipt: serde_json::Value = send().await.unwrap().json().await.unwrap();
+    assert_eq!(receipt["duplicate"], false);
+    let receipt: serde_json::Value = send().await.unwrap().json().await.unwrap();
+    assert_eq!(receipt["duplicate"], true);
+    // Unsigned, it is not taken.
+    let unsigned = raw
+        .post(format!("{}/v1/events", world.scores_url))
+        .bearer_auth(EVENTS_TOKEN)
+        .json(&event)
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 400);
-    let problem: serde_json::Value = resp.json().await.unwrap();
-    let mut pointers: Vec<&str> = problem["errors"]
-        .as_array()
+    assert_eq!(unsigned.status(), 401);
+    // Waiting longer does not count the first two again (a relay retries until acknowledged).
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let score = my_scores(&scores).await.remove(0);
+    assert_eq!(score.attempts, 3);
+    assert_eq!(
+        score.best_status,
+        types::Grade::Passed,
+        "a failure never replaces a pass"
+    );
+
+    // An exercise's scores are for admins.
+    let by_exercise = world
+        .scores(&admin_token)
+        .list_exercise_scores()
+        .exercise_id(exercise)
+        .send()
+        .await
         .unwrap()
-        .iter()
-        .map(|e| e["pointer"].as_str().unwrap())
-        .collect();
-    pointers.sort();
-    assert_eq!(pointers, ["/colour", "/title"]);
-    // Nothing was written.
-    assert!(alice.list_scores().send().await.unwrap().into_inner().items.is_empty());
+        .into_inner();
+    assert_eq!(by_exercise.items.len(), 1);
+    assert_eq!(by_exercise.items[0].user_id, user_id);
+    match scores
+        .list_exercise_scores()
+        .exercise_id(exercise)
+        .send()
+        .await
+    {
+        Err(Error::ErrorResponse(rv)) => assert_eq!(rv.status().as_u16(), 403),
+        other => panic!("expected 403, got {other:?}"),
+    }
 }
 
-on_both_databases!(
-    scores_are_created_read_changed_listed_and_deleted,
-    another_users_score_is_404_and_tokens_are_required,
-    bad_input_gets_every_violation,
-);
+on_both_databases!(graded_submissions_are_counted_once_even_when_scores_was_down);

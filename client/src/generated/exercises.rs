@@ -29,6 +29,70 @@ pub mod types {
             Default::default()
         }
     }
+    ///Source code (up to 64 KiB).
+    #[derive(
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
+    )]
+    #[serde(transparent)]
+    pub struct Code(::std::string::String);
+    impl ::std::ops::Deref for Code {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<Code> for ::std::string::String {
+        fn from(value: Code) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for Code {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 65536usize {
+                return Err("longer than 65536 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for Code {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for Code {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for Code {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
     ///`CreateExercise`
     #[derive(
         ::serde::Deserialize,
@@ -40,12 +104,33 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct CreateExercise {
+        pub language: Language,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub notes: ::std::option::Option<ExerciseNotes>,
-        pub title: ExerciseTitle,
+        pub starter_code: ::std::option::Option<Code>,
+        pub statement: Statement,
+        pub test_code: TestCode,
+        pub title: Title,
     }
     impl CreateExercise {
         pub fn builder() -> builder::CreateExercise {
+            Default::default()
+        }
+    }
+    ///`CreateSubmission`
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq,
+        schemars::JsonSchema
+    )]
+    #[serde(deny_unknown_fields)]
+    pub struct CreateSubmission {
+        pub code: Code,
+    }
+    impl CreateSubmission {
+        pub fn builder() -> builder::CreateSubmission {
             Default::default()
         }
     }
@@ -64,9 +149,15 @@ pub mod types {
         pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
         ///The exercise's id (UUIDv7).
         pub id: ::uuid::Uuid,
-        ///Details; absent when there are none.
+        pub language: Language,
+        ///Code to start from; absent when there is none.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub notes: ::std::option::Option<::std::string::String>,
+        pub starter_code: ::std::option::Option<::std::string::String>,
+        ///What to do, in Markdown.
+        pub statement: ::std::string::String,
+        ///The hidden tests; present for admins only.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub test_code: ::std::option::Option<::std::string::String>,
         ///A short name.
         pub title: ::std::string::String,
         ///When the exercise last changed (UTC).
@@ -75,70 +166,6 @@ pub mod types {
     impl Exercise {
         pub fn builder() -> builder::Exercise {
             Default::default()
-        }
-    }
-    ///Details; optional.
-    #[derive(
-        ::serde::Serialize,
-        Clone,
-        Debug,
-        Eq,
-        Hash,
-        Ord,
-        PartialEq,
-        PartialOrd,
-        schemars::JsonSchema
-    )]
-    #[serde(transparent)]
-    pub struct ExerciseNotes(::std::string::String);
-    impl ::std::ops::Deref for ExerciseNotes {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<ExerciseNotes> for ::std::string::String {
-        fn from(value: ExerciseNotes) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for ExerciseNotes {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 10000usize {
-                return Err("longer than 10000 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for ExerciseNotes {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for ExerciseNotes {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for ExerciseNotes {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
         }
     }
     ///`ExercisePage`
@@ -152,7 +179,7 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct ExercisePage {
-        ///Your exercises in id order (oldest first).
+        ///Exercises in id order (oldest first).
         pub items: ::std::vec::Vec<Exercise>,
         ///Absent on the last page.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -161,73 +188,6 @@ pub mod types {
     impl ExercisePage {
         pub fn builder() -> builder::ExercisePage {
             Default::default()
-        }
-    }
-    ///A short name.
-    #[derive(
-        ::serde::Serialize,
-        Clone,
-        Debug,
-        Eq,
-        Hash,
-        Ord,
-        PartialEq,
-        PartialOrd,
-        schemars::JsonSchema
-    )]
-    #[serde(transparent)]
-    pub struct ExerciseTitle(::std::string::String);
-    impl ::std::ops::Deref for ExerciseTitle {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<ExerciseTitle> for ::std::string::String {
-        fn from(value: ExerciseTitle) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for ExerciseTitle {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 200usize {
-                return Err("longer than 200 characters".into());
-            }
-            if value.chars().count() < 1usize {
-                return Err("shorter than 1 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for ExerciseTitle {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for ExerciseTitle {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for ExerciseTitle {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
         }
     }
     ///`Health`
@@ -249,6 +209,58 @@ pub mod types {
     impl Health {
         pub fn builder() -> builder::Health {
             Default::default()
+        }
+    }
+    ///The language solutions are written in (`python3`; more may come).
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
+    )]
+    pub enum Language {
+        #[serde(rename = "python3")]
+        Python3,
+    }
+    impl ::std::fmt::Display for Language {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Python3 => f.write_str("python3"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for Language {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "python3" => Ok(Self::Python3),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for Language {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for Language {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
         }
     }
     ///`ListExercisesPageToken`
@@ -306,6 +318,72 @@ pub mod types {
         }
     }
     impl<'de> ::serde::Deserialize<'de> for ListExercisesPageToken {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
+    ///`ListSubmissionsPageToken`
+    #[derive(
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
+    )]
+    #[serde(transparent)]
+    pub struct ListSubmissionsPageToken(::std::string::String);
+    impl ::std::ops::Deref for ListSubmissionsPageToken {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<ListSubmissionsPageToken> for ::std::string::String {
+        fn from(value: ListSubmissionsPageToken) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for ListSubmissionsPageToken {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            { ::regress::Regex::new("^[A-Za-z0-9_-]{22}$").unwrap() });
+            if PATTERN.find(value).is_none() {
+                return Err("doesn't match pattern \"^[A-Za-z0-9_-]{22}$\"".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for ListSubmissionsPageToken {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for ListSubmissionsPageToken {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for ListSubmissionsPageToken {
         fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
         where
             D: ::serde::Deserializer<'de>,
@@ -392,6 +470,424 @@ pub mod types {
             Default::default()
         }
     }
+    ///What to do, in Markdown.
+    #[derive(
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
+    )]
+    #[serde(transparent)]
+    pub struct Statement(::std::string::String);
+    impl ::std::ops::Deref for Statement {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<Statement> for ::std::string::String {
+        fn from(value: Statement) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for Statement {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 100000usize {
+                return Err("longer than 100000 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for Statement {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for Statement {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for Statement {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
+    ///`Submission`
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq,
+        schemars::JsonSchema
+    )]
+    #[serde(deny_unknown_fields)]
+    pub struct Submission {
+        ///The code as submitted.
+        pub code: ::std::string::String,
+        ///When it was submitted (UTC).
+        pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///The exercise it solves.
+        pub exercise_id: ::uuid::Uuid,
+        ///When it was graded (UTC); absent before.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub finished_at: ::std::option::Option<
+            ::chrono::DateTime<::chrono::offset::Utc>,
+        >,
+        ///The submission's id (UUIDv7).
+        pub id: ::uuid::Uuid,
+        pub language: Language,
+        ///Why the submission ended as `error` or `timed_out`; absent otherwise.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub message: ::std::option::Option<::std::string::String>,
+        ///The first 8 KiB of what the program printed (stdout and stderr); absent before it ran.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub output: ::std::option::Option<::std::string::String>,
+        ///Whether it printed more than `output` holds.
+        pub output_truncated: bool,
+        pub status: SubmissionStatus,
+        ///Each test's result, in the order run (empty until graded).
+        pub tests: ::std::vec::Vec<TestResult>,
+    }
+    impl Submission {
+        pub fn builder() -> builder::Submission {
+            Default::default()
+        }
+    }
+    ///`SubmissionPage`
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq,
+        schemars::JsonSchema
+    )]
+    #[serde(deny_unknown_fields)]
+    pub struct SubmissionPage {
+        ///Your submissions in id order (oldest first).
+        pub items: ::std::vec::Vec<Submission>,
+        ///Absent on the last page.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub next_page_token: ::std::option::Option<::std::string::String>,
+    }
+    impl SubmissionPage {
+        pub fn builder() -> builder::SubmissionPage {
+            Default::default()
+        }
+    }
+    ///`pending` (queued), `running`, then one of: `passed` (every test passed), `failed` (a test failed or raised), `error` (the program could not be run to the end: it crashed, printed too much, or reported nothing) or `timed_out` (it used up its CPU or wall-clock time).
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
+    )]
+    pub enum SubmissionStatus {
+        #[serde(rename = "pending")]
+        Pending,
+        #[serde(rename = "running")]
+        Running,
+        #[serde(rename = "passed")]
+        Passed,
+        #[serde(rename = "failed")]
+        Failed,
+        #[serde(rename = "error")]
+        Error,
+        #[serde(rename = "timed_out")]
+        TimedOut,
+    }
+    impl ::std::fmt::Display for SubmissionStatus {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Pending => f.write_str("pending"),
+                Self::Running => f.write_str("running"),
+                Self::Passed => f.write_str("passed"),
+                Self::Failed => f.write_str("failed"),
+                Self::Error => f.write_str("error"),
+                Self::TimedOut => f.write_str("timed_out"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for SubmissionStatus {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "pending" => Ok(Self::Pending),
+                "running" => Ok(Self::Running),
+                "passed" => Ok(Self::Passed),
+                "failed" => Ok(Self::Failed),
+                "error" => Ok(Self::Error),
+                "timed_out" => Ok(Self::TimedOut),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for SubmissionStatus {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for SubmissionStatus {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///The hidden tests. For `python3`: Python that sees the solution's names (and the module as `solution`) and defines `test_*` functions; an `AssertionError` fails a test, any other exception makes it an error.
+    #[derive(
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
+    )]
+    #[serde(transparent)]
+    pub struct TestCode(::std::string::String);
+    impl ::std::ops::Deref for TestCode {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<TestCode> for ::std::string::String {
+        fn from(value: TestCode) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for TestCode {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 65536usize {
+                return Err("longer than 65536 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for TestCode {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for TestCode {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for TestCode {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
+    ///`TestResult`
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq,
+        schemars::JsonSchema
+    )]
+    #[serde(deny_unknown_fields)]
+    pub struct TestResult {
+        ///Why it did not pass; absent when it did.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub message: ::std::option::Option<::std::string::String>,
+        ///The test's name.
+        pub name: ::std::string::String,
+        ///`passed`, `failed` (an assertion did not hold) or `error` (it raised something else).
+        pub status: TestResultStatus,
+    }
+    impl TestResult {
+        pub fn builder() -> builder::TestResult {
+            Default::default()
+        }
+    }
+    ///`passed`, `failed` (an assertion did not hold) or `error` (it raised something else).
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
+    )]
+    pub enum TestResultStatus {
+        #[serde(rename = "passed")]
+        Passed,
+        #[serde(rename = "failed")]
+        Failed,
+        #[serde(rename = "error")]
+        Error,
+    }
+    impl ::std::fmt::Display for TestResultStatus {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Passed => f.write_str("passed"),
+                Self::Failed => f.write_str("failed"),
+                Self::Error => f.write_str("error"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for TestResultStatus {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "passed" => Ok(Self::Passed),
+                "failed" => Ok(Self::Failed),
+                "error" => Ok(Self::Error),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for TestResultStatus {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for TestResultStatus {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///A short name.
+    #[derive(
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
+    )]
+    #[serde(transparent)]
+    pub struct Title(::std::string::String);
+    impl ::std::ops::Deref for Title {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<Title> for ::std::string::String {
+        fn from(value: Title) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for Title {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            if value.chars().count() > 200usize {
+                return Err("longer than 200 characters".into());
+            }
+            if value.chars().count() < 1usize {
+                return Err("shorter than 1 characters".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for Title {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for Title {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for Title {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
     ///`UpdateExercise`
     #[derive(
         ::serde::Deserialize,
@@ -405,9 +901,15 @@ pub mod types {
     #[serde(deny_unknown_fields)]
     pub struct UpdateExercise {
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub notes: ::std::option::Option<ExerciseNotes>,
+        pub language: ::std::option::Option<Language>,
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub title: ::std::option::Option<ExerciseTitle>,
+        pub starter_code: ::std::option::Option<Code>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub statement: ::std::option::Option<Statement>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub test_code: ::std::option::Option<TestCode>,
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub title: ::std::option::Option<Title>,
     }
     impl UpdateExercise {
         pub fn builder() -> builder::UpdateExercise {
@@ -503,36 +1005,78 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct CreateExercise {
-            notes: ::std::result::Result<
-                ::std::option::Option<super::ExerciseNotes>,
+            language: ::std::result::Result<super::Language, ::std::string::String>,
+            starter_code: ::std::result::Result<
+                ::std::option::Option<super::Code>,
                 ::std::string::String,
             >,
-            title: ::std::result::Result<super::ExerciseTitle, ::std::string::String>,
+            statement: ::std::result::Result<super::Statement, ::std::string::String>,
+            test_code: ::std::result::Result<super::TestCode, ::std::string::String>,
+            title: ::std::result::Result<super::Title, ::std::string::String>,
         }
         impl ::std::default::Default for CreateExercise {
             fn default() -> Self {
                 Self {
-                    notes: Ok(Default::default()),
+                    language: Err("no value supplied for language".to_string()),
+                    starter_code: Ok(Default::default()),
+                    statement: Err("no value supplied for statement".to_string()),
+                    test_code: Err("no value supplied for test_code".to_string()),
                     title: Err("no value supplied for title".to_string()),
                 }
             }
         }
         impl CreateExercise {
-            pub fn notes<T>(mut self, value: T) -> Self
+            pub fn language<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<super::ExerciseNotes>>,
+                T: ::std::convert::TryInto<super::Language>,
                 T::Error: ::std::fmt::Display,
             {
-                self.notes = value
+                self.language = value
                     .try_into()
                     .map_err(|e| {
-                        format!("error converting supplied value for notes: {e}")
+                        format!("error converting supplied value for language: {e}")
+                    });
+                self
+            }
+            pub fn starter_code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::Code>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.starter_code = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for starter_code: {e}")
+                    });
+                self
+            }
+            pub fn statement<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Statement>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.statement = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for statement: {e}")
+                    });
+                self
+            }
+            pub fn test_code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::TestCode>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.test_code = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for test_code: {e}")
                     });
                 self
             }
             pub fn title<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<super::ExerciseTitle>,
+                T: ::std::convert::TryInto<super::Title>,
                 T::Error: ::std::fmt::Display,
             {
                 self.title = value
@@ -549,7 +1093,10 @@ pub mod types {
                 value: CreateExercise,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
-                    notes: value.notes?,
+                    language: value.language?,
+                    starter_code: value.starter_code?,
+                    statement: value.statement?,
+                    test_code: value.test_code?,
                     title: value.title?,
                 })
             }
@@ -557,9 +1104,50 @@ pub mod types {
         impl ::std::convert::From<super::CreateExercise> for CreateExercise {
             fn from(value: super::CreateExercise) -> Self {
                 Self {
-                    notes: Ok(value.notes),
+                    language: Ok(value.language),
+                    starter_code: Ok(value.starter_code),
+                    statement: Ok(value.statement),
+                    test_code: Ok(value.test_code),
                     title: Ok(value.title),
                 }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct CreateSubmission {
+            code: ::std::result::Result<super::Code, ::std::string::String>,
+        }
+        impl ::std::default::Default for CreateSubmission {
+            fn default() -> Self {
+                Self {
+                    code: Err("no value supplied for code".to_string()),
+                }
+            }
+        }
+        impl CreateSubmission {
+            pub fn code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Code>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.code = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for code: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<CreateSubmission> for super::CreateSubmission {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: CreateSubmission,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self { code: value.code? })
+            }
+        }
+        impl ::std::convert::From<super::CreateSubmission> for CreateSubmission {
+            fn from(value: super::CreateSubmission) -> Self {
+                Self { code: Ok(value.code) }
             }
         }
         #[derive(Clone, Debug)]
@@ -569,7 +1157,16 @@ pub mod types {
                 ::std::string::String,
             >,
             id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
-            notes: ::std::result::Result<
+            language: ::std::result::Result<super::Language, ::std::string::String>,
+            starter_code: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            statement: ::std::result::Result<
+                ::std::string::String,
+                ::std::string::String,
+            >,
+            test_code: ::std::result::Result<
                 ::std::option::Option<::std::string::String>,
                 ::std::string::String,
             >,
@@ -584,7 +1181,10 @@ pub mod types {
                 Self {
                     created_at: Err("no value supplied for created_at".to_string()),
                     id: Err("no value supplied for id".to_string()),
-                    notes: Ok(Default::default()),
+                    language: Err("no value supplied for language".to_string()),
+                    starter_code: Ok(Default::default()),
+                    statement: Err("no value supplied for statement".to_string()),
+                    test_code: Ok(Default::default()),
                     title: Err("no value supplied for title".to_string()),
                     updated_at: Err("no value supplied for updated_at".to_string()),
                 }
@@ -613,15 +1213,51 @@ pub mod types {
                     .map_err(|e| format!("error converting supplied value for id: {e}"));
                 self
             }
-            pub fn notes<T>(mut self, value: T) -> Self
+            pub fn language<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Language>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.language = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for language: {e}")
+                    });
+                self
+            }
+            pub fn starter_code<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.notes = value
+                self.starter_code = value
                     .try_into()
                     .map_err(|e| {
-                        format!("error converting supplied value for notes: {e}")
+                        format!("error converting supplied value for starter_code: {e}")
+                    });
+                self
+            }
+            pub fn statement<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.statement = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for statement: {e}")
+                    });
+                self
+            }
+            pub fn test_code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.test_code = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for test_code: {e}")
                     });
                 self
             }
@@ -658,7 +1294,10 @@ pub mod types {
                 Ok(Self {
                     created_at: value.created_at?,
                     id: value.id?,
-                    notes: value.notes?,
+                    language: value.language?,
+                    starter_code: value.starter_code?,
+                    statement: value.statement?,
+                    test_code: value.test_code?,
                     title: value.title?,
                     updated_at: value.updated_at?,
                 })
@@ -669,7 +1308,10 @@ pub mod types {
                 Self {
                     created_at: Ok(value.created_at),
                     id: Ok(value.id),
-                    notes: Ok(value.notes),
+                    language: Ok(value.language),
+                    starter_code: Ok(value.starter_code),
+                    statement: Ok(value.statement),
+                    test_code: Ok(value.test_code),
                     title: Ok(value.title),
                     updated_at: Ok(value.updated_at),
                 }
@@ -1069,40 +1711,461 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
+        pub struct Submission {
+            code: ::std::result::Result<::std::string::String, ::std::string::String>,
+            created_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
+                ::std::string::String,
+            >,
+            exercise_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            finished_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            language: ::std::result::Result<super::Language, ::std::string::String>,
+            message: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            output: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            output_truncated: ::std::result::Result<bool, ::std::string::String>,
+            status: ::std::result::Result<
+                super::SubmissionStatus,
+                ::std::string::String,
+            >,
+            tests: ::std::result::Result<
+                ::std::vec::Vec<super::TestResult>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for Submission {
+            fn default() -> Self {
+                Self {
+                    code: Err("no value supplied for code".to_string()),
+                    created_at: Err("no value supplied for created_at".to_string()),
+                    exercise_id: Err("no value supplied for exercise_id".to_string()),
+                    finished_at: Ok(Default::default()),
+                    id: Err("no value supplied for id".to_string()),
+                    language: Err("no value supplied for language".to_string()),
+                    message: Ok(Default::default()),
+                    output: Ok(Default::default()),
+                    output_truncated: Err(
+                        "no value supplied for output_truncated".to_string(),
+                    ),
+                    status: Err("no value supplied for status".to_string()),
+                    tests: Err("no value supplied for tests".to_string()),
+                }
+            }
+        }
+        impl Submission {
+            pub fn code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.code = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for code: {e}")
+                    });
+                self
+            }
+            pub fn created_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.created_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for created_at: {e}")
+                    });
+                self
+            }
+            pub fn exercise_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.exercise_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for exercise_id: {e}")
+                    });
+                self
+            }
+            pub fn finished_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
+                T::Error: ::std::fmt::Display,
+            {
+                self.finished_at = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for finished_at: {e}")
+                    });
+                self
+            }
+            pub fn id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn language<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Language>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.language = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for language: {e}")
+                    });
+                self
+            }
+            pub fn message<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.message = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for message: {e}")
+                    });
+                self
+            }
+            pub fn output<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.output = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for output: {e}")
+                    });
+                self
+            }
+            pub fn output_truncated<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.output_truncated = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for output_truncated: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn status<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::SubmissionStatus>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.status = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for status: {e}")
+                    });
+                self
+            }
+            pub fn tests<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::TestResult>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.tests = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for tests: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<Submission> for super::Submission {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: Submission,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    code: value.code?,
+                    created_at: value.created_at?,
+                    exercise_id: value.exercise_id?,
+                    finished_at: value.finished_at?,
+                    id: value.id?,
+                    language: value.language?,
+                    message: value.message?,
+                    output: value.output?,
+                    output_truncated: value.output_truncated?,
+                    status: value.status?,
+                    tests: value.tests?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::Submission> for Submission {
+            fn from(value: super::Submission) -> Self {
+                Self {
+                    code: Ok(value.code),
+                    created_at: Ok(value.created_at),
+                    exercise_id: Ok(value.exercise_id),
+                    finished_at: Ok(value.finished_at),
+                    id: Ok(value.id),
+                    language: Ok(value.language),
+                    message: Ok(value.message),
+                    output: Ok(value.output),
+                    output_truncated: Ok(value.output_truncated),
+                    status: Ok(value.status),
+                    tests: Ok(value.tests),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct SubmissionPage {
+            items: ::std::result::Result<
+                ::std::vec::Vec<super::Submission>,
+                ::std::string::String,
+            >,
+            next_page_token: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for SubmissionPage {
+            fn default() -> Self {
+                Self {
+                    items: Err("no value supplied for items".to_string()),
+                    next_page_token: Ok(Default::default()),
+                }
+            }
+        }
+        impl SubmissionPage {
+            pub fn items<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::vec::Vec<super::Submission>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.items = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for items: {e}")
+                    });
+                self
+            }
+            pub fn next_page_token<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.next_page_token = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for next_page_token: {e}"
+                        )
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<SubmissionPage> for super::SubmissionPage {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: SubmissionPage,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    items: value.items?,
+                    next_page_token: value.next_page_token?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::SubmissionPage> for SubmissionPage {
+            fn from(value: super::SubmissionPage) -> Self {
+                Self {
+                    items: Ok(value.items),
+                    next_page_token: Ok(value.next_page_token),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct TestResult {
+            message: ::std::result::Result<
+                ::std::option::Option<::std::string::String>,
+                ::std::string::String,
+            >,
+            name: ::std::result::Result<::std::string::String, ::std::string::String>,
+            status: ::std::result::Result<
+                super::TestResultStatus,
+                ::std::string::String,
+            >,
+        }
+        impl ::std::default::Default for TestResult {
+            fn default() -> Self {
+                Self {
+                    message: Ok(Default::default()),
+                    name: Err("no value supplied for name".to_string()),
+                    status: Err("no value supplied for status".to_string()),
+                }
+            }
+        }
+        impl TestResult {
+            pub fn message<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.message = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for message: {e}")
+                    });
+                self
+            }
+            pub fn name<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::string::String>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.name = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for name: {e}")
+                    });
+                self
+            }
+            pub fn status<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::TestResultStatus>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.status = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for status: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<TestResult> for super::TestResult {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: TestResult,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    message: value.message?,
+                    name: value.name?,
+                    status: value.status?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::TestResult> for TestResult {
+            fn from(value: super::TestResult) -> Self {
+                Self {
+                    message: Ok(value.message),
+                    name: Ok(value.name),
+                    status: Ok(value.status),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
         pub struct UpdateExercise {
-            notes: ::std::result::Result<
-                ::std::option::Option<super::ExerciseNotes>,
+            language: ::std::result::Result<
+                ::std::option::Option<super::Language>,
+                ::std::string::String,
+            >,
+            starter_code: ::std::result::Result<
+                ::std::option::Option<super::Code>,
+                ::std::string::String,
+            >,
+            statement: ::std::result::Result<
+                ::std::option::Option<super::Statement>,
+                ::std::string::String,
+            >,
+            test_code: ::std::result::Result<
+                ::std::option::Option<super::TestCode>,
                 ::std::string::String,
             >,
             title: ::std::result::Result<
-                ::std::option::Option<super::ExerciseTitle>,
+                ::std::option::Option<super::Title>,
                 ::std::string::String,
             >,
         }
         impl ::std::default::Default for UpdateExercise {
             fn default() -> Self {
                 Self {
-                    notes: Ok(Default::default()),
+                    language: Ok(Default::default()),
+                    starter_code: Ok(Default::default()),
+                    statement: Ok(Default::default()),
+                    test_code: Ok(Default::default()),
                     title: Ok(Default::default()),
                 }
             }
         }
         impl UpdateExercise {
-            pub fn notes<T>(mut self, value: T) -> Self
+            pub fn language<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<super::ExerciseNotes>>,
+                T: ::std::convert::TryInto<::std::option::Option<super::Language>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.notes = value
+                self.language = value
                     .try_into()
                     .map_err(|e| {
-                        format!("error converting supplied value for notes: {e}")
+                        format!("error converting supplied value for language: {e}")
+                    });
+                self
+            }
+            pub fn starter_code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::Code>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.starter_code = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for starter_code: {e}")
+                    });
+                self
+            }
+            pub fn statement<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::Statement>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.statement = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for statement: {e}")
+                    });
+                self
+            }
+            pub fn test_code<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::std::option::Option<super::TestCode>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.test_code = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for test_code: {e}")
                     });
                 self
             }
             pub fn title<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<super::ExerciseTitle>>,
+                T: ::std::convert::TryInto<::std::option::Option<super::Title>>,
                 T::Error: ::std::fmt::Display,
             {
                 self.title = value
@@ -1119,7 +2182,10 @@ pub mod types {
                 value: UpdateExercise,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
-                    notes: value.notes?,
+                    language: value.language?,
+                    starter_code: value.starter_code?,
+                    statement: value.statement?,
+                    test_code: value.test_code?,
                     title: value.title?,
                 })
             }
@@ -1127,7 +2193,10 @@ pub mod types {
         impl ::std::convert::From<super::UpdateExercise> for UpdateExercise {
             fn from(value: super::UpdateExercise) -> Self {
                 Self {
-                    notes: Ok(value.notes),
+                    language: Ok(value.language),
+                    starter_code: Ok(value.starter_code),
+                    statement: Ok(value.statement),
+                    test_code: Ok(value.test_code),
                     title: Ok(value.title),
                 }
             }
@@ -1246,7 +2315,7 @@ pub mod types {
 #[derive(Clone, Debug)]
 /**Client for Taproom exercises
 
-Each user's exercises. Every operation needs a bearer token from the users service; each exercise is only ever visible to its owner.
+Coding exercises and their evaluation. Admins write exercises (a statement, starter code and hidden tests); anyone signed in reads them and submits solutions, which are run against the tests in a sandbox (bubblewrap: no network, read-only system, private /tmp, non-root, CPU/wall/memory/process/output limits) by a bounded worker pool. Every graded submission is reported to the scores service as a `submission.graded` event.
 
 Version: 1.0.0*/
 pub struct Client {
@@ -1366,9 +2435,9 @@ let response = client.version()
     pub fn version(&self) -> builder::Version<'_> {
         builder::Version::new(self)
     }
-    /**List your exercises
+    /**List the exercises
 
-Keyset-paginated, oldest first. Pass `next_page_token` as `page_token` for the next page.
+Oldest first, keyset-paginated. The tests are never shown (admins see them on `get_exercise`).
 
 Sends a `GET` request to `/v1/exercises`
 
@@ -1385,9 +2454,9 @@ let response = client.list_exercises()
     pub fn list_exercises(&self) -> builder::ListExercises<'_> {
         builder::ListExercises::new(self)
     }
-    /**Create a new exercise
+    /**Create an exercise
 
-The new exercise belongs to the caller.
+Admins only (others get 403).
 
 Sends a `POST` request to `/v1/exercises`
 
@@ -1400,9 +2469,9 @@ let response = client.create_exercise()
     pub fn create_exercise(&self) -> builder::CreateExercise<'_> {
         builder::CreateExercise::new(self)
     }
-    /**Get one of your exercises
+    /**Get an exercise
 
-Someone else's exercise is 404.
+Anyone signed in; the test code is shown to admins only.
 
 Sends a `GET` request to `/v1/exercises/{exercise_id}`
 
@@ -1417,9 +2486,9 @@ let response = client.get_exercise()
     pub fn get_exercise(&self) -> builder::GetExercise<'_> {
         builder::GetExercise::new(self)
     }
-    /**Delete one of your exercises
+    /**Delete an exercise
 
-Deletes the exercise for good. Someone else's exercise is 404.
+Admins only. Submissions already made stay readable by their owners; those still waiting end as `error`.
 
 Sends a `DELETE` request to `/v1/exercises/{exercise_id}`
 
@@ -1434,9 +2503,9 @@ let response = client.delete_exercise()
     pub fn delete_exercise(&self) -> builder::DeleteExercise<'_> {
         builder::DeleteExercise::new(self)
     }
-    /**Change one of your exercises
+    /**Change an exercise
 
-Only the fields sent change; an empty `notes` removes them. Someone else's exercise is 404.
+Admins only. Only the fields sent change; submissions still waiting are run against the new tests.
 
 Sends a `PATCH` request to `/v1/exercises/{exercise_id}`
 
@@ -1452,6 +2521,65 @@ let response = client.update_exercise()
 ```*/
     pub fn update_exercise(&self) -> builder::UpdateExercise<'_> {
         builder::UpdateExercise::new(self)
+    }
+    /**List your submissions to an exercise
+
+Your own only, oldest first, keyset-paginated.
+
+Sends a `GET` request to `/v1/exercises/{exercise_id}/submissions`
+
+Arguments:
+- `exercise_id`: The exercise's id.
+- `limit`: Page size.
+- `page_token`: `next_page_token` of the previous page. Treat it as opaque; any string of this shape names a position, so a well-formed token is never refused.
+```ignore
+let response = client.list_submissions()
+    .exercise_id(exercise_id)
+    .limit(limit)
+    .page_token(page_token)
+    .send()
+    .await;
+```*/
+    pub fn list_submissions(&self) -> builder::ListSubmissions<'_> {
+        builder::ListSubmissions::new(self)
+    }
+    /**Submit a solution
+
+Stores the code and queues it for evaluation: 202 with the submission (`pending`) and its `Location`; poll `get_submission` until its status is final (`passed`, `failed`, `error` or `timed_out`).
+
+Sends a `POST` request to `/v1/exercises/{exercise_id}/submissions`
+
+Arguments:
+- `exercise_id`: The exercise's id.
+- `body`
+```ignore
+let response = client.create_submission()
+    .exercise_id(exercise_id)
+    .body(body)
+    .send()
+    .await;
+```*/
+    pub fn create_submission(&self) -> builder::CreateSubmission<'_> {
+        builder::CreateSubmission::new(self)
+    }
+    /**Get one of your submissions
+
+Its status, per-test results and the first 8 KiB of what it printed. Someone else's submission is 404.
+
+Sends a `GET` request to `/v1/exercises/{exercise_id}/submissions/{submission_id}`
+
+Arguments:
+- `exercise_id`: The exercise's id.
+- `submission_id`: The submission's id.
+```ignore
+let response = client.get_submission()
+    .exercise_id(exercise_id)
+    .submission_id(submission_id)
+    .send()
+    .await;
+```*/
+    pub fn get_submission(&self) -> builder::GetSubmission<'_> {
+        builder::GetSubmission::new(self)
     }
 }
 /// Types for composing operation parameters.
@@ -2195,6 +3323,372 @@ pub mod builder {
                 .build()?;
             let info = OperationInfo {
                 operation_id: "update_exercise",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16..=499u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16..=599u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::list_submissions`]
+
+[`Client::list_submissions`]: super::Client::list_submissions*/
+    #[derive(Debug, Clone)]
+    pub struct ListSubmissions<'a> {
+        client: &'a super::Client,
+        exercise_id: Result<::uuid::Uuid, String>,
+        limit: Result<Option<::std::num::NonZeroU32>, String>,
+        page_token: Result<Option<types::ListSubmissionsPageToken>, String>,
+    }
+    impl<'a> ListSubmissions<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                exercise_id: Err("exercise_id was not initialized".to_string()),
+                limit: Ok(None),
+                page_token: Ok(None),
+            }
+        }
+        pub fn exercise_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.exercise_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for exercise_id failed".to_string()
+                });
+            self
+        }
+        pub fn limit<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::num::NonZeroU32>,
+        {
+            self.limit = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `:: std :: num :: NonZeroU32` for limit failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn page_token<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ListSubmissionsPageToken>,
+        {
+            self.page_token = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `ListSubmissionsPageToken` for page_token failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/v1/exercises/{exercise_id}/submissions`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::SubmissionPage>, Error<types::Problem>> {
+            let Self { client, exercise_id, limit, page_token } = self;
+            let exercise_id = exercise_id.map_err(Error::InvalidRequest)?;
+            let limit = limit.map_err(Error::InvalidRequest)?;
+            let page_token = page_token.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/v1/exercises/{}/submissions", client.baseurl, encode_path(&
+                exercise_id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .query(&progenitor_client::QueryParam::new("limit", &limit))
+                .query(&progenitor_client::QueryParam::new("page_token", &page_token))
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "list_submissions",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                200u16 => ResponseValue::from_response(response).await,
+                400u16..=499u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16..=599u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::create_submission`]
+
+[`Client::create_submission`]: super::Client::create_submission*/
+    #[derive(Debug, Clone)]
+    pub struct CreateSubmission<'a> {
+        client: &'a super::Client,
+        exercise_id: Result<::uuid::Uuid, String>,
+        body: Result<types::builder::CreateSubmission, String>,
+    }
+    impl<'a> CreateSubmission<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                exercise_id: Err("exercise_id was not initialized".to_string()),
+                body: Ok(::std::default::Default::default()),
+            }
+        }
+        pub fn exercise_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.exercise_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for exercise_id failed".to_string()
+                });
+            self
+        }
+        pub fn body<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::CreateSubmission>,
+            <V as std::convert::TryInto<
+                types::CreateSubmission,
+            >>::Error: std::fmt::Display,
+        {
+            self.body = value
+                .try_into()
+                .map(From::from)
+                .map_err(|s| {
+                    format!("conversion to `CreateSubmission` for body failed: {}", s)
+                });
+            self
+        }
+        pub fn body_map<F>(mut self, f: F) -> Self
+        where
+            F: std::ops::FnOnce(
+                types::builder::CreateSubmission,
+            ) -> types::builder::CreateSubmission,
+        {
+            self.body = self.body.map(f);
+            self
+        }
+        ///Sends a `POST` request to `/v1/exercises/{exercise_id}/submissions`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Submission>, Error<types::Problem>> {
+            let Self { client, exercise_id, body } = self;
+            let exercise_id = exercise_id.map_err(Error::InvalidRequest)?;
+            let body = body
+                .and_then(|v| {
+                    types::CreateSubmission::try_from(v).map_err(|e| e.to_string())
+                })
+                .map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/v1/exercises/{}/submissions", client.baseurl, encode_path(&
+                exercise_id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .post(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .json(&body)
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "create_submission",
+            };
+            client.pre(&mut request, &info).await?;
+            let result = client.exec(request, &info).await;
+            client.post(&result, &info).await?;
+            let response = result?;
+            match response.status().as_u16() {
+                202u16 => ResponseValue::from_response(response).await,
+                400u16..=499u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                401u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                404u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                500u16..=599u16 => {
+                    Err(
+                        Error::ErrorResponse(
+                            ResponseValue::from_response(response).await?,
+                        ),
+                    )
+                }
+                _ => Err(Error::UnexpectedResponse(response)),
+            }
+        }
+    }
+    /**Builder for [`Client::get_submission`]
+
+[`Client::get_submission`]: super::Client::get_submission*/
+    #[derive(Debug, Clone)]
+    pub struct GetSubmission<'a> {
+        client: &'a super::Client,
+        exercise_id: Result<::uuid::Uuid, String>,
+        submission_id: Result<::uuid::Uuid, String>,
+    }
+    impl<'a> GetSubmission<'a> {
+        pub fn new(client: &'a super::Client) -> Self {
+            Self {
+                client: client,
+                exercise_id: Err("exercise_id was not initialized".to_string()),
+                submission_id: Err("submission_id was not initialized".to_string()),
+            }
+        }
+        pub fn exercise_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.exercise_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for exercise_id failed".to_string()
+                });
+            self
+        }
+        pub fn submission_id<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::uuid::Uuid>,
+        {
+            self.submission_id = value
+                .try_into()
+                .map_err(|_| {
+                    "conversion to `:: uuid :: Uuid` for submission_id failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/v1/exercises/{exercise_id}/submissions/{submission_id}`
+        pub async fn send(
+            self,
+        ) -> Result<ResponseValue<types::Submission>, Error<types::Problem>> {
+            let Self { client, exercise_id, submission_id } = self;
+            let exercise_id = exercise_id.map_err(Error::InvalidRequest)?;
+            let submission_id = submission_id.map_err(Error::InvalidRequest)?;
+            let url = format!(
+                "{}/v1/exercises/{}/submissions/{}", client.baseurl, encode_path(&
+                exercise_id.to_string()), encode_path(& submission_id.to_string()),
+            );
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            header_map
+                .append(
+                    ::reqwest::header::HeaderName::from_static("api-version"),
+                    ::reqwest::header::HeaderValue::from_static(
+                        super::Client::api_version(),
+                    ),
+                );
+            #[allow(unused_mut)]
+            let mut request = client
+                .client
+                .get(url)
+                .header(
+                    ::reqwest::header::ACCEPT,
+                    ::reqwest::header::HeaderValue::from_static("application/json"),
+                )
+                .headers(header_map)
+                .build()?;
+            let info = OperationInfo {
+                operation_id: "get_submission",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;

@@ -29,7 +29,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///`CreateScore`
+    ///`Event`
     #[derive(
         ::serde::Deserialize,
         ::serde::Serialize,
@@ -39,13 +39,183 @@ pub mod types {
         schemars::JsonSchema
     )]
     #[serde(deny_unknown_fields)]
-    pub struct CreateScore {
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub notes: ::std::option::Option<ScoreNotes>,
-        pub title: ScoreTitle,
+    pub struct Event {
+        ///Unique per event; deliveries of one event share it.
+        pub id: ::uuid::Uuid,
+        ///When it happened (UTC).
+        pub occurred_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        pub submission: GradedSubmission,
+        ///What happened; `submission.graded` is the only kind so far.
+        #[serde(rename = "type")]
+        pub type_: EventType,
     }
-    impl CreateScore {
-        pub fn builder() -> builder::CreateScore {
+    impl Event {
+        pub fn builder() -> builder::Event {
+            Default::default()
+        }
+    }
+    ///`EventReceipt`
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq,
+        schemars::JsonSchema
+    )]
+    #[serde(deny_unknown_fields)]
+    pub struct EventReceipt {
+        ///Whether the event had been taken before (and so changed nothing now).
+        pub duplicate: bool,
+        ///The event's id.
+        pub id: ::uuid::Uuid,
+    }
+    impl EventReceipt {
+        pub fn builder() -> builder::EventReceipt {
+            Default::default()
+        }
+    }
+    ///What happened; `submission.graded` is the only kind so far.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
+    )]
+    pub enum EventType {
+        #[serde(rename = "submission.graded")]
+        SubmissionGraded,
+    }
+    impl ::std::fmt::Display for EventType {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::SubmissionGraded => f.write_str("submission.graded"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for EventType {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "submission.graded" => Ok(Self::SubmissionGraded),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for EventType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for EventType {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///How a graded submission ended (see the exercises service).
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Copy,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
+    )]
+    pub enum Grade {
+        #[serde(rename = "passed")]
+        Passed,
+        #[serde(rename = "failed")]
+        Failed,
+        #[serde(rename = "error")]
+        Error,
+        #[serde(rename = "timed_out")]
+        TimedOut,
+    }
+    impl ::std::fmt::Display for Grade {
+        fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+            match *self {
+                Self::Passed => f.write_str("passed"),
+                Self::Failed => f.write_str("failed"),
+                Self::Error => f.write_str("error"),
+                Self::TimedOut => f.write_str("timed_out"),
+            }
+        }
+    }
+    impl ::std::str::FromStr for Grade {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            match value {
+                "passed" => Ok(Self::Passed),
+                "failed" => Ok(Self::Failed),
+                "error" => Ok(Self::Error),
+                "timed_out" => Ok(Self::TimedOut),
+                _ => Err("invalid value".into()),
+            }
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for Grade {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for Grade {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    ///The submission a `submission.graded` event is about.
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq,
+        schemars::JsonSchema
+    )]
+    #[serde(deny_unknown_fields)]
+    pub struct GradedSubmission {
+        ///The exercise it was for.
+        pub exercise_id: ::uuid::Uuid,
+        ///Tests passed.
+        pub passed_tests: u32,
+        pub status: Grade,
+        ///The submission's id in the exercises service.
+        pub submission_id: ::uuid::Uuid,
+        ///Tests run.
+        pub total_tests: u32,
+        ///Who submitted it.
+        pub user_id: ::uuid::Uuid,
+    }
+    impl GradedSubmission {
+        pub fn builder() -> builder::GradedSubmission {
             Default::default()
         }
     }
@@ -70,7 +240,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///`ListScoresPageToken`
+    ///`ListExerciseScoresPageToken`
     #[derive(
         ::serde::Serialize,
         Clone,
@@ -83,19 +253,19 @@ pub mod types {
         schemars::JsonSchema
     )]
     #[serde(transparent)]
-    pub struct ListScoresPageToken(::std::string::String);
-    impl ::std::ops::Deref for ListScoresPageToken {
+    pub struct ListExerciseScoresPageToken(::std::string::String);
+    impl ::std::ops::Deref for ListExerciseScoresPageToken {
         type Target = ::std::string::String;
         fn deref(&self) -> &::std::string::String {
             &self.0
         }
     }
-    impl ::std::convert::From<ListScoresPageToken> for ::std::string::String {
-        fn from(value: ListScoresPageToken) -> Self {
+    impl ::std::convert::From<ListExerciseScoresPageToken> for ::std::string::String {
+        fn from(value: ListExerciseScoresPageToken) -> Self {
             value.0
         }
     }
-    impl ::std::str::FromStr for ListScoresPageToken {
+    impl ::std::str::FromStr for ListExerciseScoresPageToken {
         type Err = self::error::ConversionError;
         fn from_str(
             value: &str,
@@ -108,7 +278,7 @@ pub mod types {
             Ok(Self(value.to_string()))
         }
     }
-    impl ::std::convert::TryFrom<&str> for ListScoresPageToken {
+    impl ::std::convert::TryFrom<&str> for ListExerciseScoresPageToken {
         type Error = self::error::ConversionError;
         fn try_from(
             value: &str,
@@ -116,7 +286,7 @@ pub mod types {
             value.parse()
         }
     }
-    impl ::std::convert::TryFrom<::std::string::String> for ListScoresPageToken {
+    impl ::std::convert::TryFrom<::std::string::String> for ListExerciseScoresPageToken {
         type Error = self::error::ConversionError;
         fn try_from(
             value: ::std::string::String,
@@ -124,7 +294,73 @@ pub mod types {
             value.parse()
         }
     }
-    impl<'de> ::serde::Deserialize<'de> for ListScoresPageToken {
+    impl<'de> ::serde::Deserialize<'de> for ListExerciseScoresPageToken {
+        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
+        where
+            D: ::serde::Deserializer<'de>,
+        {
+            ::std::string::String::deserialize(deserializer)?
+                .parse()
+                .map_err(|e: self::error::ConversionError| {
+                    <D::Error as ::serde::de::Error>::custom(e.to_string())
+                })
+        }
+    }
+    ///`ListMyScoresPageToken`
+    #[derive(
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        Eq,
+        Hash,
+        Ord,
+        PartialEq,
+        PartialOrd,
+        schemars::JsonSchema
+    )]
+    #[serde(transparent)]
+    pub struct ListMyScoresPageToken(::std::string::String);
+    impl ::std::ops::Deref for ListMyScoresPageToken {
+        type Target = ::std::string::String;
+        fn deref(&self) -> &::std::string::String {
+            &self.0
+        }
+    }
+    impl ::std::convert::From<ListMyScoresPageToken> for ::std::string::String {
+        fn from(value: ListMyScoresPageToken) -> Self {
+            value.0
+        }
+    }
+    impl ::std::str::FromStr for ListMyScoresPageToken {
+        type Err = self::error::ConversionError;
+        fn from_str(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            static PATTERN: ::std::sync::LazyLock<::regress::Regex> = ::std::sync::LazyLock::new(||
+            { ::regress::Regex::new("^[A-Za-z0-9_-]{22}$").unwrap() });
+            if PATTERN.find(value).is_none() {
+                return Err("doesn't match pattern \"^[A-Za-z0-9_-]{22}$\"".into());
+            }
+            Ok(Self(value.to_string()))
+        }
+    }
+    impl ::std::convert::TryFrom<&str> for ListMyScoresPageToken {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: &str,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl ::std::convert::TryFrom<::std::string::String> for ListMyScoresPageToken {
+        type Error = self::error::ConversionError;
+        fn try_from(
+            value: ::std::string::String,
+        ) -> ::std::result::Result<Self, self::error::ConversionError> {
+            value.parse()
+        }
+    }
+    impl<'de> ::serde::Deserialize<'de> for ListMyScoresPageToken {
         fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
         where
             D: ::serde::Deserializer<'de>,
@@ -211,35 +447,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///`Score`
-    #[derive(
-        ::serde::Deserialize,
-        ::serde::Serialize,
-        Clone,
-        Debug,
-        PartialEq,
-        schemars::JsonSchema
-    )]
-    #[serde(deny_unknown_fields)]
-    pub struct Score {
-        ///When the score was created (UTC).
-        pub created_at: ::chrono::DateTime<::chrono::offset::Utc>,
-        ///The score's id (UUIDv7).
-        pub id: ::uuid::Uuid,
-        ///Details; absent when there are none.
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub notes: ::std::option::Option<::std::string::String>,
-        ///A short name.
-        pub title: ::std::string::String,
-        ///When the score last changed (UTC).
-        pub updated_at: ::chrono::DateTime<::chrono::offset::Utc>,
-    }
-    impl Score {
-        pub fn builder() -> builder::Score {
-            Default::default()
-        }
-    }
-    ///Details; optional.
+    ///`ReceiveEventTaproomSignature`
     #[derive(
         ::serde::Serialize,
         Clone,
@@ -252,30 +460,30 @@ pub mod types {
         schemars::JsonSchema
     )]
     #[serde(transparent)]
-    pub struct ScoreNotes(::std::string::String);
-    impl ::std::ops::Deref for ScoreNotes {
+    pub struct ReceiveEventTaproomSignature(::std::string::String);
+    impl ::std::ops::Deref for ReceiveEventTaproomSignature {
         type Target = ::std::string::String;
         fn deref(&self) -> &::std::string::String {
             &self.0
         }
     }
-    impl ::std::convert::From<ScoreNotes> for ::std::string::String {
-        fn from(value: ScoreNotes) -> Self {
+    impl ::std::convert::From<ReceiveEventTaproomSignature> for ::std::string::String {
+        fn from(value: ReceiveEventTaproomSignature) -> Self {
             value.0
         }
     }
-    impl ::std::str::FromStr for ScoreNotes {
+    impl ::std::str::FromStr for ReceiveEventTaproomSignature {
         type Err = self::error::ConversionError;
         fn from_str(
             value: &str,
         ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 10000usize {
-                return Err("longer than 10000 characters".into());
+            if value.chars().count() > 200usize {
+                return Err("longer than 200 characters".into());
             }
             Ok(Self(value.to_string()))
         }
     }
-    impl ::std::convert::TryFrom<&str> for ScoreNotes {
+    impl ::std::convert::TryFrom<&str> for ReceiveEventTaproomSignature {
         type Error = self::error::ConversionError;
         fn try_from(
             value: &str,
@@ -283,7 +491,8 @@ pub mod types {
             value.parse()
         }
     }
-    impl ::std::convert::TryFrom<::std::string::String> for ScoreNotes {
+    impl ::std::convert::TryFrom<::std::string::String>
+    for ReceiveEventTaproomSignature {
         type Error = self::error::ConversionError;
         fn try_from(
             value: ::std::string::String,
@@ -291,7 +500,7 @@ pub mod types {
             value.parse()
         }
     }
-    impl<'de> ::serde::Deserialize<'de> for ScoreNotes {
+    impl<'de> ::serde::Deserialize<'de> for ReceiveEventTaproomSignature {
         fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
         where
             D: ::serde::Deserializer<'de>,
@@ -301,6 +510,41 @@ pub mod types {
                 .map_err(|e: self::error::ConversionError| {
                     <D::Error as ::serde::de::Error>::custom(e.to_string())
                 })
+        }
+    }
+    ///`Score`
+    #[derive(
+        ::serde::Deserialize,
+        ::serde::Serialize,
+        Clone,
+        Debug,
+        PartialEq,
+        schemars::JsonSchema
+    )]
+    #[serde(deny_unknown_fields)]
+    pub struct Score {
+        ///Graded submissions counted.
+        pub attempts: u32,
+        ///Tests passed by the best submission.
+        pub best_passed_tests: u32,
+        pub best_status: Grade,
+        ///Tests run for the best submission.
+        pub best_total_tests: u32,
+        ///The exercise.
+        pub exercise_id: ::uuid::Uuid,
+        ///When a submission first passed (UTC); absent until one has.
+        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
+        pub first_passed_at: ::std::option::Option<
+            ::chrono::DateTime<::chrono::offset::Utc>,
+        >,
+        ///When the latest counted submission was graded (UTC).
+        pub last_attempt_at: ::chrono::DateTime<::chrono::offset::Utc>,
+        ///The user.
+        pub user_id: ::uuid::Uuid,
+    }
+    impl Score {
+        pub fn builder() -> builder::Score {
+            Default::default()
         }
     }
     ///`ScorePage`
@@ -314,7 +558,7 @@ pub mod types {
     )]
     #[serde(deny_unknown_fields)]
     pub struct ScorePage {
-        ///Your scores in id order (oldest first).
+        ///Scores in key order.
         pub items: ::std::vec::Vec<Score>,
         ///Absent on the last page.
         #[serde(skip_serializing_if = "::std::option::Option::is_none")]
@@ -322,95 +566,6 @@ pub mod types {
     }
     impl ScorePage {
         pub fn builder() -> builder::ScorePage {
-            Default::default()
-        }
-    }
-    ///A short name.
-    #[derive(
-        ::serde::Serialize,
-        Clone,
-        Debug,
-        Eq,
-        Hash,
-        Ord,
-        PartialEq,
-        PartialOrd,
-        schemars::JsonSchema
-    )]
-    #[serde(transparent)]
-    pub struct ScoreTitle(::std::string::String);
-    impl ::std::ops::Deref for ScoreTitle {
-        type Target = ::std::string::String;
-        fn deref(&self) -> &::std::string::String {
-            &self.0
-        }
-    }
-    impl ::std::convert::From<ScoreTitle> for ::std::string::String {
-        fn from(value: ScoreTitle) -> Self {
-            value.0
-        }
-    }
-    impl ::std::str::FromStr for ScoreTitle {
-        type Err = self::error::ConversionError;
-        fn from_str(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 200usize {
-                return Err("longer than 200 characters".into());
-            }
-            if value.chars().count() < 1usize {
-                return Err("shorter than 1 characters".into());
-            }
-            Ok(Self(value.to_string()))
-        }
-    }
-    impl ::std::convert::TryFrom<&str> for ScoreTitle {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: &str,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl ::std::convert::TryFrom<::std::string::String> for ScoreTitle {
-        type Error = self::error::ConversionError;
-        fn try_from(
-            value: ::std::string::String,
-        ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            value.parse()
-        }
-    }
-    impl<'de> ::serde::Deserialize<'de> for ScoreTitle {
-        fn deserialize<D>(deserializer: D) -> ::std::result::Result<Self, D::Error>
-        where
-            D: ::serde::Deserializer<'de>,
-        {
-            ::std::string::String::deserialize(deserializer)?
-                .parse()
-                .map_err(|e: self::error::ConversionError| {
-                    <D::Error as ::serde::de::Error>::custom(e.to_string())
-                })
-        }
-    }
-    ///`UpdateScore`
-    #[derive(
-        ::serde::Deserialize,
-        ::serde::Serialize,
-        Clone,
-        Debug,
-        Default,
-        PartialEq,
-        schemars::JsonSchema
-    )]
-    #[serde(deny_unknown_fields)]
-    pub struct UpdateScore {
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub notes: ::std::option::Option<ScoreNotes>,
-        #[serde(skip_serializing_if = "::std::option::Option::is_none")]
-        pub title: ::std::option::Option<ScoreTitle>,
-    }
-    impl UpdateScore {
-        pub fn builder() -> builder::UpdateScore {
             Default::default()
         }
     }
@@ -502,63 +657,276 @@ pub mod types {
             }
         }
         #[derive(Clone, Debug)]
-        pub struct CreateScore {
-            notes: ::std::result::Result<
-                ::std::option::Option<super::ScoreNotes>,
+        pub struct Event {
+            id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            occurred_at: ::std::result::Result<
+                ::chrono::DateTime<::chrono::offset::Utc>,
                 ::std::string::String,
             >,
-            title: ::std::result::Result<super::ScoreTitle, ::std::string::String>,
+            submission: ::std::result::Result<
+                super::GradedSubmission,
+                ::std::string::String,
+            >,
+            type_: ::std::result::Result<super::EventType, ::std::string::String>,
         }
-        impl ::std::default::Default for CreateScore {
+        impl ::std::default::Default for Event {
             fn default() -> Self {
                 Self {
-                    notes: Ok(Default::default()),
-                    title: Err("no value supplied for title".to_string()),
+                    id: Err("no value supplied for id".to_string()),
+                    occurred_at: Err("no value supplied for occurred_at".to_string()),
+                    submission: Err("no value supplied for submission".to_string()),
+                    type_: Err("no value supplied for type_".to_string()),
                 }
             }
         }
-        impl CreateScore {
-            pub fn notes<T>(mut self, value: T) -> Self
+        impl Event {
+            pub fn id<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::option::Option<super::ScoreNotes>>,
+                T: ::std::convert::TryInto<::uuid::Uuid>,
                 T::Error: ::std::fmt::Display,
             {
-                self.notes = value
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+            pub fn occurred_at<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.occurred_at = value
                     .try_into()
                     .map_err(|e| {
-                        format!("error converting supplied value for notes: {e}")
+                        format!("error converting supplied value for occurred_at: {e}")
                     });
                 self
             }
-            pub fn title<T>(mut self, value: T) -> Self
+            pub fn submission<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<super::ScoreTitle>,
+                T: ::std::convert::TryInto<super::GradedSubmission>,
                 T::Error: ::std::fmt::Display,
             {
-                self.title = value
+                self.submission = value
                     .try_into()
                     .map_err(|e| {
-                        format!("error converting supplied value for title: {e}")
+                        format!("error converting supplied value for submission: {e}")
+                    });
+                self
+            }
+            pub fn type_<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::EventType>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.type_ = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for type_: {e}")
                     });
                 self
             }
         }
-        impl ::std::convert::TryFrom<CreateScore> for super::CreateScore {
+        impl ::std::convert::TryFrom<Event> for super::Event {
             type Error = super::error::ConversionError;
             fn try_from(
-                value: CreateScore,
+                value: Event,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
-                    notes: value.notes?,
-                    title: value.title?,
+                    id: value.id?,
+                    occurred_at: value.occurred_at?,
+                    submission: value.submission?,
+                    type_: value.type_?,
                 })
             }
         }
-        impl ::std::convert::From<super::CreateScore> for CreateScore {
-            fn from(value: super::CreateScore) -> Self {
+        impl ::std::convert::From<super::Event> for Event {
+            fn from(value: super::Event) -> Self {
                 Self {
-                    notes: Ok(value.notes),
-                    title: Ok(value.title),
+                    id: Ok(value.id),
+                    occurred_at: Ok(value.occurred_at),
+                    submission: Ok(value.submission),
+                    type_: Ok(value.type_),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct EventReceipt {
+            duplicate: ::std::result::Result<bool, ::std::string::String>,
+            id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+        }
+        impl ::std::default::Default for EventReceipt {
+            fn default() -> Self {
+                Self {
+                    duplicate: Err("no value supplied for duplicate".to_string()),
+                    id: Err("no value supplied for id".to_string()),
+                }
+            }
+        }
+        impl EventReceipt {
+            pub fn duplicate<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<bool>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.duplicate = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for duplicate: {e}")
+                    });
+                self
+            }
+            pub fn id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.id = value
+                    .try_into()
+                    .map_err(|e| format!("error converting supplied value for id: {e}"));
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<EventReceipt> for super::EventReceipt {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: EventReceipt,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    duplicate: value.duplicate?,
+                    id: value.id?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::EventReceipt> for EventReceipt {
+            fn from(value: super::EventReceipt) -> Self {
+                Self {
+                    duplicate: Ok(value.duplicate),
+                    id: Ok(value.id),
+                }
+            }
+        }
+        #[derive(Clone, Debug)]
+        pub struct GradedSubmission {
+            exercise_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            passed_tests: ::std::result::Result<u32, ::std::string::String>,
+            status: ::std::result::Result<super::Grade, ::std::string::String>,
+            submission_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            total_tests: ::std::result::Result<u32, ::std::string::String>,
+            user_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+        }
+        impl ::std::default::Default for GradedSubmission {
+            fn default() -> Self {
+                Self {
+                    exercise_id: Err("no value supplied for exercise_id".to_string()),
+                    passed_tests: Err("no value supplied for passed_tests".to_string()),
+                    status: Err("no value supplied for status".to_string()),
+                    submission_id: Err(
+                        "no value supplied for submission_id".to_string(),
+                    ),
+                    total_tests: Err("no value supplied for total_tests".to_string()),
+                    user_id: Err("no value supplied for user_id".to_string()),
+                }
+            }
+        }
+        impl GradedSubmission {
+            pub fn exercise_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.exercise_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for exercise_id: {e}")
+                    });
+                self
+            }
+            pub fn passed_tests<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.passed_tests = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for passed_tests: {e}")
+                    });
+                self
+            }
+            pub fn status<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Grade>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.status = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for status: {e}")
+                    });
+                self
+            }
+            pub fn submission_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.submission_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for submission_id: {e}")
+                    });
+                self
+            }
+            pub fn total_tests<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.total_tests = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for total_tests: {e}")
+                    });
+                self
+            }
+            pub fn user_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.user_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for user_id: {e}")
+                    });
+                self
+            }
+        }
+        impl ::std::convert::TryFrom<GradedSubmission> for super::GradedSubmission {
+            type Error = super::error::ConversionError;
+            fn try_from(
+                value: GradedSubmission,
+            ) -> ::std::result::Result<Self, super::error::ConversionError> {
+                Ok(Self {
+                    exercise_id: value.exercise_id?,
+                    passed_tests: value.passed_tests?,
+                    status: value.status?,
+                    submission_id: value.submission_id?,
+                    total_tests: value.total_tests?,
+                    user_id: value.user_id?,
+                })
+            }
+        }
+        impl ::std::convert::From<super::GradedSubmission> for GradedSubmission {
+            fn from(value: super::GradedSubmission) -> Self {
+                Self {
+                    exercise_id: Ok(value.exercise_id),
+                    passed_tests: Ok(value.passed_tests),
+                    status: Ok(value.status),
+                    submission_id: Ok(value.submission_id),
+                    total_tests: Ok(value.total_tests),
+                    user_id: Ok(value.user_id),
                 }
             }
         }
@@ -891,88 +1259,145 @@ pub mod types {
         }
         #[derive(Clone, Debug)]
         pub struct Score {
-            created_at: ::std::result::Result<
+            attempts: ::std::result::Result<u32, ::std::string::String>,
+            best_passed_tests: ::std::result::Result<u32, ::std::string::String>,
+            best_status: ::std::result::Result<super::Grade, ::std::string::String>,
+            best_total_tests: ::std::result::Result<u32, ::std::string::String>,
+            exercise_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
+            first_passed_at: ::std::result::Result<
+                ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                ::std::string::String,
+            >,
+            last_attempt_at: ::std::result::Result<
                 ::chrono::DateTime<::chrono::offset::Utc>,
                 ::std::string::String,
             >,
-            id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
-            notes: ::std::result::Result<
-                ::std::option::Option<::std::string::String>,
-                ::std::string::String,
-            >,
-            title: ::std::result::Result<::std::string::String, ::std::string::String>,
-            updated_at: ::std::result::Result<
-                ::chrono::DateTime<::chrono::offset::Utc>,
-                ::std::string::String,
-            >,
+            user_id: ::std::result::Result<::uuid::Uuid, ::std::string::String>,
         }
         impl ::std::default::Default for Score {
             fn default() -> Self {
                 Self {
-                    created_at: Err("no value supplied for created_at".to_string()),
-                    id: Err("no value supplied for id".to_string()),
-                    notes: Ok(Default::default()),
-                    title: Err("no value supplied for title".to_string()),
-                    updated_at: Err("no value supplied for updated_at".to_string()),
+                    attempts: Err("no value supplied for attempts".to_string()),
+                    best_passed_tests: Err(
+                        "no value supplied for best_passed_tests".to_string(),
+                    ),
+                    best_status: Err("no value supplied for best_status".to_string()),
+                    best_total_tests: Err(
+                        "no value supplied for best_total_tests".to_string(),
+                    ),
+                    exercise_id: Err("no value supplied for exercise_id".to_string()),
+                    first_passed_at: Ok(Default::default()),
+                    last_attempt_at: Err(
+                        "no value supplied for last_attempt_at".to_string(),
+                    ),
+                    user_id: Err("no value supplied for user_id".to_string()),
                 }
             }
         }
         impl Score {
-            pub fn created_at<T>(mut self, value: T) -> Self
+            pub fn attempts<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
+                T: ::std::convert::TryInto<u32>,
                 T::Error: ::std::fmt::Display,
             {
-                self.created_at = value
+                self.attempts = value
                     .try_into()
                     .map_err(|e| {
-                        format!("error converting supplied value for created_at: {e}")
+                        format!("error converting supplied value for attempts: {e}")
                     });
                 self
             }
-            pub fn id<T>(mut self, value: T) -> Self
+            pub fn best_passed_tests<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.best_passed_tests = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for best_passed_tests: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn best_status<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<super::Grade>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.best_status = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for best_status: {e}")
+                    });
+                self
+            }
+            pub fn best_total_tests<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<u32>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.best_total_tests = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!(
+                            "error converting supplied value for best_total_tests: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn exercise_id<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::uuid::Uuid>,
                 T::Error: ::std::fmt::Display,
             {
-                self.id = value
-                    .try_into()
-                    .map_err(|e| format!("error converting supplied value for id: {e}"));
-                self
-            }
-            pub fn notes<T>(mut self, value: T) -> Self
-            where
-                T: ::std::convert::TryInto<::std::option::Option<::std::string::String>>,
-                T::Error: ::std::fmt::Display,
-            {
-                self.notes = value
+                self.exercise_id = value
                     .try_into()
                     .map_err(|e| {
-                        format!("error converting supplied value for notes: {e}")
+                        format!("error converting supplied value for exercise_id: {e}")
                     });
                 self
             }
-            pub fn title<T>(mut self, value: T) -> Self
+            pub fn first_passed_at<T>(mut self, value: T) -> Self
             where
-                T: ::std::convert::TryInto<::std::string::String>,
+                T: ::std::convert::TryInto<
+                    ::std::option::Option<::chrono::DateTime<::chrono::offset::Utc>>,
+                >,
                 T::Error: ::std::fmt::Display,
             {
-                self.title = value
+                self.first_passed_at = value
                     .try_into()
                     .map_err(|e| {
-                        format!("error converting supplied value for title: {e}")
+                        format!(
+                            "error converting supplied value for first_passed_at: {e}"
+                        )
                     });
                 self
             }
-            pub fn updated_at<T>(mut self, value: T) -> Self
+            pub fn last_attempt_at<T>(mut self, value: T) -> Self
             where
                 T: ::std::convert::TryInto<::chrono::DateTime<::chrono::offset::Utc>>,
                 T::Error: ::std::fmt::Display,
             {
-                self.updated_at = value
+                self.last_attempt_at = value
                     .try_into()
                     .map_err(|e| {
-                        format!("error converting supplied value for updated_at: {e}")
+                        format!(
+                            "error converting supplied value for last_attempt_at: {e}"
+                        )
+                    });
+                self
+            }
+            pub fn user_id<T>(mut self, value: T) -> Self
+            where
+                T: ::std::convert::TryInto<::uuid::Uuid>,
+                T::Error: ::std::fmt::Display,
+            {
+                self.user_id = value
+                    .try_into()
+                    .map_err(|e| {
+                        format!("error converting supplied value for user_id: {e}")
                     });
                 self
             }
@@ -983,22 +1408,28 @@ pub mod types {
                 value: Score,
             ) -> ::std::result::Result<Self, super::error::ConversionError> {
                 Ok(Self {
-                    created_at: value.created_at?,
-                    id: value.id?,
-                    notes: value.notes?,
-                    title: value.title?,
-                    updated_at: value.updated_at?,
+                    attempts: value.attempts?,
+                    best_passed_tests: value.best_passed_tests?,
+                    best_status: value.best_status?,
+                    best_total_tests: value.best_total_tests?,
+                    exercise_id: value.exercise_id?,
+                    first_passed_at: value.first_passed_at?,
+                    last_attempt_at: value.last_attempt_at?,
+                    user_id: value.user_id?,
                 })
             }
         }
         impl ::std::convert::From<super::Score> for Score {
             fn from(value: super::Score) -> Self {
                 Self {
-                    created_at: Ok(value.created_at),
-                    id: Ok(value.id),
-                    notes: Ok(value.notes),
-                    title: Ok(value.title),
-                    updated_at: Ok(value.updated_at),
+                    attempts: Ok(value.attempts),
+                    best_passed_tests: Ok(value.best_passed_tests),
+                    best_status: Ok(value.best_status),
+                    best_total_tests: Ok(value.best_total_tests),
+                    exercise_id: Ok(value.exercise_id),
+                    first_passed_at: Ok(value.first_passed_at),
+                    last_attempt_at: Ok(value.last_attempt_at),
+                    user_id: Ok(value.user_id),
                 }
             }
         }
@@ -1065,70 +1496,6 @@ pub mod types {
                 Self {
                     items: Ok(value.items),
                     next_page_token: Ok(value.next_page_token),
-                }
-            }
-        }
-        #[derive(Clone, Debug)]
-        pub struct UpdateScore {
-            notes: ::std::result::Result<
-                ::std::option::Option<super::ScoreNotes>,
-                ::std::string::String,
-            >,
-            title: ::std::result::Result<
-                ::std::option::Option<super::ScoreTitle>,
-                ::std::string::String,
-            >,
-        }
-        impl ::std::default::Default for UpdateScore {
-            fn default() -> Self {
-                Self {
-                    notes: Ok(Default::default()),
-                    title: Ok(Default::default()),
-                }
-            }
-        }
-        impl UpdateScore {
-            pub fn notes<T>(mut self, value: T) -> Self
-            where
-                T: ::std::convert::TryInto<::std::option::Option<super::ScoreNotes>>,
-                T::Error: ::std::fmt::Display,
-            {
-                self.notes = value
-                    .try_into()
-                    .map_err(|e| {
-                        format!("error converting supplied value for notes: {e}")
-                    });
-                self
-            }
-            pub fn title<T>(mut self, value: T) -> Self
-            where
-                T: ::std::convert::TryInto<::std::option::Option<super::ScoreTitle>>,
-                T::Error: ::std::fmt::Display,
-            {
-                self.title = value
-                    .try_into()
-                    .map_err(|e| {
-                        format!("error converting supplied value for title: {e}")
-                    });
-                self
-            }
-        }
-        impl ::std::convert::TryFrom<UpdateScore> for super::UpdateScore {
-            type Error = super::error::ConversionError;
-            fn try_from(
-                value: UpdateScore,
-            ) -> ::std::result::Result<Self, super::error::ConversionError> {
-                Ok(Self {
-                    notes: value.notes?,
-                    title: value.title?,
-                })
-            }
-        }
-        impl ::std::convert::From<super::UpdateScore> for UpdateScore {
-            fn from(value: super::UpdateScore) -> Self {
-                Self {
-                    notes: Ok(value.notes),
-                    title: Ok(value.title),
                 }
             }
         }
@@ -1246,7 +1613,7 @@ pub mod types {
 #[derive(Clone, Debug)]
 /**Client for Taproom scores
 
-Each user's scores. Every operation needs a bearer token from the users service; each score is only ever visible to its owner.
+Each user's results per exercise: attempts, best result and when it was first passed. Counted from the exercises service's `submission.graded` events, taken over HTTP (`receive_event`) or, with `NATS_URL`, from the JetStream stream; each event counts once, and only if signed with the events token.
 
 Version: 1.0.0*/
 pub struct Client {
@@ -1368,7 +1735,7 @@ let response = client.version()
     }
     /**List your scores
 
-Keyset-paginated, oldest first. Pass `next_page_token` as `page_token` for the next page.
+One entry per exercise you have submitted to (graded submissions only), in exercise id order, keyset-paginated.
 
 Sends a `GET` request to `/v1/scores`
 
@@ -1376,82 +1743,54 @@ Arguments:
 - `limit`: Page size.
 - `page_token`: `next_page_token` of the previous page. Treat it as opaque; any string of this shape names a position, so a well-formed token is never refused.
 ```ignore
-let response = client.list_scores()
+let response = client.list_my_scores()
     .limit(limit)
     .page_token(page_token)
     .send()
     .await;
 ```*/
-    pub fn list_scores(&self) -> builder::ListScores<'_> {
-        builder::ListScores::new(self)
+    pub fn list_my_scores(&self) -> builder::ListMyScores<'_> {
+        builder::ListMyScores::new(self)
     }
-    /**Create a new score
+    /**List an exercise's scores
 
-The new score belongs to the caller.
+Admins only: every user's score on one exercise, in user id order, keyset-paginated. An exercise nobody has submitted to has an empty list.
 
-Sends a `POST` request to `/v1/scores`
+Sends a `GET` request to `/v1/scores/exercises/{exercise_id}`
 
+Arguments:
+- `exercise_id`: The exercise's id.
+- `limit`: Page size.
+- `page_token`: `next_page_token` of the previous page. Treat it as opaque; any string of this shape names a position, so a well-formed token is never refused.
 ```ignore
-let response = client.create_score()
-    .body(body)
+let response = client.list_exercise_scores()
+    .exercise_id(exercise_id)
+    .limit(limit)
+    .page_token(page_token)
     .send()
     .await;
 ```*/
-    pub fn create_score(&self) -> builder::CreateScore<'_> {
-        builder::CreateScore::new(self)
+    pub fn list_exercise_scores(&self) -> builder::ListExerciseScores<'_> {
+        builder::ListExerciseScores::new(self)
     }
-    /**Get one of your scores
+    /**Take an event from another service
 
-Someone else's score is 404.
+For services only: authenticated with the shared events token (`EVENTS_TOKEN`) and signed with it (`Taproom-Signature`; an event without a valid signature is refused with 401). Idempotent by event id: a repeated delivery is acknowledged and has no further effect. An event older than the receiver's duplicate check (`EVENT_DEDUP_RETENTION_SECS`) is refused with 422.
 
-Sends a `GET` request to `/v1/scores/{score_id}`
+Sends a `POST` request to `/v1/events`
 
 Arguments:
-- `score_id`: The score's id.
-```ignore
-let response = client.get_score()
-    .score_id(score_id)
-    .send()
-    .await;
-```*/
-    pub fn get_score(&self) -> builder::GetScore<'_> {
-        builder::GetScore::new(self)
-    }
-    /**Delete one of your scores
-
-Deletes the score for good. Someone else's score is 404.
-
-Sends a `DELETE` request to `/v1/scores/{score_id}`
-
-Arguments:
-- `score_id`: The score's id.
-```ignore
-let response = client.delete_score()
-    .score_id(score_id)
-    .send()
-    .await;
-```*/
-    pub fn delete_score(&self) -> builder::DeleteScore<'_> {
-        builder::DeleteScore::new(self)
-    }
-    /**Change one of your scores
-
-Only the fields sent change; an empty `notes` removes them. Someone else's score is 404.
-
-Sends a `PATCH` request to `/v1/scores/{score_id}`
-
-Arguments:
-- `score_id`: The score's id.
+- `taproom_signature`: `sha256=` and the lowercase hex HMAC-SHA256 of the request body under the events token. Declared optional so that older senders still parse, but an event is taken only with a valid one.
 - `body`
 ```ignore
-let response = client.update_score()
-    .score_id(score_id)
+let response = client.receive_event()
+    .taproom_signature(taproom_signature)
     .body(body)
     .send()
     .await;
 ```*/
-    pub fn update_score(&self) -> builder::UpdateScore<'_> {
-        builder::UpdateScore::new(self)
+    pub fn receive_event(&self) -> builder::ReceiveEvent<'_> {
+        builder::ReceiveEvent::new(self)
     }
 }
 /// Types for composing operation parameters.
@@ -1711,16 +2050,16 @@ pub mod builder {
             }
         }
     }
-    /**Builder for [`Client::list_scores`]
+    /**Builder for [`Client::list_my_scores`]
 
-[`Client::list_scores`]: super::Client::list_scores*/
+[`Client::list_my_scores`]: super::Client::list_my_scores*/
     #[derive(Debug, Clone)]
-    pub struct ListScores<'a> {
+    pub struct ListMyScores<'a> {
         client: &'a super::Client,
         limit: Result<Option<::std::num::NonZeroU32>, String>,
-        page_token: Result<Option<types::ListScoresPageToken>, String>,
+        page_token: Result<Option<types::ListMyScoresPageToken>, String>,
     }
-    impl<'a> ListScores<'a> {
+    impl<'a> ListMyScores<'a> {
         pub fn new(client: &'a super::Client) -> Self {
             Self {
                 client: client,
@@ -1743,13 +2082,13 @@ pub mod builder {
         }
         pub fn page_token<V>(mut self, value: V) -> Self
         where
-            V: std::convert::TryInto<types::ListScoresPageToken>,
+            V: std::convert::TryInto<types::ListMyScoresPageToken>,
         {
             self.page_token = value
                 .try_into()
                 .map(Some)
                 .map_err(|_| {
-                    "conversion to `ListScoresPageToken` for page_token failed"
+                    "conversion to `ListMyScoresPageToken` for page_token failed"
                         .to_string()
                 });
             self
@@ -1783,7 +2122,7 @@ pub mod builder {
                 .headers(header_map)
                 .build()?;
             let info = OperationInfo {
-                operation_id: "list_scores",
+                operation_id: "list_my_scores",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
@@ -1816,139 +2155,73 @@ pub mod builder {
             }
         }
     }
-    /**Builder for [`Client::create_score`]
+    /**Builder for [`Client::list_exercise_scores`]
 
-[`Client::create_score`]: super::Client::create_score*/
+[`Client::list_exercise_scores`]: super::Client::list_exercise_scores*/
     #[derive(Debug, Clone)]
-    pub struct CreateScore<'a> {
+    pub struct ListExerciseScores<'a> {
         client: &'a super::Client,
-        body: Result<types::builder::CreateScore, String>,
+        exercise_id: Result<::uuid::Uuid, String>,
+        limit: Result<Option<::std::num::NonZeroU32>, String>,
+        page_token: Result<Option<types::ListExerciseScoresPageToken>, String>,
     }
-    impl<'a> CreateScore<'a> {
+    impl<'a> ListExerciseScores<'a> {
         pub fn new(client: &'a super::Client) -> Self {
             Self {
                 client: client,
-                body: Ok(::std::default::Default::default()),
+                exercise_id: Err("exercise_id was not initialized".to_string()),
+                limit: Ok(None),
+                page_token: Ok(None),
             }
         }
-        pub fn body<V>(mut self, value: V) -> Self
-        where
-            V: std::convert::TryInto<types::CreateScore>,
-            <V as std::convert::TryInto<types::CreateScore>>::Error: std::fmt::Display,
-        {
-            self.body = value
-                .try_into()
-                .map(From::from)
-                .map_err(|s| {
-                    format!("conversion to `CreateScore` for body failed: {}", s)
-                });
-            self
-        }
-        pub fn body_map<F>(mut self, f: F) -> Self
-        where
-            F: std::ops::FnOnce(
-                types::builder::CreateScore,
-            ) -> types::builder::CreateScore,
-        {
-            self.body = self.body.map(f);
-            self
-        }
-        ///Sends a `POST` request to `/v1/scores`
-        pub async fn send(
-            self,
-        ) -> Result<ResponseValue<types::Score>, Error<types::Problem>> {
-            let Self { client, body } = self;
-            let body = body
-                .and_then(|v| types::CreateScore::try_from(v).map_err(|e| e.to_string()))
-                .map_err(Error::InvalidRequest)?;
-            let url = format!("{}/v1/scores", client.baseurl,);
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map
-                .append(
-                    ::reqwest::header::HeaderName::from_static("api-version"),
-                    ::reqwest::header::HeaderValue::from_static(
-                        super::Client::api_version(),
-                    ),
-                );
-            #[allow(unused_mut)]
-            let mut request = client
-                .client
-                .post(url)
-                .header(
-                    ::reqwest::header::ACCEPT,
-                    ::reqwest::header::HeaderValue::from_static("application/json"),
-                )
-                .json(&body)
-                .headers(header_map)
-                .build()?;
-            let info = OperationInfo {
-                operation_id: "create_score",
-            };
-            client.pre(&mut request, &info).await?;
-            let result = client.exec(request, &info).await;
-            client.post(&result, &info).await?;
-            let response = result?;
-            match response.status().as_u16() {
-                201u16 => ResponseValue::from_response(response).await,
-                400u16..=499u16 => {
-                    Err(
-                        Error::ErrorResponse(
-                            ResponseValue::from_response(response).await?,
-                        ),
-                    )
-                }
-                401u16 => {
-                    Err(
-                        Error::ErrorResponse(
-                            ResponseValue::from_response(response).await?,
-                        ),
-                    )
-                }
-                500u16..=599u16 => {
-                    Err(
-                        Error::ErrorResponse(
-                            ResponseValue::from_response(response).await?,
-                        ),
-                    )
-                }
-                _ => Err(Error::UnexpectedResponse(response)),
-            }
-        }
-    }
-    /**Builder for [`Client::get_score`]
-
-[`Client::get_score`]: super::Client::get_score*/
-    #[derive(Debug, Clone)]
-    pub struct GetScore<'a> {
-        client: &'a super::Client,
-        score_id: Result<::uuid::Uuid, String>,
-    }
-    impl<'a> GetScore<'a> {
-        pub fn new(client: &'a super::Client) -> Self {
-            Self {
-                client: client,
-                score_id: Err("score_id was not initialized".to_string()),
-            }
-        }
-        pub fn score_id<V>(mut self, value: V) -> Self
+        pub fn exercise_id<V>(mut self, value: V) -> Self
         where
             V: std::convert::TryInto<::uuid::Uuid>,
         {
-            self.score_id = value
+            self.exercise_id = value
                 .try_into()
                 .map_err(|_| {
-                    "conversion to `:: uuid :: Uuid` for score_id failed".to_string()
+                    "conversion to `:: uuid :: Uuid` for exercise_id failed".to_string()
                 });
             self
         }
-        ///Sends a `GET` request to `/v1/scores/{score_id}`
+        pub fn limit<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<::std::num::NonZeroU32>,
+        {
+            self.limit = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `:: std :: num :: NonZeroU32` for limit failed"
+                        .to_string()
+                });
+            self
+        }
+        pub fn page_token<V>(mut self, value: V) -> Self
+        where
+            V: std::convert::TryInto<types::ListExerciseScoresPageToken>,
+        {
+            self.page_token = value
+                .try_into()
+                .map(Some)
+                .map_err(|_| {
+                    "conversion to `ListExerciseScoresPageToken` for page_token failed"
+                        .to_string()
+                });
+            self
+        }
+        ///Sends a `GET` request to `/v1/scores/exercises/{exercise_id}`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::Score>, Error<types::Problem>> {
-            let Self { client, score_id } = self;
-            let score_id = score_id.map_err(Error::InvalidRequest)?;
+        ) -> Result<ResponseValue<types::ScorePage>, Error<types::Problem>> {
+            let Self { client, exercise_id, limit, page_token } = self;
+            let exercise_id = exercise_id.map_err(Error::InvalidRequest)?;
+            let limit = limit.map_err(Error::InvalidRequest)?;
+            let page_token = page_token.map_err(Error::InvalidRequest)?;
             let url = format!(
-                "{}/v1/scores/{}", client.baseurl, encode_path(& score_id.to_string()),
+                "{}/v1/scores/exercises/{}", client.baseurl, encode_path(& exercise_id
+                .to_string()),
             );
             let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
             header_map
@@ -1966,10 +2239,12 @@ pub mod builder {
                     ::reqwest::header::ACCEPT,
                     ::reqwest::header::HeaderValue::from_static("application/json"),
                 )
+                .query(&progenitor_client::QueryParam::new("limit", &limit))
+                .query(&progenitor_client::QueryParam::new("page_token", &page_token))
                 .headers(header_map)
                 .build()?;
             let info = OperationInfo {
-                operation_id: "get_score",
+                operation_id: "list_exercise_scores",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
@@ -1991,13 +2266,6 @@ pub mod builder {
                         ),
                     )
                 }
-                404u16 => {
-                    Err(
-                        Error::ErrorResponse(
-                            ResponseValue::from_response(response).await?,
-                        ),
-                    )
-                }
                 500u16..=599u16 => {
                     Err(
                         Error::ErrorResponse(
@@ -2009,161 +2277,65 @@ pub mod builder {
             }
         }
     }
-    /**Builder for [`Client::delete_score`]
+    /**Builder for [`Client::receive_event`]
 
-[`Client::delete_score`]: super::Client::delete_score*/
+[`Client::receive_event`]: super::Client::receive_event*/
     #[derive(Debug, Clone)]
-    pub struct DeleteScore<'a> {
+    pub struct ReceiveEvent<'a> {
         client: &'a super::Client,
-        score_id: Result<::uuid::Uuid, String>,
+        taproom_signature: Result<Option<types::ReceiveEventTaproomSignature>, String>,
+        body: Result<types::builder::Event, String>,
     }
-    impl<'a> DeleteScore<'a> {
+    impl<'a> ReceiveEvent<'a> {
         pub fn new(client: &'a super::Client) -> Self {
             Self {
                 client: client,
-                score_id: Err("score_id was not initialized".to_string()),
-            }
-        }
-        pub fn score_id<V>(mut self, value: V) -> Self
-        where
-            V: std::convert::TryInto<::uuid::Uuid>,
-        {
-            self.score_id = value
-                .try_into()
-                .map_err(|_| {
-                    "conversion to `:: uuid :: Uuid` for score_id failed".to_string()
-                });
-            self
-        }
-        ///Sends a `DELETE` request to `/v1/scores/{score_id}`
-        pub async fn send(self) -> Result<ResponseValue<()>, Error<types::Problem>> {
-            let Self { client, score_id } = self;
-            let score_id = score_id.map_err(Error::InvalidRequest)?;
-            let url = format!(
-                "{}/v1/scores/{}", client.baseurl, encode_path(& score_id.to_string()),
-            );
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
-            header_map
-                .append(
-                    ::reqwest::header::HeaderName::from_static("api-version"),
-                    ::reqwest::header::HeaderValue::from_static(
-                        super::Client::api_version(),
-                    ),
-                );
-            #[allow(unused_mut)]
-            let mut request = client
-                .client
-                .delete(url)
-                .header(
-                    ::reqwest::header::ACCEPT,
-                    ::reqwest::header::HeaderValue::from_static("application/json"),
-                )
-                .headers(header_map)
-                .build()?;
-            let info = OperationInfo {
-                operation_id: "delete_score",
-            };
-            client.pre(&mut request, &info).await?;
-            let result = client.exec(request, &info).await;
-            client.post(&result, &info).await?;
-            let response = result?;
-            match response.status().as_u16() {
-                204u16 => Ok(ResponseValue::empty(response)),
-                400u16..=499u16 => {
-                    Err(
-                        Error::ErrorResponse(
-                            ResponseValue::from_response(response).await?,
-                        ),
-                    )
-                }
-                401u16 => {
-                    Err(
-                        Error::ErrorResponse(
-                            ResponseValue::from_response(response).await?,
-                        ),
-                    )
-                }
-                404u16 => {
-                    Err(
-                        Error::ErrorResponse(
-                            ResponseValue::from_response(response).await?,
-                        ),
-                    )
-                }
-                500u16..=599u16 => {
-                    Err(
-                        Error::ErrorResponse(
-                            ResponseValue::from_response(response).await?,
-                        ),
-                    )
-                }
-                _ => Err(Error::UnexpectedResponse(response)),
-            }
-        }
-    }
-    /**Builder for [`Client::update_score`]
-
-[`Client::update_score`]: super::Client::update_score*/
-    #[derive(Debug, Clone)]
-    pub struct UpdateScore<'a> {
-        client: &'a super::Client,
-        score_id: Result<::uuid::Uuid, String>,
-        body: Result<types::builder::UpdateScore, String>,
-    }
-    impl<'a> UpdateScore<'a> {
-        pub fn new(client: &'a super::Client) -> Self {
-            Self {
-                client: client,
-                score_id: Err("score_id was not initialized".to_string()),
+                taproom_signature: Ok(None),
                 body: Ok(::std::default::Default::default()),
             }
         }
-        pub fn score_id<V>(mut self, value: V) -> Self
+        pub fn taproom_signature<V>(mut self, value: V) -> Self
         where
-            V: std::convert::TryInto<::uuid::Uuid>,
+            V: std::convert::TryInto<types::ReceiveEventTaproomSignature>,
         {
-            self.score_id = value
+            self.taproom_signature = value
                 .try_into()
+                .map(Some)
                 .map_err(|_| {
-                    "conversion to `:: uuid :: Uuid` for score_id failed".to_string()
+                    "conversion to `ReceiveEventTaproomSignature` for taproom_signature failed"
+                        .to_string()
                 });
             self
         }
         pub fn body<V>(mut self, value: V) -> Self
         where
-            V: std::convert::TryInto<types::UpdateScore>,
-            <V as std::convert::TryInto<types::UpdateScore>>::Error: std::fmt::Display,
+            V: std::convert::TryInto<types::Event>,
+            <V as std::convert::TryInto<types::Event>>::Error: std::fmt::Display,
         {
             self.body = value
                 .try_into()
                 .map(From::from)
-                .map_err(|s| {
-                    format!("conversion to `UpdateScore` for body failed: {}", s)
-                });
+                .map_err(|s| format!("conversion to `Event` for body failed: {}", s));
             self
         }
         pub fn body_map<F>(mut self, f: F) -> Self
         where
-            F: std::ops::FnOnce(
-                types::builder::UpdateScore,
-            ) -> types::builder::UpdateScore,
+            F: std::ops::FnOnce(types::builder::Event) -> types::builder::Event,
         {
             self.body = self.body.map(f);
             self
         }
-        ///Sends a `PATCH` request to `/v1/scores/{score_id}`
+        ///Sends a `POST` request to `/v1/events`
         pub async fn send(
             self,
-        ) -> Result<ResponseValue<types::Score>, Error<types::Problem>> {
-            let Self { client, score_id, body } = self;
-            let score_id = score_id.map_err(Error::InvalidRequest)?;
+        ) -> Result<ResponseValue<types::EventReceipt>, Error<types::Problem>> {
+            let Self { client, taproom_signature, body } = self;
+            let taproom_signature = taproom_signature.map_err(Error::InvalidRequest)?;
             let body = body
-                .and_then(|v| types::UpdateScore::try_from(v).map_err(|e| e.to_string()))
+                .and_then(|v| types::Event::try_from(v).map_err(|e| e.to_string()))
                 .map_err(Error::InvalidRequest)?;
-            let url = format!(
-                "{}/v1/scores/{}", client.baseurl, encode_path(& score_id.to_string()),
-            );
-            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(1usize);
+            let url = format!("{}/v1/events", client.baseurl,);
+            let mut header_map = ::reqwest::header::HeaderMap::with_capacity(2usize);
             header_map
                 .append(
                     ::reqwest::header::HeaderName::from_static("api-version"),
@@ -2171,10 +2343,13 @@ pub mod builder {
                         super::Client::api_version(),
                     ),
                 );
+            if let Some(value) = taproom_signature {
+                header_map.append("Taproom-Signature", value.to_string().try_into()?);
+            }
             #[allow(unused_mut)]
             let mut request = client
                 .client
-                .patch(url)
+                .post(url)
                 .header(
                     ::reqwest::header::ACCEPT,
                     ::reqwest::header::HeaderValue::from_static("application/json"),
@@ -2183,7 +2358,7 @@ pub mod builder {
                 .headers(header_map)
                 .build()?;
             let info = OperationInfo {
-                operation_id: "update_score",
+                operation_id: "receive_event",
             };
             client.pre(&mut request, &info).await?;
             let result = client.exec(request, &info).await;
@@ -2199,13 +2374,6 @@ pub mod builder {
                     )
                 }
                 401u16 => {
-                    Err(
-                        Error::ErrorResponse(
-                            ResponseValue::from_response(response).await?,
-                        ),
-                    )
-                }
-                404u16 => {
                     Err(
                         Error::ErrorResponse(
                             ResponseValue::from_response(response).await?,

@@ -49,6 +49,36 @@ pub struct DeleteExercisePath {
     pub exercise_id: uuid::Uuid,
 }
 
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct ListSubmissionsPath {
+    /// The exercise's id.
+    pub exercise_id: uuid::Uuid,
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct ListSubmissionsQuery {
+    /// Page size.
+    pub limit: Option<u32>,
+
+    /// `next_page_token` of the previous page. Treat it as opaque; any string of this shape names a position, so a well-formed token is never refused.
+    pub page_token: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct CreateSubmissionPath {
+    /// The exercise's id.
+    pub exercise_id: uuid::Uuid,
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+pub struct GetSubmissionPath {
+    /// The exercise's id.
+    pub exercise_id: uuid::Uuid,
+
+    /// The submission's id.
+    pub submission_id: uuid::Uuid,
+}
+
 #[dropshot::api_description]
 pub trait ExercisesApi {
     type Context: crate::runtime::ServiceContext;
@@ -85,7 +115,7 @@ pub trait ExercisesApi {
         crate::runtime::infra::version(rqctx).await
     }
 
-    /// List your exercises
+    /// List the exercises
     #[endpoint { method = GET, path = "/v1/exercises", tags = ["exercises"] }]
     async fn list_exercises(
         rqctx: RequestContext<Self::Context>,
@@ -93,18 +123,18 @@ pub trait ExercisesApi {
         query: ValidatedQuery<ListExercisesQuery>,
     ) -> Result<dropshot::HttpResponseOk<types::ExercisePage>, Problem>;
 
-    /// Create a new exercise
+    /// Create an exercise
     #[endpoint { method = POST, path = "/v1/exercises", tags = ["exercises"] }]
     async fn create_exercise(
         rqctx: RequestContext<Self::Context>,
-        caller: Authenticated,
+        caller: Admin,
         body: ValidatedBody<types::CreateExercise>,
     ) -> Result<
         dropshot::HttpResponseHeaders<dropshot::HttpResponseCreated<types::Exercise>>,
         Problem,
     >;
 
-    /// Get one of your exercises
+    /// Get an exercise
     #[endpoint { method = GET, path = "/v1/exercises/{exercise_id}", tags = ["exercises"] }]
     async fn get_exercise(
         rqctx: RequestContext<Self::Context>,
@@ -112,20 +142,49 @@ pub trait ExercisesApi {
         path: ValidatedPath<GetExercisePath>,
     ) -> Result<dropshot::HttpResponseOk<types::Exercise>, Problem>;
 
-    /// Change one of your exercises
+    /// Change an exercise
     #[endpoint { method = PATCH, path = "/v1/exercises/{exercise_id}", tags = ["exercises"] }]
     async fn update_exercise(
         rqctx: RequestContext<Self::Context>,
-        caller: Authenticated,
+        caller: Admin,
         path: ValidatedPath<UpdateExercisePath>,
         body: ValidatedBody<types::UpdateExercise>,
     ) -> Result<dropshot::HttpResponseOk<types::Exercise>, Problem>;
 
-    /// Delete one of your exercises
+    /// Delete an exercise
     #[endpoint { method = DELETE, path = "/v1/exercises/{exercise_id}", tags = ["exercises"] }]
     async fn delete_exercise(
         rqctx: RequestContext<Self::Context>,
-        caller: Authenticated,
+        caller: Admin,
         path: ValidatedPath<DeleteExercisePath>,
     ) -> Result<dropshot::HttpResponseDeleted, Problem>;
+
+    /// List your submissions to an exercise
+    #[endpoint { method = GET, path = "/v1/exercises/{exercise_id}/submissions", tags = ["submissions"] }]
+    async fn list_submissions(
+        rqctx: RequestContext<Self::Context>,
+        caller: Authenticated,
+        path: ValidatedPath<ListSubmissionsPath>,
+        query: ValidatedQuery<ListSubmissionsQuery>,
+    ) -> Result<dropshot::HttpResponseOk<types::SubmissionPage>, Problem>;
+
+    /// Submit a solution
+    #[endpoint { method = POST, path = "/v1/exercises/{exercise_id}/submissions", tags = ["submissions"] }]
+    async fn create_submission(
+        rqctx: RequestContext<Self::Context>,
+        caller: Authenticated,
+        path: ValidatedPath<CreateSubmissionPath>,
+        body: ValidatedBody<types::CreateSubmission>,
+    ) -> Result<
+        dropshot::HttpResponseHeaders<dropshot::HttpResponseAccepted<types::Submission>>,
+        Problem,
+    >;
+
+    /// Get one of your submissions
+    #[endpoint { method = GET, path = "/v1/exercises/{exercise_id}/submissions/{submission_id}", tags = ["submissions"] }]
+    async fn get_submission(
+        rqctx: RequestContext<Self::Context>,
+        caller: Authenticated,
+        path: ValidatedPath<GetSubmissionPath>,
+    ) -> Result<dropshot::HttpResponseOk<types::Submission>, Problem>;
 }

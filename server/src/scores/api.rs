@@ -23,7 +23,7 @@ pub fn served_openapi() -> anyhow::Result<serde_json::Value> {
 }
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
-pub struct ListScoresQuery {
+pub struct ListMyScoresQuery {
     /// Page size.
     pub limit: Option<u32>,
 
@@ -32,21 +32,25 @@ pub struct ListScoresQuery {
 }
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
-pub struct GetScorePath {
-    /// The score's id.
-    pub score_id: uuid::Uuid,
+pub struct ListExerciseScoresPath {
+    /// The exercise's id.
+    pub exercise_id: uuid::Uuid,
 }
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
-pub struct UpdateScorePath {
-    /// The score's id.
-    pub score_id: uuid::Uuid,
+pub struct ListExerciseScoresQuery {
+    /// Page size.
+    pub limit: Option<u32>,
+
+    /// `next_page_token` of the previous page. Treat it as opaque; any string of this shape names a position, so a well-formed token is never refused.
+    pub page_token: Option<String>,
 }
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
-pub struct DeleteScorePath {
-    /// The score's id.
-    pub score_id: uuid::Uuid,
+pub struct ReceiveEventHeaders {
+    /// `sha256=` and the lowercase hex HMAC-SHA256 of the request body under the events token. Declared optional so that older senders still parse, but an event is taken only with a valid one.
+    #[serde(rename = "Taproom-Signature")]
+    pub taproom_signature: Option<String>,
 }
 
 #[dropshot::api_description]
@@ -87,42 +91,27 @@ pub trait ScoresApi {
 
     /// List your scores
     #[endpoint { method = GET, path = "/v1/scores", tags = ["scores"] }]
-    async fn list_scores(
+    async fn list_my_scores(
         rqctx: RequestContext<Self::Context>,
         caller: Authenticated,
-        query: ValidatedQuery<ListScoresQuery>,
+        query: ValidatedQuery<ListMyScoresQuery>,
     ) -> Result<dropshot::HttpResponseOk<types::ScorePage>, Problem>;
 
-    /// Create a new score
-    #[endpoint { method = POST, path = "/v1/scores", tags = ["scores"] }]
-    async fn create_score(
+    /// List an exercise's scores
+    #[endpoint { method = GET, path = "/v1/scores/exercises/{exercise_id}", tags = ["scores"] }]
+    async fn list_exercise_scores(
         rqctx: RequestContext<Self::Context>,
-        caller: Authenticated,
-        body: ValidatedBody<types::CreateScore>,
-    ) -> Result<dropshot::HttpResponseHeaders<dropshot::HttpResponseCreated<types::Score>>, Problem>;
+        caller: Admin,
+        path: ValidatedPath<ListExerciseScoresPath>,
+        query: ValidatedQuery<ListExerciseScoresQuery>,
+    ) -> Result<dropshot::HttpResponseOk<types::ScorePage>, Problem>;
 
-    /// Get one of your scores
-    #[endpoint { method = GET, path = "/v1/scores/{score_id}", tags = ["scores"] }]
-    async fn get_score(
+    /// Take an event from another service
+    #[endpoint { method = POST, path = "/v1/events", tags = ["events"] }]
+    async fn receive_event(
         rqctx: RequestContext<Self::Context>,
-        caller: Authenticated,
-        path: ValidatedPath<GetScorePath>,
-    ) -> Result<dropshot::HttpResponseOk<types::Score>, Problem>;
-
-    /// Change one of your scores
-    #[endpoint { method = PATCH, path = "/v1/scores/{score_id}", tags = ["scores"] }]
-    async fn update_score(
-        rqctx: RequestContext<Self::Context>,
-        caller: Authenticated,
-        path: ValidatedPath<UpdateScorePath>,
-        body: ValidatedBody<types::UpdateScore>,
-    ) -> Result<dropshot::HttpResponseOk<types::Score>, Problem>;
-
-    /// Delete one of your scores
-    #[endpoint { method = DELETE, path = "/v1/scores/{score_id}", tags = ["scores"] }]
-    async fn delete_score(
-        rqctx: RequestContext<Self::Context>,
-        caller: Authenticated,
-        path: ValidatedPath<DeleteScorePath>,
-    ) -> Result<dropshot::HttpResponseDeleted, Problem>;
+        sender: EventSender,
+        headers: ValidatedHeaders<ReceiveEventHeaders>,
+        body: ValidatedBody<types::Event>,
+    ) -> Result<dropshot::HttpResponseOk<types::EventReceipt>, Problem>;
 }
