@@ -131,6 +131,12 @@ pub async fn start(
     peers: &PeerUrls,
     log: &slog::Logger,
 ) -> anyhow::Result<dropshot::HttpServer<ExercisesContext>> {
+    anyhow::ensure!(
+        !sandbox::exposes(&config.data_dir),
+        "exercises: DATA_DIR ({}) is under a system directory the code sandbox shows to \
+         submissions (/usr, /bin, /lib…); put it elsewhere",
+        config.data_dir.display()
+    );
     let sandbox = Arc::new(sandbox(&config.sandbox));
     check_sandbox(sandbox.clone()).await?;
     let keyring = Keyring::for_peers(config, peers)?;

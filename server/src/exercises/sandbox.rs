@@ -48,6 +48,16 @@ const RESULTS_MAX_BYTES: usize = 1 << 20;
 /// 12) and bound as they are found.
 const SYSTEM_PATHS: &[&str] = &["/usr", "/bin", "/lib", "/lib64", "/sbin"];
 
+/// Whether the sandbox would show `path` (read-only) to the code it runs: a data
+/// directory there would be readable by every submission.
+pub fn exposes(path: &std::path::Path) -> bool {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    SYSTEM_PATHS.iter().any(|p| {
+        let p = std::fs::canonicalize(p).unwrap_or_else(|_| PathBuf::from(p));
+        path.starts_with(p)
+    })
+}
+
 /// What to run: a command line inside the sandbox, and its standard input.
 pub struct Program<'a> {
     pub argv: &'a [&'a str],
@@ -113,6 +123,11 @@ impl Sandbox {
             "--unshare-all",
             "--die-with-parent",
             "--new-session",
+            // No reaper process of bubblewrap's own as pid 1: it would outlive bubblewrap
+            // as a zombie of the host's init, counted against the slot's process limit
+            // until that init reaps it (slowly, in some containers), making the next
+            // run's fork fail.
+            "--as-pid-1",
             "--clearenv",
             "--cap-drop",
             "ALL",
