@@ -191,6 +191,7 @@ async fn admins_write_exercises_and_users_read_them_without_the_tests(backend: B
         status(learner.delete_exercise().exercise_id(id).send().await),
         403
     );
+    let submitted = submit(&learner, id, FIZZBUZZ_RIGHT).await;
     admin
         .delete_exercise()
         .exercise_id(id)
@@ -199,6 +200,18 @@ async fn admins_write_exercises_and_users_read_them_without_the_tests(backend: B
         .unwrap();
     assert_eq!(
         status(learner.get_exercise().exercise_id(id).send().await),
+        404
+    );
+    // Its submissions went with it.
+    assert_eq!(
+        status(
+            learner
+                .get_submission()
+                .exercise_id(id)
+                .submission_id(submitted.id)
+                .send()
+                .await
+        ),
         404
     );
     assert_eq!(

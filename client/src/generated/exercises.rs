@@ -29,7 +29,7 @@ pub mod types {
             Default::default()
         }
     }
-    ///Source code (up to 64 KiB).
+    ///Source code (up to 16384 characters).
     #[derive(
         ::serde::Serialize,
         Clone,
@@ -59,8 +59,8 @@ pub mod types {
         fn from_str(
             value: &str,
         ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 65536usize {
-                return Err("longer than 65536 characters".into());
+            if value.chars().count() > 16384usize {
+                return Err("longer than 16384 characters".into());
             }
             Ok(Self(value.to_string()))
         }
@@ -500,8 +500,8 @@ pub mod types {
         fn from_str(
             value: &str,
         ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 100000usize {
-                return Err("longer than 100000 characters".into());
+            if value.chars().count() > 10000usize {
+                return Err("longer than 10000 characters".into());
             }
             Ok(Self(value.to_string()))
         }
@@ -700,8 +700,8 @@ pub mod types {
         fn from_str(
             value: &str,
         ) -> ::std::result::Result<Self, self::error::ConversionError> {
-            if value.chars().count() > 65536usize {
-                return Err("longer than 65536 characters".into());
+            if value.chars().count() > 16384usize {
+                return Err("longer than 16384 characters".into());
             }
             if value.chars().count() < 1usize {
                 return Err("shorter than 1 characters".into());
@@ -2488,7 +2488,7 @@ let response = client.get_exercise()
     }
     /**Delete an exercise
 
-Admins only. Submissions already made stay readable by their owners; those still waiting end as `error`.
+Admins only. Its submissions go with it (their scores stay).
 
 Sends a `DELETE` request to `/v1/exercises/{exercise_id}`
 

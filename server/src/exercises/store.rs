@@ -165,14 +165,21 @@ pub async fn update_exercise(
         .unwrap_or(Err(StoreError::NotFound))
 }
 
+/// Deletes an exercise and its submissions (a run in progress then stores nothing).
 pub async fn delete_exercise(db: &Db, id: Uuid) -> Result<(), StoreError> {
+    let mut tx = db.pool.begin().await?;
     let done = sqlx::query("DELETE FROM exercises WHERE id = $1")
         .bind(id.to_string())
-        .execute(&db.pool)
+        .execute(&mut *tx)
         .await?;
     if done.rows_affected() == 0 {
         return Err(StoreError::NotFound);
     }
+    sqlx::query("DELETE FROM submissions WHERE exercise_id = $1")
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     Ok(())
 }
 
