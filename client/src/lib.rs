@@ -3,7 +3,7 @@
 //! against, so a call that compiles is a call the service understands.
 //!
 //! - One module per service ([`users`], [`beers`], [`orders`], [`tasks`],
-//!   [`promotions`]), each with `types` (every request and response body) and a `Client`
+//!   [`promotions`], [`exercises`], [`scores`]), each with `types` (every request and response body) and a `Client`
 //!   with one builder-style method per operation, named after its operationId.
 //! - [`Connection`] is the one place to set base URLs, timeout, bearer token and request
 //!   id; it hands out every service's `Client`. Its methods show each service in use.

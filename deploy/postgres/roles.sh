@@ -7,7 +7,7 @@
 # Passwords come from <SERVICE>_DB_PASSWORD; the services' <SERVICE>_DATABASE_URL must
 # use the same ones: postgres://<service>:<password>@<host>:5432/taproom_<service>.
 set -eu
-for service in users beers orders tasks promotions; do
+for service in users beers orders tasks promotions exercises scores; do
   var="$(echo "$service" | tr '[:lower:]' '[:upper:]')_DB_PASSWORD"
   eval "password=\${$var:?set $var}"
   # psql interpolates :"name" (identifier) and :'name' (literal) safely in its input.

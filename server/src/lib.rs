@@ -20,4 +20,4 @@ macro_rules! services {
     };
 }
 
-services!(users, beers, promotions, orders, tasks);
+services!(users, beers, promotions, orders, tasks, scores, exercises);

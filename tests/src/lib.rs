@@ -103,6 +103,7 @@ impl TestDb {
             shutdown_timeout_secs: 5,
             sqlite_synchronous: Default::default(),
             limits: Default::default(),
+            sandbox: Default::default(),
             token_ttl_secs: 3600,
             // Tests sign in far more often than any client should; the tests of the
             // limits set their own.
@@ -477,12 +478,7 @@ impl Shop {
 
     /// Starts promotions again on its database and its old port.
     pub async fn start_promotions(&mut self) {
-        let port: u16 = self
-            .promotions_url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("promotions URL has a port");
+        let port = port_of(&self.promotions_url);
         let mut config = self.users.db.config();
         config.service_mut("promotions").port = port;
         let log = taproom_server::runtime::server::logger(&config.log_level, config.log_format)
@@ -544,6 +540,151 @@ impl Shop {
         );
         (id, client, bearer_client(&token))
     }
+}
+
+/// The port of a base URL such as `http://127.0.0.1:5005`.
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the URL has a port")
+}
+
+/// Exercises and scores beside their own users service, each on its own database,
+/// wired as `server all` wires them. The sandbox limits are the test configuration's
+/// (short, so that attacks end quickly), changed by `adjust`.
+pub struct Exercises {
+    pub users: Users,
+    pub url: String,
+    pub scores_url: String,
+    exercises_server: Option<HttpServer<taproom_server::exercises::ExercisesContext>>,
+    scores_server: Option<HttpServer<taproom_server::scores::ScoresContext>>,
+}
+
+impl Exercises {
+    /// Sandbox limits for tests: two workers, 2 s of CPU, 4 s of wall-clock time.
+    pub fn test_sandbox(config: &mut Config) {
+        config.sandbox.sandbox_workers = 2;
+        config.sandbox.sandbox_cpu_secs = 2;
+        config.sandbox.sandbox_wall_ms = 4000;
+    }
+
+    pub async fn start(backend: Backend) -> Exercises {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    pub async fn start_with(
+        backend: Backend,
+        adjust: impl Fn(&mut Config) + Send + Sync + 'static,
+    ) -> Exercises {
+        let users = Users::start_with(backend, move |config| {
+            Self::test_sandbox(config);
+            adjust(config);
+        })
+        .await;
+        let mut world = Exercises {
+            users,
+            url: String::new(),
+            scores_url: String::new(),
+            exercises_server: None,
+            scores_server: None,
+        };
+        world.start_scores().await;
+        world.start_exercises().await;
+        world
+    }
+
+    /// (Re)starts exercises on its database (its queue and outbox as they are).
+    pub async fn start_exercises(&mut self) {
+        self.stop_exercises().await;
+        let config = self.users.db.config();
+        let mut peers = self.users.peers();
+        peers.insert("scores", self.scores_url.clone());
+        let log = taproom_server::runtime::server::logger(&config.log_level, config.log_format)
+            .expect("logger");
+        let server = taproom_server::exercises::start(&config, &peers, &log)
+            .await
+            .expect("exercises starts");
+        self.url = format!("http://{}", server.local_addr());
+        self.exercises_server = Some(server);
+    }
+
+    /// Stops exercises (its workers and relay).
+    pub async fn stop_exercises(&mut self) {
+        if let Some(server) = self.exercises_server.take() {
+            server.close().await.expect("clean shutdown");
+        }
+    }
+
+    /// Starts scores, on its old port once it has one (exercises delivers there).
+    pub async fn start_scores(&mut self) {
+        let mut config = self.users.db.config();
+        if !self.scores_url.is_empty() {
+            config.service_mut("scores").port = port_of(&self.scores_url);
+        }
+        let log = taproom_server::runtime::server::logger(&config.log_level, config.log_format)
+            .expect("logger");
+        let server = taproom_server::scores::start(&config, &self.users.peers(), &log)
+            .await
+            .expect("scores starts");
+        self.scores_url = format!("http://{}", server.local_addr());
+        self.scores_server = Some(server);
+    }
+
+    /// Stops scores: its port refuses connections until `start_scores`.
+    pub async fn stop_scores(&mut self) {
+        if let Some(server) = self.scores_server.take() {
+            server.close().await.expect("clean shutdown");
+        }
+    }
+
+    pub fn exercises(&self, token: &str) -> taproom_client::exercises::Client {
+        taproom_client::exercises::Client::new_with_client(
+            &self.url,
+            bearer_client(token),
+            Default::default(),
+        )
+    }
+
+    pub fn scores(&self, token: &str) -> taproom_client::scores::Client {
+        taproom_client::scores::Client::new_with_client(
+            &self.scores_url,
+            bearer_client(token),
+            Default::default(),
+        )
+    }
+}
+
+/// Whether a submission's status is final (graded).
+pub fn is_final(status: taproom_client::exercises::types::SubmissionStatus) -> bool {
+    use taproom_client::exercises::types::SubmissionStatus;
+    !matches!(
+        status,
+        SubmissionStatus::Pending | SubmissionStatus::Running
+    )
+}
+
+/// Polls `get_submission` until the submission is graded (or a minute passes).
+pub async fn graded(
+    client: &taproom_client::exercises::Client,
+    exercise: uuid::Uuid,
+    id: uuid::Uuid,
+) -> taproom_client::exercises::types::Submission {
+    for _ in 0..600 {
+        let s = client
+            .get_submission()
+            .exercise_id(exercise)
+            .submission_id(id)
+            .send()
+            .await
+            .expect("get_submission")
+            .into_inner();
+        if is_final(s.status) {
+            return s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("submission {id} was not graded within a minute");
 }
 
 /// A reqwest client that sends `Authorization: Bearer <token>` on every request.

@@ -57,6 +57,21 @@ impl Nginx {
                 .collect();
             blocks.push_str(&format!("upstream {name} {{{servers} }}\n"));
         }
+        // Services the test did not start still need an upstream for nginx to start:
+        // one that refuses connections (port 1), as a service that is down would.
+        let deployed = std::fs::read_to_string(deploy_dir().join("upstreams.conf"))
+            .expect("deploy/upstreams.conf");
+        for name in deployed
+            .lines()
+            .filter_map(|l| l.strip_prefix("upstream "))
+            .filter_map(|l| l.split_whitespace().next())
+        {
+            if !upstreams.iter().any(|(given, _)| *given == name) {
+                blocks.push_str(&format!(
+                    "upstream {name} {{ server 127.0.0.1:1 max_fails=1 fail_timeout=5s; }}\n"
+                ));
+            }
+        }
         std::fs::write(dir.path().join("upstreams.conf"), blocks).unwrap();
         let prefix = dir.path().display().to_string();
         let child = std::process::Command::new(binary())

@@ -495,6 +495,10 @@ fn operation(
             let t = body_type(s)?;
             quote! { dropshot::HttpResponseCreated<#t> }
         }
+        ("202", Some(s)) => {
+            let t = body_type(s)?;
+            quote! { dropshot::HttpResponseAccepted<#t> }
+        }
         ("204", None) if method == "delete" => quote! { dropshot::HttpResponseDeleted },
         ("204", None) => quote! { dropshot::HttpResponseUpdatedNoContent },
         (c, s) => bail!("unsupported success response {c} (body: {})", s.is_some()),

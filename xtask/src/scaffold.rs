@@ -250,6 +250,18 @@ fn plan(root: &Path, templates: &Path, name: &str, port: u16) -> Result<Vec<Chan
     let compose = insert_after(&compose, "deploy/compose.yaml", &password, |l| {
         l.trim_start().contains("_DB_PASSWORD: ${")
     })?;
+    // Where the other services reach it (`<NAME>_URL`), beside the others' URLs.
+    let is_peer_url = |l: &str| {
+        let l = l.trim_start();
+        l.split_once("_URL: http://")
+            .is_some_and(|(name, _)| name.chars().all(|c| c.is_ascii_uppercase()))
+    };
+    let compose = insert_after(
+        &compose,
+        "deploy/compose.yaml",
+        &format!("    {env}_URL: http://{name}:{port}"),
+        is_peer_url,
+    )?;
     // After the last service, separated by a blank line as the others are.
     let block = format!(
         "\n  {name}:\n    <<: *service\n    command: [\"{name}\"]\n    environment:\n      <<: *environment\n      {env}_DATABASE_URL: postgres://{name}:${{{env}_DB_PASSWORD:?set {env}_DB_PASSWORD}}@postgres:5432/taproom_{name}\n    healthcheck:\n      test: [\"CMD\", \"server\", \"healthcheck\", \"{name}\"]\n      interval: 10s\n      timeout: 3s\n      retries: 3\n      start_period: 10s\n"
@@ -279,6 +291,12 @@ fn plan(root: &Path, templates: &Path, name: &str, port: u16) -> Result<Vec<Chan
     let secret = format!(
         "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}-database\n  namespace: taproom\ntype: Opaque\nstringData:\n  {env}_DATABASE_URL: postgres://{name}:change-me@postgres:5432/taproom_{name}\n"
     );
+    let config = insert_after(
+        &config,
+        "deploy/k8s/config.yaml",
+        &format!("  {env}_URL: http://{name}:{port}"),
+        is_peer_url,
+    )?;
     changes.push(edit(
         "deploy/k8s/config.yaml",
         format!("{}\n{secret}", config.trim_end()),

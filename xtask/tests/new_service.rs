@@ -86,7 +86,8 @@ fn a_new_service_passes_check_clippy_and_its_contract_tests() {
         ]
     );
     let lib = std::fs::read_to_string(copy.join("server/src/lib.rs")).unwrap();
-    assert!(lib.contains("services!(users, beers, promotions, orders, tasks, notes);"));
+    assert!(lib
+        .contains("services!(users, beers, promotions, orders, tasks, scores, exercises, notes);"));
 
     let check = cargo_xtask(&copy, &target_dir(), "check");
     assert!(check.status.success(), "xtask check: {}", stderr(&check));

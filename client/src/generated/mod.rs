@@ -4,6 +4,10 @@
 #[allow(unreachable_patterns)]
 #[rustfmt::skip]
 pub mod beers;
+/// Client and types for the exercises service (`openapi/exercises.yaml`).
+#[allow(unreachable_patterns)]
+#[rustfmt::skip]
+pub mod exercises;
 /// Client and types for the orders service (`openapi/orders.yaml`).
 #[allow(unreachable_patterns)]
 #[rustfmt::skip]
@@ -12,6 +16,10 @@ pub mod orders;
 #[allow(unreachable_patterns)]
 #[rustfmt::skip]
 pub mod promotions;
+/// Client and types for the scores service (`openapi/scores.yaml`).
+#[allow(unreachable_patterns)]
+#[rustfmt::skip]
+pub mod scores;
 /// Client and types for the tasks service (`openapi/tasks.yaml`).
 #[allow(unreachable_patterns)]
 #[rustfmt::skip]
@@ -22,8 +30,10 @@ pub mod tasks;
 pub mod users;
 crate::connection::services! {
     #[doc = include_str!("../../docs/beers.md")] beers => Beers, #[doc =
-    include_str!("../../docs/orders.md")] orders => Orders, #[doc =
+    " The exercises service's client (`openapi/exercises.yaml`)."] exercises =>
+    Exercises, #[doc = include_str!("../../docs/orders.md")] orders => Orders, #[doc =
     include_str!("../../docs/promotions.md")] promotions => Promotions, #[doc =
+    " The scores service's client (`openapi/scores.yaml`)."] scores => Scores, #[doc =
     include_str!("../../docs/tasks.md")] tasks => Tasks, #[doc =
     include_str!("../../docs/users.md")] users => Users
 }

@@ -10,10 +10,9 @@ mod store;
 
 use crate::runtime::auth::Keyring;
 use crate::runtime::config::Config;
-use crate::runtime::outbox::{self, Relay, RelayHandle, RelayOptions, Sink};
+use crate::runtime::outbox::{self, Relay, RelayHandle, RelayOptions};
 use crate::runtime::registry::{PeerUrls, ServiceDef};
-use crate::runtime::{calls, events, nats, retention, server, Db, Service};
-use anyhow::Context as _;
+use crate::runtime::{calls, delivery, retention, server, Db, Service};
 use dropshot::HttpServer;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,38 +69,8 @@ impl Peers {
 
 pub type OrdersContext = Service<Peers>;
 
-/// Delivers `order.placed` events to promotions' `receive_event` with the events token,
-/// each signed with it.
-struct HttpSink {
-    promotions: taproom_client::promotions::Client,
-    secret: String,
-}
-
-#[async_trait::async_trait]
-impl Sink for HttpSink {
-    async fn send(&self, event: &outbox::Event) -> anyhow::Result<()> {
-        let body: taproom_client::promotions::types::Event =
-            serde_json::from_str(&event.payload)
-                .with_context(|| format!("event {} is not an Event", event.id))?;
-        // What the client sends is this serialisation of `body`, and so what is signed.
-        let signature = events::sign(&self.secret, &serde_json::to_vec(&body)?);
-        self.promotions
-            .receive_event()
-            .taproom_signature(signature)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("receive_event: {e}"))?;
-        Ok(())
-    }
-
-    fn kind(&self) -> &'static str {
-        "http"
-    }
-}
-
 /// A relay for the orders outbox at `db`, sending as the configuration says: to NATS
-/// when `NATS_URL` is set, else to promotions over HTTP with `EVENTS_TOKEN`.
+/// when `NATS_URL` is set, else to promotions' `receive_event` over HTTP.
 pub async fn relay(
     config: &Config,
     db: &Db,
@@ -109,39 +78,25 @@ pub async fn relay(
     options: RelayOptions,
     log: &slog::Logger,
 ) -> anyhow::Result<Relay> {
-    let token = config
-        .events_token
-        .as_deref()
-        .context("EVENTS_TOKEN: required to sign the events orders delivers")?;
-    let sink: Arc<dyn Sink> = match nats::Settings::from_config(config) {
-        Some(settings) => Arc::new(nats::NatsSink {
-            js: nats::connect(&settings).await?,
-            timeout: config.service_timeout(),
-            secret: token.to_string(),
-        }),
-        None => {
-            let mut headers = reqwest::header::HeaderMap::new();
-            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
-                .context("EVENTS_TOKEN: not valid header text")?;
-            value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-            let http = calls::client(config.service_timeout(), headers)?;
-            Arc::new(HttpSink {
-                promotions: taproom_client::promotions::Client::new_with_client(
-                    promotions_url,
-                    http,
-                    Default::default(),
-                ),
-                secret: token.to_string(),
+    let url = promotions_url.to_string();
+    let http = move |client| -> delivery::SendFn<taproom_client::promotions::types::Event> {
+        let promotions =
+            taproom_client::promotions::Client::new_with_client(&url, client, Default::default());
+        Arc::new(move |body, signature| {
+            let promotions = promotions.clone();
+            Box::pin(async move {
+                promotions
+                    .receive_event()
+                    .taproom_signature(signature)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("receive_event: {e}"))?;
+                Ok(())
             })
-        }
+        })
     };
-    Ok(Relay::new(
-        db.clone(),
-        sink,
-        options,
-        &log.new(slog::o!("service" => NAME)),
-    ))
+    delivery::relay(config, db, NAME, http, options, log).await
 }
 
 pub async fn start(

@@ -6,9 +6,8 @@ use super::PromotionsContext;
 use crate::runtime::auth;
 use crate::runtime::db::StoreError;
 use crate::runtime::http::created;
-use crate::runtime::extract::Validators;
+use crate::runtime::inbox::Receiver;
 use crate::runtime::{Db, Problem};
-use std::time::Duration;
 use dropshot::{HttpResponseCreated, HttpResponseHeaders, HttpResponseOk, RequestContext};
 use taproom_client::promotions::types;
 
@@ -20,53 +19,21 @@ fn store_problem(rqctx: &Rq, e: StoreError) -> Problem {
     e.problem(&rqctx.log, &rqctx.request_id, "promo code")
 }
 
-/// Whether `event` is older than the duplicate check remembers (`max_age`): its id may
-/// have been pruned from `processed_events`, so taking it could count it twice (a
-/// replay of a captured event, or one that waited longer than the settings allow).
-fn too_old(event: &types::Event, max_age: Duration) -> bool {
-    chrono::Duration::from_std(max_age)
-        .ok()
-        .and_then(|max| chrono::Utc::now().checked_sub_signed(max))
-        .is_some_and(|oldest| event.occurred_at < oldest)
-}
+/// `order.placed` events, as promotions takes them.
+pub enum OrderPlaced {}
 
-/// Takes an event from NATS (its signature already verified by the consumer): validated
-/// like `receive_event`'s body. An event that can never be taken (not JSON, not an Event,
-/// too old) is logged and dropped rather than redelivered forever; a store failure is an
-/// error, so the message is delivered again.
-pub async fn take_raw_event(
-    db: &Db,
-    validators: &Validators,
-    max_age: Duration,
-    payload: &[u8],
-    log: &slog::Logger,
-) -> anyhow::Result<()> {
-    let value: serde_json::Value = match serde_json::from_slice(payload) {
-        Ok(v) => v,
-        Err(e) => {
-            slog::error!(log, "dropping an event that is not JSON"; "error" => %e);
-            return Ok(());
-        }
-    };
-    let errors = validators.validate_body("receive_event", &value);
-    let event: types::Event = match (errors.is_empty(), serde_json::from_value(value)) {
-        (true, Ok(event)) => event,
-        (_, result) => {
-            slog::error!(log, "dropping an event that does not match the Event schema";
-                "errors" => ?errors, "decode" => ?result.err().map(|e| e.to_string()));
-            return Ok(());
-        }
-    };
-    if too_old(&event, max_age) {
-        slog::error!(log, "dropping an event older than the duplicate check (EVENT_DEDUP_RETENTION_SECS)";
-            "event_id" => %event.id, "occurred_at" => %event.occurred_at);
-        return Ok(());
+impl Receiver for OrderPlaced {
+    type Event = types::Event;
+    const TOPIC: &'static str = "order.placed";
+    fn id(event: &types::Event) -> uuid::Uuid {
+        event.id
     }
-    let duplicate = store::take_event(db, &event)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    slog::info!(log, "event taken"; "event_id" => %event.id, "duplicate" => duplicate);
-    Ok(())
+    fn occurred_at(event: &types::Event) -> chrono::DateTime<chrono::Utc> {
+        event.occurred_at
+    }
+    async fn take(db: &Db, event: &types::Event) -> Result<bool, StoreError> {
+        store::take_event(db, event).await
+    }
 }
 
 impl PromotionsApi for PromotionsImpl {
@@ -145,17 +112,11 @@ impl PromotionsApi for PromotionsImpl {
         // Its signature was verified on the raw body, before it was parsed (the
         // extractor does so for every eventsAuth operation).
         let context = rqctx.context();
-        if too_old(&event, context.state.dedup_retention) {
-            return Err(Problem::new(
-                422,
-                "The event is older than this service remembers events for \
-                 (EVENT_DEDUP_RETENTION_SECS); it is not taken.",
-            )
-            .request(&rqctx.request_id));
-        }
-        let duplicate = store::take_event(&rqctx.context().db, &event)
-            .await
-            .map_err(|e| store_problem(&rqctx, e))?;
+        let duplicate = context
+            .state
+            .inbox
+            .receive::<OrderPlaced>(&context.db, &rqctx.log, &rqctx.request_id, &event)
+            .await?;
         Ok(HttpResponseOk(types::EventReceipt {
             id: event.id,
             duplicate,

@@ -246,6 +246,10 @@ pub struct Config {
     #[command(flatten)]
     pub limits: Limits,
 
+    /// How the exercises service runs submitted code.
+    #[command(flatten)]
+    pub sandbox: SandboxSettings,
+
     /// Log level: trace, debug, info, warning, error or critical.
     #[arg(long, env = "LOG_LEVEL", default_value = "info", global = true)]
     pub log_level: String,
@@ -281,6 +285,77 @@ pub struct Limits {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub max_connections: u32,
+}
+
+/// The code sandbox of the exercises service: its worker pool and the limits of each run.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSettings {
+    /// Submissions evaluated at once (0: one per CPU core)
+    #[arg(long, env = "SANDBOX_WORKERS", default_value_t = 0, global = true)]
+    pub sandbox_workers: usize,
+
+    /// CPU seconds a run may use
+    #[arg(long, env = "SANDBOX_CPU_SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub sandbox_cpu_secs: u64,
+
+    /// Wall-clock milliseconds a run may take before it is killed
+    #[arg(long, env = "SANDBOX_WALL_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(100..), global = true)]
+    pub sandbox_wall_ms: u64,
+
+    /// Address space of each process of a run, in MiB
+    #[arg(long, env = "SANDBOX_MEMORY_MB", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(16..), global = true)]
+    pub sandbox_memory_mb: u64,
+
+    /// Processes (and threads) a run may have at once
+    #[arg(long, env = "SANDBOX_PROCESSES", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(4..), global = true)]
+    pub sandbox_processes: u64,
+
+    /// Bytes a run may print (stdout and stderr) before it is killed
+    #[arg(long, env = "SANDBOX_OUTPUT_BYTES", default_value_t = 1 << 20, global = true)]
+    pub sandbox_output_bytes: usize,
+
+    /// Size of a run's private /tmp (its only writable place), in MiB
+    #[arg(long, env = "SANDBOX_TMPFS_MB", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub sandbox_tmpfs_mb: u64,
+
+    /// The bubblewrap binary
+    #[arg(
+        long,
+        env = "SANDBOX_BWRAP",
+        default_value = "/usr/bin/bwrap",
+        global = true
+    )]
+    pub sandbox_bwrap: PathBuf,
+
+    /// When the service runs as root: run slot N runs as host uid and gid BASE+N
+    #[arg(
+        long,
+        env = "SANDBOX_UID_BASE",
+        default_value_t = 200_000,
+        global = true
+    )]
+    pub sandbox_uid_base: u32,
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        SandboxSettings {
+            sandbox_workers: 0,
+            sandbox_cpu_secs: 5,
+            sandbox_wall_ms: 10_000,
+            sandbox_memory_mb: 256,
+            sandbox_processes: 32,
+            sandbox_output_bytes: 1 << 20,
+            sandbox_tmpfs_mb: 16,
+            sandbox_bwrap: "/usr/bin/bwrap".into(),
+            sandbox_uid_base: 200_000,
+        }
+    }
 }
 
 impl Default for Limits {

@@ -195,8 +195,22 @@ pub fn created<T: serde::Serialize + schemars::JsonSchema + Send + Sync + 'stati
     location: String,
     value: T,
 ) -> dropshot::HttpResponseHeaders<dropshot::HttpResponseCreated<T>> {
-    let mut response =
-        dropshot::HttpResponseHeaders::new_unnamed(dropshot::HttpResponseCreated(value));
+    with_location(location, dropshot::HttpResponseCreated(value))
+}
+
+/// A 202 Accepted answer with `Location`: where to follow the work's progress.
+pub fn accepted<T: serde::Serialize + schemars::JsonSchema + Send + Sync + 'static>(
+    location: String,
+    value: T,
+) -> dropshot::HttpResponseHeaders<dropshot::HttpResponseAccepted<T>> {
+    with_location(location, dropshot::HttpResponseAccepted(value))
+}
+
+fn with_location<R: dropshot::HttpCodedResponse>(
+    location: String,
+    response: R,
+) -> dropshot::HttpResponseHeaders<R> {
+    let mut response = dropshot::HttpResponseHeaders::new_unnamed(response);
     if let Ok(location) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, location);
     }

@@ -55,11 +55,13 @@ pub mod calls;
 pub mod clients;
 pub mod config;
 pub mod db;
+pub mod delivery;
 pub mod docs;
 pub mod etag;
 pub mod events;
 pub mod extract;
 pub mod http;
+pub mod inbox;
 pub mod infra;
 pub mod money;
 pub mod nats;
@@ -149,6 +151,20 @@ impl<S> Service<S> {
             accounts: None,
             state,
         })
+    }
+
+    /// The same service with another state: for state that needs the opened service
+    /// (its database, its spec) to be made.
+    pub fn with_state<T>(self, state: T) -> Service<T> {
+        Service {
+            spec: self.spec,
+            db: self.db,
+            keyring: self.keyring,
+            events_token: self.events_token,
+            clients: self.clients,
+            accounts: self.accounts,
+            state,
+        }
     }
 
     /// Prunes what `rules` say from this service's database every

@@ -145,21 +145,24 @@ impl Sink for NatsSink {
 /// Takes one message's payload; `Ok` once its effect is committed.
 pub type Handler = Arc<dyn Fn(Vec<u8>) -> BoxFuture<'static, Result<()>> + Send + Sync>;
 
-/// Consumes the stream through the durable consumer `durable` until the handle is
-/// dropped, reconnecting with backoff whenever NATS goes away.
+/// Consumes the stream's `topic` through the durable consumer `durable` until the handle
+/// is dropped, reconnecting with backoff whenever NATS goes away. (A durable made before
+/// it had a topic filter keeps reading every subject; its handler drops what is not
+/// its schema.)
 /// Only messages signed with `secret` reach `handler`; others are terminated (never
 /// redelivered) and logged.
 pub fn consume(
     settings: Settings,
     secret: String,
     durable: &'static str,
+    topic: &'static str,
     handler: Handler,
     log: slog::Logger,
 ) -> Consumer {
     let task = tokio::spawn(async move {
         let mut delay = Duration::from_millis(100);
         loop {
-            match consume_once(&settings, &secret, durable, &handler, &log).await {
+            match consume_once(&settings, &secret, durable, topic, &handler, &log).await {
                 Ok(()) => delay = Duration::from_millis(100),
                 Err(e) => {
                     slog::warn!(log, "event consumer stopped; reconnecting";
@@ -177,6 +180,7 @@ async fn consume_once(
     settings: &Settings,
     secret: &str,
     durable: &str,
+    topic: &str,
     handler: &Handler,
     log: &slog::Logger,
 ) -> Result<()> {
@@ -190,6 +194,7 @@ async fn consume_once(
             durable,
             pull::Config {
                 durable_name: Some(durable.into()),
+                filter_subject: subject(topic),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
                 ack_wait: Duration::from_secs(30),
                 ..Default::default()
