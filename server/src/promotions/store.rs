@@ -73,16 +73,7 @@ pub async fn uses(db: &Db, code: &str, user: Uuid) -> Result<u32, StoreError> {
 /// Returns whether it was a duplicate.
 pub async fn take_event(db: &Db, event: &types::Event) -> Result<bool, StoreError> {
     let mut tx = db.pool.begin().await?;
-    let fresh = sqlx::query(
-        "INSERT INTO processed_events (id, processed_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(event.id.to_string())
-    .bind(now_text())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !fresh {
+    if !crate::runtime::inbox::first_time(&mut tx, event.id).await? {
         return Ok(true);
     }
     if let Some(code) = &event.order.promo_code {

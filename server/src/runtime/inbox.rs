@@ -49,6 +49,23 @@ pub fn retention_rule(config: &Config) -> retention::Rule {
     }
 }
 
+/// Records, in the caller's transaction, that the event `id` was taken: `false` when it
+/// had been (a duplicate, whose effect must not be applied again).
+pub async fn first_time(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: uuid::Uuid,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO processed_events (id, processed_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id.to_string())
+    .bind(super::db::now_text())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
 /// Whether an event that occurred at `occurred_at` is older than the duplicate check
 /// remembers (`max_age`): its id may have been pruned, so taking it could count it twice
 /// (a replay of a captured event, or one that waited longer than the settings allow).

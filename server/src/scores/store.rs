@@ -4,7 +4,7 @@
 //! the score itself is one upsert, so concurrent events for one user and exercise
 //! cannot lose an attempt.
 
-use crate::runtime::db::{now_text, time_column, time_text, uuid_column, Db, StoreError};
+use crate::runtime::db::{time_column, time_text, uuid_column, Db, StoreError};
 use crate::runtime::pagination::Window;
 use sqlx::Row;
 use taproom_client::scores::types;
@@ -92,16 +92,7 @@ fn rank(status: types::Grade, passed_tests: u32) -> i64 {
 /// Returns whether it was a duplicate.
 pub async fn take_event(db: &Db, event: &types::Event) -> Result<bool, StoreError> {
     let mut tx = db.pool.begin().await?;
-    let fresh = sqlx::query(
-        "INSERT INTO processed_events (id, processed_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(event.id.to_string())
-    .bind(now_text())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if !fresh {
+    if !crate::runtime::inbox::first_time(&mut tx, event.id).await? {
         return Ok(true);
     }
     let graded = &event.submission;
