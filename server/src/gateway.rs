@@ -157,12 +157,13 @@ async fn forward(
         .ok_or_else(|| Problem::not_found("No service serves this path.").request(&rid));
     };
     let gateway = rqctx.context();
-    let base = &gateway
-        .upstreams
-        .iter()
-        .find(|(s, _)| *s == service)
-        .expect("every routed service has an upstream")
-        .1;
+    let Some((_, base)) = gateway.upstreams.iter().find(|(s, _)| *s == service) else {
+        // `server all` runs without a service this machine cannot run (it said why).
+        return Err(Problem::unavailable(format!(
+            "The {service} service is not running here; its start-up message says why."
+        ))
+        .request(&rid));
+    };
     let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
     let mut request = gateway.http.request(
         rqctx.request.method().clone(),

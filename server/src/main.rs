@@ -239,7 +239,14 @@ async fn run(cli: Cli) -> Result<()> {
                         *url = format!("http://{}", r.addr);
                     }
                 }
-                running.push((def.start)(&config, &peers, &log).await?);
+                match (def.start)(&config, &peers, &log).await {
+                    Ok(started) => running.push(started),
+                    Err(e) if all && e.is::<registry::Unavailable>() => {
+                        slog::error!(log, "service not started"; "service" => def.name, "reason" => %e);
+                        eprintln!("{:<10} NOT STARTED: {e}", def.name);
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             if all && config.gateway {
                 let upstreams = running

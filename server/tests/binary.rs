@@ -435,3 +435,60 @@ async fn admin_rotate_keys_reaches_the_running_service() {
         "{err}"
     );
 }
+
+/// A machine without a working code sandbox still runs the README's `server all`: every
+/// other service starts, exercises says it did not and why, and the gateway answers its
+/// paths with a 503 problem. Started alone, exercises refuses to start.
+#[tokio::test]
+async fn server_all_runs_without_a_sandbox_but_exercises_alone_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = vec![
+        ("LOG_LEVEL", "warning"),
+        ("SANDBOX_BWRAP", "/nonexistent/bwrap"),
+    ];
+    let names: Vec<&str> = taproom_server::SERVICES
+        .iter()
+        .map(|s| s.name)
+        .filter(|name| *name != "exercises")
+        .collect();
+    let ports: Vec<String> = ["gateway", "exercises"]
+        .iter()
+        .chain(&names)
+        .map(|name| format!("{}_PORT", name.to_uppercase()))
+        .collect();
+    env.extend(ports.iter().map(|port| (port.as_str(), "0")));
+    let mut expected = names.clone();
+    expected.push("gateway");
+    let all = support::ServerAll::start(dir.path(), &env, &expected);
+    let said = all
+        .lines
+        .iter()
+        .find(|l| l.starts_with("exercises") && l.contains("NOT STARTED"))
+        .unwrap_or_else(|| panic!("no word about exercises: {:?}", all.lines));
+    assert!(said.contains("bubblewrap"), "{said}");
+    assert!(!all.urls.contains_key("exercises"));
+    let gw = all.url("gateway").to_string();
+    let answer = reqwest::get(format!("{gw}/v1/exercises")).await.unwrap();
+    assert_eq!(answer.status(), 503);
+    assert_eq!(answer.headers()["content-type"], "application/problem+json");
+    let problem: serde_json::Value = answer.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("not running"),
+        "{problem}"
+    );
+    // The others serve as usual.
+    let beers = reqwest::get(format!("{gw}/v1/beers")).await.unwrap();
+    assert_eq!(beers.status(), 200);
+    drop(all);
+
+    let alone = server()
+        .current_dir(dir.path())
+        .arg("exercises")
+        .env("EXERCISES_PORT", "0")
+        .env("SANDBOX_BWRAP", "/nonexistent/bwrap")
+        .output()
+        .unwrap();
+    assert!(!alone.status.success());
+    let stderr = String::from_utf8_lossy(&alone.stderr);
+    assert!(stderr.contains("bubblewrap"), "{stderr}");
+}

@@ -138,7 +138,10 @@ pub async fn start(
         config.data_dir.display()
     );
     let sandbox = Arc::new(sandbox(&config.sandbox));
-    check_sandbox(sandbox.clone()).await?;
+    // Never run submissions unsandboxed: without a working sandbox there is no service.
+    check_sandbox(sandbox.clone())
+        .await
+        .map_err(|e| crate::runtime::registry::Unavailable(format!("{e:#}")))?;
     let keyring = Keyring::for_peers(config, peers)?;
     let mut context = Service::open(config, &SERVICE, keyring, ()).await?;
     context.db.outbox = true;

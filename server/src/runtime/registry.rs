@@ -127,6 +127,21 @@ macro_rules! start_fn {
     }};
 }
 
+/// A start-up failure that means this machine cannot run the service at all (a missing
+/// system component, say), as opposed to a mistake in its configuration: `server all`
+/// goes on without that service, saying why, and the gateway answers its paths with 503.
+/// Started alone, the service still refuses to start.
+#[derive(Debug)]
+pub struct Unavailable(pub String);
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
 /// A running server, whatever its context type: where it listens, and how to stop it.
 pub struct Running {
     pub name: &'static str,
