@@ -173,7 +173,8 @@ pub async fn start(
             RelayOptions::default(),
             log,
         )
-        .await?;
+        .await?
+        .traced(&context.tracer);
         context.state.relay = Some(relay.spawn());
     }
     server::start(api::api::<handlers::OrdersImpl>(), context, config, log)

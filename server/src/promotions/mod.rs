@@ -80,10 +80,19 @@ pub async fn start(
         let handler: nats::Handler = Arc::new(move |payload| {
             let (db, validators, log) = (db.clone(), validators.clone(), handler_log.clone());
             Box::pin(async move {
+                // Runs in the message's span: its lines carry the checkout's trace id.
+                let log = crate::runtime::trace::logger(&log);
                 handlers::take_raw_event(&db, &validators, dedup_retention, &payload, &log).await
             })
         });
-        context.state._consumer = Some(nats::consume(settings, secret, NAME, handler, log_events));
+        context.state._consumer = Some(nats::consume_traced(
+            settings,
+            secret,
+            NAME,
+            handler,
+            log_events,
+            context.tracer.clone(),
+        ));
     }
     server::start(api::api::<handlers::PromotionsImpl>(), context, config, log)
 }

@@ -83,6 +83,7 @@ pub async fn take_event(db: &Db, event: &types::Event) -> Result<bool, StoreErro
     .rows_affected()
         == 1;
     if !fresh {
+        db.metrics.events_duplicates.inc();
         return Ok(true);
     }
     if let Some(code) = &event.order.promo_code {
@@ -96,5 +97,6 @@ pub async fn take_event(db: &Db, event: &types::Event) -> Result<bool, StoreErro
         .await?;
     }
     tx.commit().await?;
+    db.metrics.events_consumed.inc();
     Ok(false)
 }

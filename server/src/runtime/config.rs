@@ -93,6 +93,18 @@ pub struct Config {
     #[arg(long, env = "OUTBOX_RELAY", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub outbox_relay: bool,
 
+    /// OpenTelemetry collector to export spans to over OTLP/HTTP (protobuf), e.g.
+    /// `http://otel-collector:4318` (`/v1/traces` is appended). Unset: nothing is
+    /// exported; trace context is still accepted, propagated and logged. The standard
+    /// `OTEL_EXPORTER_OTLP_HEADERS` and `OTEL_BSP_*` variables apply.
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        global = true,
+        hide_env_values = true
+    )]
+    pub otel_exporter_otlp_endpoint: Option<String>,
+
     /// Timeout, in milliseconds, for calls to other services (connecting included).
     #[arg(
         long,

@@ -41,6 +41,9 @@ pub struct Db {
     pub backend: Backend,
     /// Whether this database has an outbox (its backlog is reported by `readyz`).
     pub outbox: bool,
+    /// The service's metrics (`runtime::metrics`), shared by everything that has the
+    /// database handle.
+    pub metrics: std::sync::Arc<super::metrics::Metrics>,
     migrator: &'static Migrator,
 }
 
@@ -99,6 +102,7 @@ impl Db {
             pool,
             backend,
             outbox: false,
+            metrics: Default::default(),
             migrator,
         };
         db.migrate().await?;

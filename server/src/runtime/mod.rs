@@ -61,8 +61,10 @@ pub mod events;
 pub mod extract;
 pub mod http;
 pub mod infra;
+pub mod metrics;
 pub mod money;
 pub mod nats;
+pub mod observe;
 pub mod outbox;
 pub mod pagination;
 pub mod problem;
@@ -70,6 +72,7 @@ pub mod registry;
 pub mod retention;
 pub mod security;
 pub mod server;
+pub mod trace;
 
 pub use db::Db;
 pub use problem::{FieldError, Problem};
@@ -128,6 +131,8 @@ pub struct Service<S> {
     /// Where callers' accounts are kept, for the service that keeps them (users), which
     /// then trusts the stored account over the token's claims; `None` elsewhere.
     pub accounts: Option<std::sync::Arc<dyn security::Accounts>>,
+    /// Where this service's spans go (OTLP when configured, else nowhere).
+    pub tracer: std::sync::Arc<trace::Tracer>,
     pub state: S,
 }
 
@@ -140,13 +145,17 @@ impl<S> Service<S> {
         state: S,
     ) -> anyhow::Result<Service<S>> {
         config.check_events()?;
+        let db = server::connect(config, def.name, def.migrator).await?;
+        keyring.count_refreshes(&db.metrics.keyring_refreshes);
+        let tracer = trace::Tracer::from_config(config, def.name)?;
         Ok(Service {
             spec: Spec::parse(def.name, def.spec)?,
-            db: server::connect(config, def.name, def.migrator).await?,
+            db,
             keyring,
             events_token: config.events_token.clone(),
             clients: clients::Clients::new(config),
             accounts: None,
+            tracer,
             state,
         })
     }
@@ -184,6 +193,9 @@ impl<S: Send + Sync + 'static> ServiceContext for Service<S> {
     fn accounts(&self) -> Option<&dyn security::Accounts> {
         self.accounts.as_deref()
     }
+    fn tracer(&self) -> &std::sync::Arc<trace::Tracer> {
+        &self.tracer
+    }
 }
 
 /// What the endpoints that serve the spec itself (`/openapi.json`, `/openapi.yaml`,
@@ -211,4 +223,11 @@ pub trait ServiceContext: Send + Sync + 'static {
     fn accounts(&self) -> Option<&dyn security::Accounts> {
         None
     }
+    /// The service's metrics (kept with its database handle, which every part of a
+    /// service already holds: relay, consumers, stores).
+    fn metrics(&self) -> &std::sync::Arc<metrics::Metrics> {
+        &self.db().metrics
+    }
+    /// Where the service's spans go.
+    fn tracer(&self) -> &std::sync::Arc<trace::Tracer>;
 }

@@ -27,6 +27,7 @@ const INHERITED_SETTINGS: &[&str] = &[
     "NATS_URL",
     "LOG_LEVEL",
     "LOG_FORMAT",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
 ];
 
 /// The `server` binary, with none of its settings taken from the environment.
@@ -65,11 +66,21 @@ impl ServerAll {
     /// Runs `server all` in `dir` with `env` (ports and the rest as the caller wants them)
     /// and waits until each of `expected` has printed where it listens.
     pub fn start(dir: &Path, env: &[(&str, &str)], expected: &[&str]) -> ServerAll {
+        Self::start_logging(dir, env, expected, Stdio::null())
+    }
+
+    /// [`ServerAll::start`] with the services' log lines (stdout) going to `stdout`.
+    pub fn start_logging(
+        dir: &Path,
+        env: &[(&str, &str)],
+        expected: &[&str],
+        stdout: Stdio,
+    ) -> ServerAll {
         let mut child = server()
             .current_dir(dir)
             .arg("all")
             .envs(env.iter().copied())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawning server all");
