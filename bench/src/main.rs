@@ -389,24 +389,42 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
     ];
     let warmup = Duration::from_secs(1);
     let mut rows = Vec::new();
-    for (name, target, case) in cases {
+    for (name, target, case) in &cases {
         eprintln!("bench: {name}");
-        let b = load::run(
-            &baseline.url,
-            &case,
+        let b = load::run(&baseline.url, case, args.connections, warmup, args.duration).await?;
+        let t = load::run(&tasks.url, case, args.connections, warmup, args.duration).await?;
+        rows.push(Row {
+            name: name.to_string(),
+            baseline: Some(b),
+            taproom: t,
+            target: Some(*target),
+        });
+    }
+
+    // What per-request metrics and tracing (no exporter) cost: the same cases against a
+    // second tasks process with TELEMETRY=false, on the same database.
+    eprintln!("bench: telemetry on vs off");
+    let mut off_cmd = server(args, dbs, "tasks", 0);
+    off_cmd
+        .env("USERS_URL", &users.url)
+        .env("TELEMETRY", "false");
+    let tasks_off = spawn(off_cmd)?;
+    ready(&http, &tasks_off.url, Duration::from_secs(30)).await?;
+    let mut telemetry = Vec::new();
+    for (name, _, case) in &cases {
+        eprintln!("bench: {name}, telemetry off / on");
+        let off = load::run(
+            &tasks_off.url,
+            case,
             args.connections,
             warmup,
             args.duration,
         )
         .await?;
-        let t = load::run(&tasks.url, &case, args.connections, warmup, args.duration).await?;
-        rows.push(Row {
-            name: name.into(),
-            baseline: Some(b),
-            taproom: t,
-            target: Some(target),
-        });
+        let on = load::run(&tasks.url, case, args.connections, warmup, args.duration).await?;
+        telemetry.push((name.to_string(), off, on));
     }
+    drop(tasks_off);
     eprintln!("bench: create_user (argon2id)");
     let bodies: Vec<Bytes> = (0..200_000)
         .map(|i| Bytes::from(format!(r#"{{"username":"load{i}","email":"load{i}@example.com","password":"a bench password"}}"#)))
@@ -491,15 +509,50 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
         lists.push((rows_wanted, first, deep));
     }
 
-    let report = render(
+    let mut report = render(
         args, backend, &rows, loaded_rss, startup_ms, idle_mb, &lists,
     );
+    render_telemetry(&telemetry, &mut report);
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(args.out.join("report.md"), &report.0)?;
     std::fs::write(args.out.join("report.csv"), &report.1)?;
     println!("{}", report.0);
     println!("written to {}", args.out.join("report.md").display());
     Ok(())
+}
+
+/// The telemetry table: each case without and with per-request metrics and tracing.
+fn render_telemetry(cases: &[(String, Stats, Stats)], (md, csv): &mut (String, String)) {
+    md.push_str(
+        "\n### Metrics and tracing (no exporter) on vs off\n\n\
+         | operation | off req/s | on req/s | on / off | target | off p50 / p99 ms | on p50 / p99 ms | errors |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for (name, off, on) in cases {
+        md.push_str(&format!(
+            "| {name} | {:.0} | {:.0} | {:.3} | ≥ 0.95 | {:.2} / {:.2} | {:.2} / {:.2} | {} |\n",
+            off.rps,
+            on.rps,
+            on.rps / off.rps,
+            off.p50_ms,
+            off.p99_ms,
+            on.p50_ms,
+            on.p99_ms,
+            off.errors + on.errors
+        ));
+        csv.push_str(&format!(
+            "telemetry {name},{:.1},{:.1},{:.3},0.95,{:.3},{:.3},{:.3},{:.3},{},{}\n",
+            off.rps,
+            on.rps,
+            on.rps / off.rps,
+            off.p50_ms,
+            off.p99_ms,
+            on.p50_ms,
+            on.p99_ms,
+            off.errors + on.errors,
+            on.requests
+        ));
+    }
 }
 
 fn render(

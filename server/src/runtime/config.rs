@@ -93,6 +93,11 @@ pub struct Config {
     #[arg(long, env = "OUTBOX_RELAY", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub outbox_relay: bool,
 
+    /// Per-request metrics and trace spans (and trace ids in log lines). On in
+    /// production; `false` only to measure what they cost (`cargo xtask bench` does).
+    #[arg(long, env = "TELEMETRY", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub telemetry: bool,
+
     /// OpenTelemetry collector to export spans to over OTLP/HTTP (protobuf), e.g.
     /// `http://otel-collector:4318` (`/v1/traces` is appended). Unset: nothing is
     /// exported; trace context is still accepted, propagated and logged. The standard

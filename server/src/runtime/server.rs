@@ -95,9 +95,11 @@ pub fn start<C: ServiceContext>(
             .map_err(|e| anyhow::anyhow!("{service}: {e}"))?;
     }
     super::trace::install();
-    let observer = std::sync::Arc::new(super::observe::Observer {
-        metrics: context.metrics().clone(),
-        tracer: context.tracer().clone(),
+    let observer = config.telemetry.then(|| {
+        std::sync::Arc::new(super::observe::Observer {
+            metrics: context.metrics().clone(),
+            tracer: context.tracer().clone(),
+        })
     });
     serve(
         api,
@@ -106,7 +108,7 @@ pub fn start<C: ServiceContext>(
         log,
         (service, config.bind(service)),
         &routes,
-        Some(observer),
+        observer,
     )
 }
 
