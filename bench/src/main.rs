@@ -529,28 +529,25 @@ fn render_telemetry(cases: &[(String, Stats, Stats)], (md, csv): &mut (String, S
          |---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for (name, off, on) in cases {
+        let Stats {
+            rps: off_rps,
+            p50_ms: off_p50,
+            p99_ms: off_p99,
+            ..
+        } = off;
+        let Stats {
+            rps: on_rps,
+            p50_ms: on_p50,
+            p99_ms: on_p99,
+            requests,
+            ..
+        } = on;
+        let (ratio, errors) = (on_rps / off_rps, off.errors + on.errors);
         md.push_str(&format!(
-            "| {name} | {:.0} | {:.0} | {:.3} | ≥ 0.95 | {:.2} / {:.2} | {:.2} / {:.2} | {} |\n",
-            off.rps,
-            on.rps,
-            on.rps / off.rps,
-            off.p50_ms,
-            off.p99_ms,
-            on.p50_ms,
-            on.p99_ms,
-            off.errors + on.errors
+            "| {name} | {off_rps:.0} | {on_rps:.0} | {ratio:.3} | ≥ 0.95 | {off_p50:.2} / {off_p99:.2} | {on_p50:.2} / {on_p99:.2} | {errors} |\n"
         ));
         csv.push_str(&format!(
-            "telemetry {name},{:.1},{:.1},{:.3},0.95,{:.3},{:.3},{:.3},{:.3},{},{}\n",
-            off.rps,
-            on.rps,
-            on.rps / off.rps,
-            off.p50_ms,
-            off.p99_ms,
-            on.p50_ms,
-            on.p99_ms,
-            off.errors + on.errors,
-            on.requests
+            "telemetry {name},{off_rps:.1},{on_rps:.1},{ratio:.3},0.95,{off_p50:.3},{off_p99:.3},{on_p50:.3},{on_p99:.3},{errors},{requests}\n"
         ));
     }
 }

@@ -35,21 +35,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `server all` on free ports in `dir`, with `env` added.
-fn server_all(dir: &std::path::Path, env: &[(&str, &str)], stdout: Stdio) -> ServerAll {
-    let names: Vec<&str> = taproom_server::SERVICES.iter().map(|s| s.name).collect();
-    let ports: Vec<String> = ["gateway"]
-        .iter()
-        .chain(&names)
-        .map(|name| format!("{}_PORT", name.to_uppercase()))
-        .collect();
-    let mut all_env: Vec<(&str, &str)> = ports.iter().map(|p| (p.as_str(), "0")).collect();
-    all_env.extend_from_slice(env);
-    let mut expected = names.clone();
-    expected.push("gateway");
-    ServerAll::start_logging(dir, &all_env, &expected, stdout)
-}
-
 async fn until<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
 where
     F: FnMut() -> Fut,
@@ -68,7 +53,7 @@ where
 #[tokio::test]
 async fn prometheus_scrapes_every_service_and_counts_an_operation() {
     let dir = tempfile::tempdir().unwrap();
-    let all = server_all(dir.path(), &[("LOG_LEVEL", "warning")], Stdio::null());
+    let all = ServerAll::on_free_ports(dir.path(), &[("LOG_LEVEL", "warning")], Stdio::null());
     let http = reqwest::Client::new();
     let beers = all.url("beers").to_string();
     for _ in 0..3 {
@@ -350,28 +335,13 @@ async fn one_checkout_is_one_trace(nats_url: Option<&str>) {
     if let Some(url) = nats_url {
         env.push(("NATS_URL", url));
     }
-    let all = server_all(
+    let all = ServerAll::on_free_ports(
         dir.path(),
         &env,
         Stdio::from(std::fs::File::create(&log_path).unwrap()),
     );
     let gw = all.url("gateway").to_string();
     let http = reqwest::Client::new();
-    let token = |user: &'static str, password: &'static str| {
-        let (http, gw) = (http.clone(), gw.clone());
-        async move {
-            let answer: Value = http
-                .post(format!("{gw}/v1/auth/token"))
-                .basic_auth(user, Some(password))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            answer["access_token"].as_str().unwrap().to_string()
-        }
-    };
     let post = |path: String, token: String, body: Value, traced: bool| {
         let (http, gw) = (http.clone(), gw.clone());
         async move {
@@ -391,7 +361,7 @@ async fn one_checkout_is_one_trace(nats_url: Option<&str>) {
             body
         }
     };
-    let root = token("root", "a strong password").await;
+    let root = support::token(&gw, "root", "a strong password").await;
     let beer = post(
         "/v1/beers".into(),
         root.clone(),
@@ -413,7 +383,7 @@ async fn one_checkout_is_one_trace(nats_url: Option<&str>) {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
-    let me = token("tracy", "correct horse").await;
+    let me = support::token(&gw, "tracy", "correct horse").await;
     let order = post("/v1/orders".into(), me.clone(), json!({}), false).await;
     let order_id = order["id"].as_str().unwrap();
     post(
