@@ -14,7 +14,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 /// The media type Prometheus asks for and this text is in.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -45,8 +45,9 @@ pub type Refreshes = Family<ResultLabels, Counter>;
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// Operation ids seen so far, as `'static` label values (a fixed, small set).
-    operations: RwLock<HashMap<String, &'static str>>,
+    /// Each operation seen so far (a fixed, small set), with its series, so that a
+    /// request costs one look-up.
+    operations: RwLock<HashMap<String, Arc<Operation>>>,
     pub requests: Family<RequestLabels, Counter>,
     pub duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
     pub in_flight: Gauge,
@@ -63,6 +64,18 @@ pub struct Metrics {
     pub tokens_refused: Counter,
     pub keyring_refreshes: Refreshes,
 }
+
+/// One operation's request series.
+#[derive(Debug)]
+pub struct Operation {
+    /// The operation id, as label value and span name.
+    pub name: &'static str,
+    duration: Histogram,
+    /// `2xx` … `5xx` (dropshot sends no `1xx`).
+    by_class: [Counter; 4],
+}
+
+const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
 
 /// Request latency buckets, in seconds: 0.5 ms to 10 s.
 const LATENCY_BUCKETS: [f64; 14] = [
@@ -172,32 +185,50 @@ impl Metrics {
         m
     }
 
-    /// `op` as a label value: operation ids are few and fixed, so each is kept once.
-    pub fn operation(&self, op: Option<&str>) -> &'static str {
-        let Some(op) = op else {
-            return "unmatched";
-        };
+    /// The series of operation `op` (`unmatched`: no route matched).
+    pub fn operation(&self, op: Option<&str>) -> Arc<Operation> {
+        let op = op.unwrap_or("unmatched");
         if let Some(known) = self.operations.read().expect("metrics lock").get(op) {
-            return known;
+            return known.clone();
         }
         let mut operations = self.operations.write().expect("metrics lock");
         operations
             .entry(op.to_string())
-            .or_insert_with(|| Box::leak(op.to_string().into_boxed_str()))
+            .or_insert_with(|| {
+                // Operation ids are few and fixed: each name is kept once for good.
+                let operation_id: &'static str = Box::leak(op.to_string().into_boxed_str());
+                let counter = |status| {
+                    self.requests
+                        .get_or_create(&RequestLabels {
+                            operation_id,
+                            status,
+                        })
+                        .clone()
+                };
+                Arc::new(Operation {
+                    name: operation_id,
+                    duration: self
+                        .duration
+                        .get_or_create(&OperationLabels { operation_id })
+                        .clone(),
+                    by_class: CLASSES.map(counter),
+                })
+            })
+            .clone()
     }
 
-    /// Counts a finished request.
-    pub fn observe(&self, op: Option<&str>, status: u16, latency: std::time::Duration) {
-        let operation_id = self.operation(op);
-        self.requests
-            .get_or_create(&RequestLabels {
-                operation_id,
-                status: status_class(status),
-            })
-            .inc();
-        self.duration
-            .get_or_create(&OperationLabels { operation_id })
-            .observe(latency.as_secs_f64());
+    /// Counts a finished request; returns its operation's name.
+    pub fn observe(
+        &self,
+        op: Option<&str>,
+        status: u16,
+        latency: std::time::Duration,
+    ) -> &'static str {
+        let operation = self.operation(op);
+        let class = usize::from(status.clamp(200, 599) / 100 - 2);
+        operation.by_class[class].inc();
+        operation.duration.observe(latency.as_secs_f64());
+        operation.name
     }
 
     /// The exposition text.
@@ -212,16 +243,6 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
-    }
-}
-
-fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
     }
 }
 

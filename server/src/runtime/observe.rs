@@ -31,11 +31,10 @@ impl RequestHook for Observer {
         let mut span = self
             .tracer
             .start("request", SpanKind::Server, parent.as_ref());
-        span.set_attribute(KeyValue::new(
-            "http.request.method",
-            request.method.as_str().to_string(),
-        ));
-        span.set_attribute(KeyValue::new("request_id", request.request_id.to_string()));
+        span.set_attribute(|| {
+            KeyValue::new("http.request.method", request.method.as_str().to_string())
+        });
+        span.set_attribute(|| KeyValue::new("request_id", request.request_id.to_string()));
         Box::new(Request {
             metrics: self.metrics.clone(),
             span,
@@ -64,8 +63,7 @@ impl RequestScope for Request {
     ) {
         let Request { metrics, mut span } = *self;
         metrics.in_flight.dec();
-        metrics.observe(operation_id, status, latency);
-        span.rename(metrics.operation(operation_id));
+        span.rename(metrics.observe(operation_id, status, latency));
         if status == 499 {
             span.end(Some("the client went away before the answer".into()));
         } else {

@@ -188,10 +188,9 @@ impl Relay {
                 opentelemetry::trace::SpanKind::Producer,
                 parent.as_ref(),
             );
-            span.set_attribute(opentelemetry::KeyValue::new(
-                "messaging.message.id",
-                event.id.to_string(),
-            ));
+            span.set_attribute(|| {
+                opentelemetry::KeyValue::new("messaging.message.id", event.id.to_string())
+            });
             let sent = span.current().scope(self.sink.send(event)).await;
             span.end(sent.as_ref().err().map(|e| format!("{e:#}")));
             match sent {

@@ -147,9 +147,11 @@ impl Span {
         self.name = name.into();
     }
 
-    pub fn set_attribute(&mut self, attribute: KeyValue) {
+    /// Adds the attribute `make` makes, if the span is recording (else `make` is not
+    /// called: nothing is allocated for a span that goes nowhere).
+    pub fn set_attribute(&mut self, make: impl FnOnce() -> KeyValue) {
         if self.recording() {
-            self.attributes.push(attribute);
+            self.attributes.push(make());
         }
     }
 
@@ -293,9 +295,25 @@ pub fn logger(log: &slog::Logger) -> slog::Logger {
 /// `log` with `trace_id` and `span_id`.
 pub fn with_ids(log: &slog::Logger, context: &SpanContext) -> slog::Logger {
     log.new(slog::o!(
-        "trace_id" => context.trace_id().to_string(),
-        "span_id" => context.span_id().to_string(),
+        "trace_id" => Hex(context.trace_id()),
+        "span_id" => Hex(context.span_id()),
     ))
+}
+
+/// An id written as hex when a line is logged (nothing is formatted for a request that
+/// logs nothing more than its one line).
+struct Hex<T>(T);
+
+impl<T: std::fmt::Display> slog::Value for Hex<T> {
+    fn serialize(
+        &self,
+        _: &slog::Record,
+        key: slog::Key,
+        serializer: &mut dyn slog::Serializer,
+    ) -> slog::Result {
+        // TraceId and SpanId display as zero-padded lowercase hex (W3C form).
+        serializer.emit_arguments(key, &format_args!("{}", self.0))
+    }
 }
 
 /// Trace ids are never all zeros; a valid id for tests and parsing checks.
@@ -317,11 +335,10 @@ impl taproom_client::CallObserver for Calls {
     ) -> Option<Box<dyn taproom_client::CallEnd>> {
         let current = current()?;
         let mut span = current.child(operation_id, SpanKind::Client);
-        span.set_attribute(KeyValue::new(
-            "http.request.method",
-            request.method().as_str().to_string(),
-        ));
-        span.set_attribute(KeyValue::new("url.full", request.url().to_string()));
+        span.set_attribute(|| {
+            KeyValue::new("http.request.method", request.method().as_str().to_string())
+        });
+        span.set_attribute(|| KeyValue::new("url.full", request.url().to_string()));
         let headers = request.headers_mut();
         if let Ok(value) = http::HeaderValue::from_str(&traceparent(span.context())) {
             headers.insert(TRACEPARENT, value);
