@@ -412,16 +412,14 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
     ready(&http, &tasks_off.url, Duration::from_secs(30)).await?;
     let mut telemetry = Vec::new();
     for (name, _, case) in &cases {
-        eprintln!("bench: {name}, telemetry off / on");
-        let off = load::run(
-            &tasks_off.url,
-            case,
-            args.connections,
-            warmup,
-            args.duration,
-        )
-        .await?;
-        let on = load::run(&tasks.url, case, args.connections, warmup, args.duration).await?;
+        // Off, on, on, off: a drift of the machine's load during the case (other work on
+        // a shared machine) weighs on both sides alike.
+        eprintln!("bench: {name}, telemetry off / on / on / off");
+        let mut runs = Vec::new();
+        for url in [&tasks_off.url, &tasks.url, &tasks.url, &tasks_off.url] {
+            runs.push(load::run(url, case, args.connections, warmup, args.duration).await?);
+        }
+        let (off, on) = (runs[0].merge(&runs[3]), runs[1].merge(&runs[2]));
         telemetry.push((name.to_string(), off, on));
     }
     drop(tasks_off);
@@ -524,7 +522,7 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
 /// The telemetry table: each case without and with per-request metrics and tracing.
 fn render_telemetry(cases: &[(String, Stats, Stats)], (md, csv): &mut (String, String)) {
     md.push_str(
-        "\n### Metrics and tracing (no exporter) on vs off\n\n\
+        "\n### Metrics and tracing (no exporter) on vs off\n\nEach case four times in a row: off, on, on, off; throughput is the mean of each pair, percentiles the worse of the pair.\n\n\
          | operation | off req/s | on req/s | on / off | target | off p50 / p99 ms | on p50 / p99 ms | errors |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
