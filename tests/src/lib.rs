@@ -95,6 +95,8 @@ impl TestDb {
             idempotency_retention_secs: 86400,
             prune_interval_secs: 600,
             outbox_relay: true,
+            telemetry: true,
+            otel_exporter_otlp_endpoint: None,
             service_timeout_ms: 2000,
             database_max_connections: 5,
             request_body_max_bytes: 1024 * 1024,

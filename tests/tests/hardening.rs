@@ -145,7 +145,7 @@ async fn nginx_does_not_route_dot_segments_to_internal_routes() {
     let direct = raw(&shop.beers_url, &get("/metrics")).await;
     assert_eq!(status(&direct), 200, "{direct}");
     assert!(
-        direct.contains("# TYPE http_server_requests counter"),
+        direct.contains("# TYPE http_server_requests_in_flight gauge"),
         "{direct}"
     );
     for path in [
