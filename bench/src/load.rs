@@ -28,6 +28,20 @@ pub struct Stats {
     pub p99_ms: f64,
 }
 
+impl Stats {
+    /// Two runs of equal length as one: mean throughput, summed counts, and the worse
+    /// of each percentile (the runs' histograms are not kept).
+    pub fn merge(&self, other: &Stats) -> Stats {
+        Stats {
+            requests: self.requests + other.requests,
+            errors: self.errors + other.errors,
+            rps: (self.rps + other.rps) / 2.0,
+            p50_ms: self.p50_ms.max(other.p50_ms),
+            p99_ms: self.p99_ms.max(other.p99_ms),
+        }
+    }
+}
+
 async fn connection(
     addr: std::net::SocketAddr,
     host: String,

@@ -389,24 +389,40 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
     ];
     let warmup = Duration::from_secs(1);
     let mut rows = Vec::new();
-    for (name, target, case) in cases {
+    for (name, target, case) in &cases {
         eprintln!("bench: {name}");
-        let b = load::run(
-            &baseline.url,
-            &case,
-            args.connections,
-            warmup,
-            args.duration,
-        )
-        .await?;
-        let t = load::run(&tasks.url, &case, args.connections, warmup, args.duration).await?;
+        let b = load::run(&baseline.url, case, args.connections, warmup, args.duration).await?;
+        let t = load::run(&tasks.url, case, args.connections, warmup, args.duration).await?;
         rows.push(Row {
-            name: name.into(),
+            name: name.to_string(),
             baseline: Some(b),
             taproom: t,
-            target: Some(target),
+            target: Some(*target),
         });
     }
+
+    // What per-request metrics and tracing (no exporter) cost: the same cases against a
+    // second tasks process with TELEMETRY=false, on the same database.
+    eprintln!("bench: telemetry on vs off");
+    let mut off_cmd = server(args, dbs, "tasks", 0);
+    off_cmd
+        .env("USERS_URL", &users.url)
+        .env("TELEMETRY", "false");
+    let tasks_off = spawn(off_cmd)?;
+    ready(&http, &tasks_off.url, Duration::from_secs(30)).await?;
+    let mut telemetry = Vec::new();
+    for (name, _, case) in &cases {
+        // Off, on, on, off: a drift of the machine's load during the case (other work on
+        // a shared machine) weighs on both sides alike.
+        eprintln!("bench: {name}, telemetry off / on / on / off");
+        let mut runs = Vec::new();
+        for url in [&tasks_off.url, &tasks.url, &tasks.url, &tasks_off.url] {
+            runs.push(load::run(url, case, args.connections, warmup, args.duration).await?);
+        }
+        let (off, on) = (runs[0].merge(&runs[3]), runs[1].merge(&runs[2]));
+        telemetry.push((name.to_string(), off, on));
+    }
+    drop(tasks_off);
     eprintln!("bench: create_user (argon2id)");
     let bodies: Vec<Bytes> = (0..200_000)
         .map(|i| Bytes::from(format!(r#"{{"username":"load{i}","email":"load{i}@example.com","password":"a bench password"}}"#)))
@@ -491,15 +507,47 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
         lists.push((rows_wanted, first, deep));
     }
 
-    let report = render(
+    let mut report = render(
         args, backend, &rows, loaded_rss, startup_ms, idle_mb, &lists,
     );
+    render_telemetry(&telemetry, &mut report);
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(args.out.join("report.md"), &report.0)?;
     std::fs::write(args.out.join("report.csv"), &report.1)?;
     println!("{}", report.0);
     println!("written to {}", args.out.join("report.md").display());
     Ok(())
+}
+
+/// The telemetry table: each case without and with per-request metrics and tracing.
+fn render_telemetry(cases: &[(String, Stats, Stats)], (md, csv): &mut (String, String)) {
+    md.push_str(
+        "\n### Metrics and tracing (no exporter) on vs off\n\nEach case four times in a row: off, on, on, off; throughput is the mean of each pair, percentiles the worse of the pair.\n\n\
+         | operation | off req/s | on req/s | on / off | target | off p50 / p99 ms | on p50 / p99 ms | errors |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for (name, off, on) in cases {
+        let Stats {
+            rps: off_rps,
+            p50_ms: off_p50,
+            p99_ms: off_p99,
+            ..
+        } = off;
+        let Stats {
+            rps: on_rps,
+            p50_ms: on_p50,
+            p99_ms: on_p99,
+            requests,
+            ..
+        } = on;
+        let (ratio, errors) = (on_rps / off_rps, off.errors + on.errors);
+        md.push_str(&format!(
+            "| {name} | {off_rps:.0} | {on_rps:.0} | {ratio:.3} | ≥ 0.95 | {off_p50:.2} / {off_p99:.2} | {on_p50:.2} / {on_p99:.2} | {errors} |\n"
+        ));
+        csv.push_str(&format!(
+            "telemetry {name},{off_rps:.1},{on_rps:.1},{ratio:.3},0.95,{off_p50:.3},{off_p99:.3},{on_p50:.3},{on_p99:.3},{errors},{requests}\n"
+        ));
+    }
 }
 
 fn render(

@@ -63,9 +63,12 @@ macro_rules! services {
                 async fn exec(
                     &self,
                     request: reqwest::Request,
-                    _: &progenitor_client::OperationInfo,
+                    info: &progenitor_client::OperationInfo,
                 ) -> reqwest::Result<reqwest::Response> {
-                    self.inner.exec(&self.client, request).await
+                    $crate::context::observed(info.operation_id, request, |request| {
+                        self.inner.exec(&self.client, request)
+                    })
+                    .await
                 }
             }
         )*

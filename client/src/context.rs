@@ -2,6 +2,10 @@
 //! request any generated client sends carries the context's bearer token and request id
 //! (unless the request sets its own), so a service calling another on a user's behalf
 //! passes both along without threading them through every call.
+//!
+//! A program may also install one [`CallObserver`] ([`observe_calls`]) that sees every
+//! call any generated client makes: the services use it to send W3C trace context
+//! (`traceparent`) and to record each call as a span of the request that made it.
 
 use reqwest::header::{HeaderValue, AUTHORIZATION};
 
@@ -23,6 +27,53 @@ impl CallContext {
     pub async fn scope<F: std::future::Future>(self, f: F) -> F::Output {
         CONTEXT.scope(self, f).await
     }
+}
+
+/// Sees every call a generated client makes (installed once, with [`observe_calls`]).
+pub trait CallObserver: Send + Sync + 'static {
+    /// Called before `request` (an `operation_id` call) is sent; may add headers. What
+    /// it returns is told how the call ended.
+    fn start(
+        &self,
+        operation_id: &'static str,
+        request: &mut reqwest::Request,
+    ) -> Option<Box<dyn CallEnd>>;
+}
+
+/// The end of one observed call.
+pub trait CallEnd: Send {
+    /// `status`: the response's, or `None` when no response came (refused, timed out).
+    fn end(self: Box<Self>, status: Option<u16>);
+}
+
+static OBSERVER: std::sync::OnceLock<Box<dyn CallObserver>> = std::sync::OnceLock::new();
+
+/// Installs `observer` for every call of this process; only the first one counts.
+pub fn observe_calls(observer: Box<dyn CallObserver>) {
+    let _ = OBSERVER.set(observer);
+}
+
+/// Sends `request` through `send`, seen by the observer if one is installed (the
+/// generated clients' `exec` hook).
+#[doc(hidden)]
+pub async fn observed<F, Fut>(
+    operation_id: &'static str,
+    mut request: reqwest::Request,
+    send: F,
+) -> reqwest::Result<reqwest::Response>
+where
+    F: FnOnce(reqwest::Request) -> Fut,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::Response>>,
+{
+    let Some(end) = OBSERVER
+        .get()
+        .and_then(|o| o.start(operation_id, &mut request))
+    else {
+        return send(request).await;
+    };
+    let result = send(request).await;
+    end.end(result.as_ref().ok().map(|r| r.status().as_u16()));
+    result
 }
 
 /// The generated clients' pre-request hook (see `cargo xtask gen`).

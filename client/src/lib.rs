@@ -49,7 +49,7 @@ mod session;
 pub use connection::{
     Connection, ConnectionBuilder, ConnectionError, LogInError, DEFAULT_BASE_URL,
 };
-pub use context::CallContext;
+pub use context::{observe_calls, CallContext, CallEnd, CallObserver};
 pub use generated::*;
 /// The HTTP client the generated clients are built on, for [`Connection::http`].
 pub use reqwest;

@@ -257,17 +257,8 @@ async fn admin_create_makes_an_admin_who_can_log_in() {
 #[tokio::test]
 async fn server_all_runs_everything_behind_the_gateway_and_stops_on_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
-    let mut env = vec![("LOG_LEVEL", "warning")];
-    let names: Vec<&str> = taproom_server::SERVICES.iter().map(|s| s.name).collect();
-    let ports: Vec<String> = ["gateway"]
-        .iter()
-        .chain(&names)
-        .map(|name| format!("{}_PORT", name.to_uppercase()))
-        .collect();
-    env.extend(ports.iter().map(|port| (port.as_str(), "0")));
-    let mut expected = names.clone();
-    expected.push("gateway");
-    let mut all = support::ServerAll::start(dir.path(), &env, &expected);
+    let mut all =
+        support::ServerAll::on_free_ports(dir.path(), &[("LOG_LEVEL", "warning")], Stdio::null());
     for line in all.lines.iter().filter(|l| support::listening(l).is_some()) {
         assert!(line.contains("/docs"), "{line}");
     }

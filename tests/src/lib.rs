@@ -97,6 +97,8 @@ impl TestDb {
             outbox_relay: true,
             outbox_poll_ms: 500,
             outbox_claim_ms: 3000,
+            telemetry: true,
+            otel_exporter_otlp_endpoint: None,
             service_timeout_ms: 2000,
             database_max_connections: 5,
             request_body_max_bytes: 1024 * 1024,

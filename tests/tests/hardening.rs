@@ -124,6 +124,27 @@ async fn nginx_does_not_route_dot_segments_to_internal_routes() {
             "{path} reached a service: {answer}"
         );
     }
+
+    // /metrics is internal: every service serves it, nginx routes it to none.
+    let get =
+        |path: &str| format!("GET {path} HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n");
+    let direct = raw(&shop.beers_url, &get("/metrics")).await;
+    assert_eq!(status(&direct), 200, "{direct}");
+    assert!(
+        direct.contains("# TYPE http_server_requests_in_flight gauge"),
+        "{direct}"
+    );
+    for path in [
+        "/metrics",
+        "/v1/beers/../../metrics",
+        "/v1/beers/%2e%2e/%2e%2e/metrics",
+    ] {
+        let answer = raw(&nginx.url, &get(path)).await;
+        assert!(
+            matches!(status(&answer), 400 | 404) && !answer.contains("http_server_requests"),
+            "{path} reached a service's metrics: {answer}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -274,6 +274,19 @@ fn plan(root: &Path, templates: &Path, name: &str, port: u16) -> Result<Vec<Chan
         l.trim() == "condition: service_healthy"
     })?;
     changes.push(edit("deploy/compose.yaml", compose));
+    // Compose's Prometheus scrapes it (Kubernetes finds it by its pod's annotations).
+    let prometheus = read(root, "deploy/prometheus/prometheus.yml")?;
+    let target =
+        format!("      - targets: [\"{name}:{port}\"]\n        labels: {{service: {name}}}");
+    changes.push(edit(
+        "deploy/prometheus/prometheus.yml",
+        insert_after(
+            &prometheus,
+            "deploy/prometheus/prometheus.yml",
+            &target,
+            |l| l.trim_start().starts_with("labels: {service: "),
+        )?,
+    ));
     let roles = read(root, "deploy/postgres/roles.sh")?;
     let list = roles
         .lines()

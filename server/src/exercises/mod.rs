@@ -146,7 +146,9 @@ pub async fn start(
     let mut context = Service::open(config, &SERVICE, keyring, ()).await?;
     context.db.outbox = true;
     let (relay, waker) = if config.outbox_relay {
-        let relay = relay(config, &context.db, &peers["scores"], log).await?;
+        let relay = relay(config, &context.db, &peers["scores"], log)
+            .await?
+            .traced(&context.tracer);
         let waker = relay.waker();
         (Some(relay.spawn()), Some(waker))
     } else {

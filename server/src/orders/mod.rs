@@ -128,7 +128,8 @@ pub async fn start(
             RelayOptions::from_config(config),
             log,
         )
-        .await?;
+        .await?
+        .traced(&context.tracer);
         context.state.relay = Some(relay.spawn());
     }
     server::start(api::api::<handlers::OrdersImpl>(), context, config, log)

@@ -49,6 +49,8 @@ impl Caller {
 pub struct Keyring {
     keys: RwLock<HashMap<String, DecodingKey>>,
     fetcher: Option<Fetcher>,
+    /// Where fetches are counted (`keyring_refreshes_total`), once a service says.
+    refreshes: std::sync::OnceLock<super::metrics::Refreshes>,
 }
 
 /// Where a keyring gets the published keys from.
@@ -153,6 +155,20 @@ impl Keyring {
                 state: Default::default(),
                 fetches: AtomicU64::new(0),
             }),
+            refreshes: Default::default(),
+        }
+    }
+
+    /// Counts this keyring's fetches in `refreshes` (the first service to ask wins).
+    pub fn count_refreshes(&self, refreshes: &super::metrics::Refreshes) {
+        let _ = self.refreshes.set(refreshes.clone());
+    }
+
+    fn counted(&self, result: &'static str) {
+        if let Some(refreshes) = self.refreshes.get() {
+            refreshes
+                .get_or_create(&super::metrics::ResultLabels { result })
+                .inc();
         }
     }
 
@@ -227,9 +243,11 @@ impl Keyring {
         }
         fetcher.fetches.fetch_add(1, Ordering::Relaxed);
         let Ok(published) = fetcher.source.fetch().await else {
+            self.counted("error");
             state.last_failure = Some(Instant::now());
             return Err(Rejection::KeysUnavailable);
         };
+        self.counted("ok");
         state.last_failure = None;
         state.last_success = Some(Instant::now());
         // A key we cannot read is skipped; tokens naming it are refused.

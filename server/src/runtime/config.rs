@@ -102,6 +102,22 @@ pub struct Config {
     /// while sending): after a relay crashes, how long its events wait for another.
     #[arg(long, env = "OUTBOX_CLAIM_MS", default_value_t = 3000, global = true)]
     pub outbox_claim_ms: u64,
+    /// Per-request metrics and trace spans (and trace ids in log lines). On in
+    /// production; `false` only to measure what they cost (`cargo xtask bench` does).
+    #[arg(long, env = "TELEMETRY", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub telemetry: bool,
+
+    /// OpenTelemetry collector to export spans to over OTLP/HTTP (protobuf), e.g.
+    /// `http://otel-collector:4318` (`/v1/traces` is appended). Unset: nothing is
+    /// exported; trace context is still accepted, propagated and logged. The standard
+    /// `OTEL_EXPORTER_OTLP_HEADERS` and `OTEL_BSP_*` variables apply.
+    #[arg(
+        long,
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        global = true,
+        hide_env_values = true
+    )]
+    pub otel_exporter_otlp_endpoint: Option<String>,
 
     /// Timeout, in milliseconds, for calls to other services (connecting included).
     #[arg(

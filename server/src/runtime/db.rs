@@ -41,6 +41,9 @@ pub struct Db {
     pub backend: Backend,
     /// Whether this database has an outbox (its backlog is reported by `readyz`).
     pub outbox: bool,
+    /// The service's metrics (`runtime::metrics`), shared by everything that has the
+    /// database handle.
+    pub metrics: std::sync::Arc<super::metrics::Metrics>,
     migrator: &'static Migrator,
     /// PostgreSQL only: where to open a listening connection (the pool's connections
     /// cannot LISTEN, they are shared).
@@ -102,6 +105,7 @@ impl Db {
             pool,
             backend,
             outbox: false,
+            metrics: Default::default(),
             migrator,
             listen_url: (backend == Backend::Postgres).then(|| url.into()),
         };

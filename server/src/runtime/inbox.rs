@@ -103,6 +103,8 @@ impl Inbox {
                     let (db, validators, log) =
                         (db.clone(), validators.clone(), handler_log.clone());
                     Box::pin(async move {
+                        // Runs in the message's span: its lines carry the sender's trace id.
+                        let log = super::trace::logger(&log);
                         take_raw::<R>(&db, &validators, dedup_retention, &payload, &log).await
                     })
                 });
@@ -113,6 +115,7 @@ impl Inbox {
                     R::TOPIC,
                     handler,
                     log_events,
+                    context.tracer.clone(),
                 ))
             }
             None => None,
@@ -142,10 +145,21 @@ impl Inbox {
             )
             .request(request_id));
         }
-        R::take(db, event)
+        take::<R>(db, event)
             .await
             .map_err(|e| e.problem(log, request_id, "event"))
     }
+}
+
+/// `R::take`, counted (events taken, duplicates) in the service's metrics.
+async fn take<R: Receiver>(db: &Db, event: &R::Event) -> Result<bool, StoreError> {
+    let duplicate = R::take(db, event).await?;
+    if duplicate {
+        db.metrics.events_duplicates.inc();
+    } else {
+        db.metrics.events_consumed.inc();
+    }
+    Ok(duplicate)
 }
 
 /// Takes an event from NATS (its signature already verified by the consumer), validated
@@ -180,7 +194,7 @@ pub async fn take_raw<R: Receiver>(
             "event_id" => %R::id(&event), "occurred_at" => %R::occurred_at(&event));
         return Ok(());
     }
-    let duplicate = R::take(db, &event)
+    let duplicate = take::<R>(db, &event)
         .await
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     slog::info!(log, "event taken"; "event_id" => %R::id(&event), "duplicate" => duplicate);

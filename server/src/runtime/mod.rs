@@ -63,8 +63,10 @@ pub mod extract;
 pub mod http;
 pub mod inbox;
 pub mod infra;
+pub mod metrics;
 pub mod money;
 pub mod nats;
+pub mod observe;
 pub mod outbox;
 pub mod pagination;
 pub mod problem;
@@ -72,6 +74,7 @@ pub mod registry;
 pub mod retention;
 pub mod security;
 pub mod server;
+pub mod trace;
 
 pub use db::Db;
 pub use problem::{FieldError, Problem};
@@ -130,6 +133,8 @@ pub struct Service<S> {
     /// Where callers' accounts are kept, for the service that keeps them (users), which
     /// then trusts the stored account over the token's claims; `None` elsewhere.
     pub accounts: Option<std::sync::Arc<dyn security::Accounts>>,
+    /// Where this service's spans go (OTLP when configured, else nowhere).
+    pub tracer: std::sync::Arc<trace::Tracer>,
     pub state: S,
 }
 
@@ -142,13 +147,17 @@ impl<S> Service<S> {
         state: S,
     ) -> anyhow::Result<Service<S>> {
         config.check_events()?;
+        let db = server::connect(config, def.name, def.migrator).await?;
+        keyring.count_refreshes(&db.metrics.keyring_refreshes);
+        let tracer = trace::Tracer::from_config(config, def.name)?;
         Ok(Service {
             spec: Spec::parse(def.name, def.spec)?,
-            db: server::connect(config, def.name, def.migrator).await?,
+            db,
             keyring,
             events_token: config.events_token.clone(),
             clients: clients::Clients::new(config),
             accounts: None,
+            tracer,
             state,
         })
     }
@@ -163,6 +172,7 @@ impl<S> Service<S> {
             events_token: self.events_token,
             clients: self.clients,
             accounts: self.accounts,
+            tracer: self.tracer,
             state,
         }
     }
@@ -200,6 +210,9 @@ impl<S: Send + Sync + 'static> ServiceContext for Service<S> {
     fn accounts(&self) -> Option<&dyn security::Accounts> {
         self.accounts.as_deref()
     }
+    fn tracer(&self) -> &std::sync::Arc<trace::Tracer> {
+        &self.tracer
+    }
 }
 
 /// What the endpoints that serve the spec itself (`/openapi.json`, `/openapi.yaml`,
@@ -227,4 +240,11 @@ pub trait ServiceContext: Send + Sync + 'static {
     fn accounts(&self) -> Option<&dyn security::Accounts> {
         None
     }
+    /// The service's metrics (kept with its database handle, which every part of a
+    /// service already holds: relay, consumers, stores).
+    fn metrics(&self) -> &std::sync::Arc<metrics::Metrics> {
+        &self.db().metrics
+    }
+    /// Where the service's spans go.
+    fn tracer(&self) -> &std::sync::Arc<trace::Tracer>;
 }

@@ -8,6 +8,7 @@
 use super::config::Config;
 use super::events;
 use super::outbox::{Event, Sink};
+use super::trace;
 use anyhow::{Context as _, Result};
 use async_nats::jetstream::{self, consumer::pull, stream};
 use futures::future::BoxFuture;
@@ -123,6 +124,16 @@ impl Sink for NatsSink {
             events::SIGNATURE_HEADER,
             events::sign(&self.secret, event.payload.as_bytes()).as_str(),
         );
+        // The delivery's span (the relay's), so the consumer joins the trace.
+        if let Some(current) = trace::current() {
+            headers.insert(
+                trace::TRACEPARENT,
+                trace::traceparent(&current.context).as_str(),
+            );
+            if let Some(state) = trace::tracestate(&current.context) {
+                headers.insert(trace::TRACESTATE, state.as_str());
+            }
+        }
         let publish = async {
             self.js
                 .publish_with_headers(subject(&event.topic), headers, event.payload.clone().into())
@@ -150,7 +161,8 @@ pub type Handler = Arc<dyn Fn(Vec<u8>) -> BoxFuture<'static, Result<()>> + Send 
 /// it had a topic filter keeps reading every subject; its handler drops what is not
 /// its schema.)
 /// Only messages signed with `secret` reach `handler`; others are terminated (never
-/// redelivered) and logged.
+/// redelivered) and logged. Each message is handled in a consumer span of the trace its
+/// headers name (`trace::current`, `trace::logger`); `tracer` exports those spans.
 pub fn consume(
     settings: Settings,
     secret: String,
@@ -158,11 +170,12 @@ pub fn consume(
     topic: &'static str,
     handler: Handler,
     log: slog::Logger,
+    tracer: Arc<trace::Tracer>,
 ) -> Consumer {
     let task = tokio::spawn(async move {
         let mut delay = Duration::from_millis(100);
         loop {
-            match consume_once(&settings, &secret, durable, topic, &handler, &log).await {
+            match consume_once(&settings, &secret, durable, topic, &handler, &log, &tracer).await {
                 Ok(()) => delay = Duration::from_millis(100),
                 Err(e) => {
                     slog::warn!(log, "event consumer stopped; reconnecting";
@@ -183,6 +196,7 @@ async fn consume_once(
     topic: &str,
     handler: &Handler,
     log: &slog::Logger,
+    tracer: &Arc<trace::Tracer>,
 ) -> Result<()> {
     let js = connect(settings).await?;
     let stream = js
@@ -224,7 +238,25 @@ async fn consume_once(
                 .map_err(|e| anyhow::anyhow!("terminating: {e}"))?;
             continue;
         }
-        match handler(message.payload.to_vec()).await {
+        let header = |name: &str| {
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str())
+        };
+        let parent = trace::remote(header(trace::TRACEPARENT), header(trace::TRACESTATE));
+        let span = tracer.start(
+            format!("process {}", message.subject.as_str()),
+            opentelemetry::trace::SpanKind::Consumer,
+            parent.as_ref(),
+        );
+        let taken = span
+            .current()
+            .scope(handler(message.payload.to_vec()))
+            .await;
+        span.end(taken.as_ref().err().map(|e| format!("{e:#}")));
+        match taken {
             Ok(()) => message
                 .ack()
                 .await

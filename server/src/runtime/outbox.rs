@@ -30,12 +30,16 @@ pub struct Event {
     /// The JSON body.
     pub payload: String,
     pub attempts: i64,
+    /// The trace context of the request that wrote it (W3C `traceparent`, `tracestate`).
+    pub traceparent: Option<String>,
+    pub tracestate: Option<String>,
 }
 
 /// The PostgreSQL notification channel an enqueue signals on.
 pub const CHANNEL: &str = "taproom_outbox";
 
 /// Writes an event in the caller's transaction: it exists exactly when the change does.
+/// It keeps the current span's trace context, for its delivery to join the trace.
 pub async fn enqueue(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     id: Uuid,
@@ -43,14 +47,17 @@ pub async fn enqueue(
     payload: &str,
 ) -> Result<(), sqlx::Error> {
     let now = now_text();
+    let context = super::trace::current().map(|c| c.context);
     sqlx::query(
-        "INSERT INTO outbox (id, topic, payload, created_at, attempts, next_attempt_at) \
-         VALUES ($1, $2, $3, $4, 0, $4)",
+        "INSERT INTO outbox (id, topic, payload, created_at, attempts, next_attempt_at, traceparent, tracestate) \
+         VALUES ($1, $2, $3, $4, 0, $4, $5, $6)",
     )
     .bind(id.to_string())
     .bind(topic)
     .bind(payload)
     .bind(&now)
+    .bind(context.as_ref().map(super::trace::traceparent))
+    .bind(context.as_ref().and_then(super::trace::tracestate))
     .execute(&mut **tx)
     .await?;
     if tx.backend_name() == "PostgreSQL" {
@@ -121,6 +128,8 @@ pub struct Relay {
     options: RelayOptions,
     log: slog::Logger,
     wake: Arc<tokio::sync::Notify>,
+    /// Where delivery spans go (see [`Relay::traced`]).
+    tracer: Arc<super::trace::Tracer>,
 }
 
 impl Relay {
@@ -133,7 +142,14 @@ impl Relay {
             name,
             options,
             wake: Arc::default(),
+            tracer: super::trace::Tracer::off(),
         }
+    }
+
+    /// Exports this relay's delivery spans with `tracer` (the service's).
+    pub fn traced(mut self, tracer: &Arc<super::trace::Tracer>) -> Relay {
+        self.tracer = tracer.clone();
+        self
     }
 
     /// Where this relay sends (for tests that send without marking, as a relay killed
@@ -164,7 +180,7 @@ impl Relay {
         .execute(&self.db.pool)
         .await?;
         let rows = sqlx::query(
-            "SELECT id, topic, payload, attempts FROM outbox \
+            "SELECT id, topic, payload, attempts, traceparent, tracestate FROM outbox \
              WHERE claimed_by = $1 AND claimed_until = $2 AND delivered_at IS NULL ORDER BY id",
         )
         .bind(&self.name)
@@ -178,6 +194,8 @@ impl Relay {
                     topic: r.try_get("topic")?,
                     payload: r.try_get("payload")?,
                     attempts: r.try_get("attempts")?,
+                    traceparent: r.try_get("traceparent")?,
+                    tracestate: r.try_get("tracestate")?,
                 })
             })
             .collect()
@@ -187,8 +205,23 @@ impl Relay {
     pub async fn deliver(&self, events: &[Event]) -> Result<usize> {
         let mut delivered = 0;
         for event in events {
-            match self.sink.send(event).await {
+            // A producer span in the trace of the request that wrote the event; the
+            // sink sends its context along (an HTTP header, a NATS message header).
+            let parent =
+                super::trace::remote(event.traceparent.as_deref(), event.tracestate.as_deref());
+            let mut span = self.tracer.start(
+                format!("send {}", event.topic),
+                opentelemetry::trace::SpanKind::Producer,
+                parent.as_ref(),
+            );
+            span.set_attribute(|| {
+                opentelemetry::KeyValue::new("messaging.message.id", event.id.to_string())
+            });
+            let sent = span.current().scope(self.sink.send(event)).await;
+            span.end(sent.as_ref().err().map(|e| format!("{e:#}")));
+            match sent {
                 Ok(()) => {
+                    self.db.metrics.outbox_deliveries.inc();
                     sqlx::query(
                         "UPDATE outbox SET delivered_at = $2, claimed_by = NULL, claimed_until = NULL, last_error = NULL WHERE id = $1",
                     )
@@ -199,6 +232,7 @@ impl Relay {
                     delivered += 1;
                 }
                 Err(e) => {
+                    self.db.metrics.outbox_failures.inc();
                     let attempts = event.attempts + 1;
                     let factor = 2u32.saturating_pow(attempts.clamp(0, 20) as u32 - 1);
                     let delay = self

@@ -58,8 +58,21 @@ fn bearer<X: ServerContext>(rqctx: &RequestContext<X>) -> Result<Option<&str>, P
         })
 }
 
-/// The caller of a request, from its bearer token, checked with the service's keyring.
+/// The caller of a request, from its bearer token, checked with the service's keyring;
+/// a refused token is counted (`tokens_refused_total`).
 async fn verified_caller<C: ServiceContext, X: ServerContext>(
+    rqctx: &RequestContext<X>,
+) -> Result<Caller, dropshot::HttpError> {
+    let result = checked_caller::<C, X>(rqctx).await;
+    if let (Err(e), Ok(service)) = (&result, service_context::<C, X>(rqctx)) {
+        if e.status_code.as_u16() == 401 {
+            service.metrics().tokens_refused.inc();
+        }
+    }
+    result
+}
+
+async fn checked_caller<C: ServiceContext, X: ServerContext>(
     rqctx: &RequestContext<X>,
 ) -> Result<Caller, dropshot::HttpError> {
     let service = service_context::<C, X>(rqctx)?;

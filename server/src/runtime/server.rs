@@ -89,18 +89,26 @@ pub fn start<C: ServiceContext>(
     for endpoint in infra::endpoints()
         .into_iter()
         .chain(super::docs::endpoints())
+        .chain([super::metrics::endpoint()])
     {
         api.register(endpoint)
             .map_err(|e| anyhow::anyhow!("{service}: {e}"))?;
     }
-    listen(
+    super::trace::install();
+    let observer = config.telemetry.then(|| {
+        std::sync::Arc::new(super::observe::Observer {
+            metrics: context.metrics().clone(),
+            tracer: context.tracer().clone(),
+        })
+    });
+    serve(
         api,
         context,
         config,
         log,
-        service,
-        config.bind(service),
+        (service, config.bind(service)),
         &routes,
+        observer,
     )
 }
 
@@ -151,7 +159,21 @@ pub fn listen<C: dropshot::ServerContext>(
     bind: std::net::SocketAddr,
     routes: &[(String, String)],
 ) -> Result<HttpServer<C>> {
-    ServerBuilder::new(
+    serve(api, context, config, log, (name, bind), routes, None)
+}
+
+/// [`listen`], with `observer` following every request (services have one: metrics and
+/// tracing; the gateway and the mock server do not).
+fn serve<C: dropshot::ServerContext>(
+    api: ApiDescription<C>,
+    context: C,
+    config: &Config,
+    log: &Logger,
+    (name, bind): (&str, std::net::SocketAddr),
+    routes: &[(String, String)],
+    observer: Option<std::sync::Arc<super::observe::Observer>>,
+) -> Result<HttpServer<C>> {
+    let mut builder = ServerBuilder::new(
         api,
         context,
         log.new(slog::o!("service" => name.to_string())),
@@ -167,9 +189,13 @@ pub fn listen<C: dropshot::ServerContext>(
     .response_hook(std::sync::Arc::new(super::http::Hook::new(
         config.cors_allowed_origins.clone(),
         routes,
-    )))
-    .start()
-    .map_err(|e| anyhow::anyhow!("{name}: cannot listen on {bind}: {e}"))
+    )));
+    if let Some(observer) = observer {
+        builder = builder.request_hook(observer);
+    }
+    builder
+        .start()
+        .map_err(|e| anyhow::anyhow!("{name}: cannot listen on {bind}: {e}"))
 }
 
 /// Every (path, METHOD) in a spec, plus the unpublished documentation endpoints.

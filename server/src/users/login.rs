@@ -71,6 +71,7 @@ pub async fn check(
             .await
             .map_err(|e| db_problem(rqctx, e))?
         {
+            db.metrics.login_throttled.inc();
             return Err(Problem::new(
                 429,
                 "Too many failed logins for this account; try again later.",

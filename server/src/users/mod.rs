@@ -86,6 +86,7 @@ pub async fn start(
         keyring: tokens.keyring.clone(),
         events_token: config.events_token.clone(),
         clients: crate::runtime::clients::Clients::new(config),
+        tracer: crate::runtime::trace::Tracer::from_config(config, NAME)?,
         state: Users {
             tokens,
             throttle: throttle::Limits::from(config),

@@ -29,6 +29,7 @@ const INHERITED_SETTINGS: &[&str] = &[
     "NATS_URL",
     "LOG_LEVEL",
     "LOG_FORMAT",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
 ];
 
 /// The `server` binary, with none of its settings taken from the environment.
@@ -64,14 +65,40 @@ pub struct ServerAll {
 }
 
 impl ServerAll {
+    /// `server all` in `dir` with every service and the gateway on a free port, `env`
+    /// added, its log lines (stdout) going to `stdout`.
+    pub fn on_free_ports(dir: &Path, env: &[(&str, &str)], stdout: Stdio) -> ServerAll {
+        let names: Vec<&str> = taproom_server::SERVICES.iter().map(|s| s.name).collect();
+        let ports: Vec<String> = ["gateway"]
+            .iter()
+            .chain(&names)
+            .map(|name| format!("{}_PORT", name.to_uppercase()))
+            .collect();
+        let mut all_env: Vec<(&str, &str)> = ports.iter().map(|p| (p.as_str(), "0")).collect();
+        all_env.extend_from_slice(env);
+        let mut expected = names;
+        expected.push("gateway");
+        Self::start_logging(dir, &all_env, &expected, stdout)
+    }
+
     /// Runs `server all` in `dir` with `env` (ports and the rest as the caller wants them)
     /// and waits until each of `expected` has printed where it listens.
     pub fn start(dir: &Path, env: &[(&str, &str)], expected: &[&str]) -> ServerAll {
+        Self::start_logging(dir, env, expected, Stdio::null())
+    }
+
+    /// [`ServerAll::start`] with the services' log lines (stdout) going to `stdout`.
+    pub fn start_logging(
+        dir: &Path,
+        env: &[(&str, &str)],
+        expected: &[&str],
+        stdout: Stdio,
+    ) -> ServerAll {
         let mut child = server()
             .current_dir(dir)
             .arg("all")
             .envs(env.iter().copied())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawning server all");
@@ -133,4 +160,21 @@ impl Drop for ServerAll {
             let _ = self.child.wait();
         }
     }
+}
+
+/// An access token for `user` (HTTP Basic login at `base`, a service or the gateway).
+pub async fn token(base: &str, user: &str, password: &str) -> String {
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(format!("{base}/v1/auth/token"))
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .expect("login request")
+        .json()
+        .await
+        .expect("login answer");
+    answer["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{user} not logged in: {answer}"))
+        .to_string()
 }

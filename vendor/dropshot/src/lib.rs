@@ -971,8 +971,10 @@ pub use pagination::ResultsPage;
 pub use pagination::WhichPage;
 pub use server::BuildError;
 pub use server::ServerBuilder;
-// TAPROOM PATCH: response hook.
-pub use server::{ResponseContext, ResponseHook};
+// TAPROOM PATCH: request and response hooks.
+pub use server::{
+    RequestHook, RequestScope, RequestStart, ResponseContext, ResponseHook,
+};
 // TAPROOM PATCH: connection limits.
 pub use body::BodyReadTimeout;
 pub use server::ConnectionLimits;

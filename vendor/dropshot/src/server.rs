@@ -86,6 +86,8 @@ pub struct DropshotState<C: ServerContext> {
     pub(crate) version_policy: VersionPolicy,
     // TAPROOM PATCH: see `ResponseHook`.
     pub(crate) response_hook: DebugIgnore<Option<Arc<dyn ResponseHook>>>,
+    // TAPROOM PATCH: see `RequestHook`.
+    pub(crate) request_hook: DebugIgnore<Option<Arc<dyn RequestHook>>>,
     // TAPROOM PATCH: see `ConnectionLimits`.
     pub(crate) connection_limits: ConnectionLimits,
 }
@@ -196,6 +198,49 @@ pub trait ResponseHook: Send + Sync + 'static {
     ) -> Response<Body>;
 }
 
+// TAPROOM PATCH: a hook that sees every request from its arrival to its end, so a
+// server can measure requests (counts, latency, in flight) and trace them (a span per
+// request whose ids go into every log line and follow the handler's calls).
+/// What a [`RequestHook`] knows about a request as it arrives (before routing).
+pub struct RequestStart<'a> {
+    pub request_id: &'a str,
+    pub method: &'a http::Method,
+    pub uri: &'a http::Uri,
+    pub request_headers: &'a http::HeaderMap,
+}
+
+/// Starts a [`RequestScope`] for every request; installed with
+/// [`ServerBuilder::request_hook`].
+pub trait RequestHook: Send + Sync + 'static {
+    fn start(&self, request: &RequestStart<'_>) -> Box<dyn RequestScope>;
+}
+
+/// One request, from its arrival to its end.
+pub trait RequestScope: Send + Sync + 'static {
+    /// The request's logger, made from the server's (with the request id, method and
+    /// URI): every log line of the request, the handler's included, goes through it.
+    fn logger(&self, log: &Logger) -> Logger {
+        log.clone()
+    }
+    /// Runs the routed handler's task (in `HandlerTaskMode::Detached`; in
+    /// `CancelOnDisconnect` the handler is polled directly and this is not called).
+    fn run(
+        &self,
+        _operation_id: &str,
+        task: Pin<Box<dyn Future<Output = ()> + Send>>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        task
+    }
+    /// The request ended: `status` is what was sent (499 when the client went away
+    /// first), `operation_id` the route's, if routing found one.
+    fn finish(
+        self: Box<Self>,
+        operation_id: Option<&str>,
+        status: u16,
+        latency: std::time::Duration,
+    );
+}
+
 // TAPROOM PATCH: accept the caller's request id when it is a sane token, so one id
 // follows a request across services; otherwise make one.
 fn request_id_from(request: &Request<hyper::body::Incoming>) -> Option<String> {
@@ -291,6 +336,7 @@ impl<C: ServerContext> HttpServerStarter<C> {
         tls: Option<ConfigTls>,
         version_policy: VersionPolicy,
         response_hook: Option<Arc<dyn ResponseHook>>,
+        request_hook: Option<Arc<dyn RequestHook>>,
         connection_limits: ConnectionLimits,
     ) -> Result<HttpServerStarter<C>, BuildError> {
         let tcp = {
@@ -352,6 +398,7 @@ impl<C: ServerContext> HttpServerStarter<C> {
             handler_waitgroup_worker: DebugIgnore(handler_waitgroup.worker()),
             version_policy,
             response_hook: DebugIgnore(response_hook),
+            request_hook: DebugIgnore(request_hook),
             connection_limits,
         });
 
@@ -935,6 +982,18 @@ async fn http_request_handle_wrap<C: ServerContext>(
         "method" => request.method().as_str().to_string(),
         "uri" => format!("{}", request.uri()),
     ));
+    // TAPROOM PATCH: the request hook's scope, and the logger it makes.
+    let scope = server.request_hook.0.as_ref().map(|hook| {
+        hook.start(&RequestStart {
+            request_id: &request_id,
+            method: request.method(),
+            uri: request.uri(),
+            request_headers: request.headers(),
+        })
+    });
+    if let Some(scope) = &scope {
+        request_log = scope.logger(&request_log);
+    }
     // If we have been asked to include any headers from the request in the
     // log messages, do so here:
     for name in server.config.log_headers.iter() {
@@ -982,12 +1041,15 @@ async fn http_request_handle_wrap<C: ServerContext>(
 
     // In the case the client disconnects early, the scopeguard allows us
     // to perform extra housekeeping before this task is dropped.
-    let on_disconnect = guard((), |_| {
+    let on_disconnect = guard(scope, |scope| {
         let latency_us = start_time.elapsed().as_micros();
 
         warn!(request_log, "request handling cancelled (client disconnected)";
             "latency_us" => latency_us,
         );
+        if let Some(scope) = scope {
+            scope.finish(None, 499, start_time.elapsed());
+        }
 
         #[cfg(feature = "usdt-probes")]
         probes::request__done!(|| {
@@ -1011,12 +1073,13 @@ async fn http_request_handle_wrap<C: ServerContext>(
         request_log.new(o!()),
         remote_addr,
         &mut operation_id,
+        on_disconnect.as_deref(),
     )
     .await;
 
     // If `http_request_handle` completed, it means the request wasn't
     // cancelled and we can safely "defuse" the scopeguard.
-    let _ = ScopeGuard::into_inner(on_disconnect);
+    let scope = ScopeGuard::into_inner(on_disconnect);
 
     let latency_us = start_time.elapsed().as_micros();
     let response = match maybe_response {
@@ -1111,6 +1174,13 @@ async fn http_request_handle_wrap<C: ServerContext>(
             response
         }
     };
+    if let Some(scope) = scope {
+        scope.finish(
+            operation_id.as_deref(),
+            response.status().as_u16(),
+            start_time.elapsed(),
+        );
+    }
 
     Ok(response)
 }
@@ -1123,6 +1193,7 @@ async fn http_request_handle<C: ServerContext>(
     request_log: Logger,
     remote_addr: std::net::SocketAddr,
     operation_id: &mut Option<String>,
+    scope: Option<&dyn RequestScope>,
 ) -> Result<Response<Body>, HandlerError> {
     // TODO-hardening: is it correct to (and do we correctly) read the entire
     // request body even if we decide it's too large and are going to send a 400
@@ -1172,7 +1243,8 @@ async fn http_request_handle<C: ServerContext>(
             let (tx, rx) = oneshot::channel();
             let request_log = request_log.clone();
             let worker = server.handler_waitgroup_worker.clone();
-            let handler_task = tokio::spawn(async move {
+            let operation = rqctx.endpoint.operation_id.clone();
+            let task = Box::pin(async move {
                 let request_log = rqctx.log.clone();
                 let result = handler.handle_request(rqctx, request).await;
 
@@ -1198,6 +1270,11 @@ async fn http_request_handle<C: ServerContext>(
                 // complete (if it's waiting on us).
                 mem::drop(worker);
             });
+            // TAPROOM PATCH: the request hook's scope runs the handler's task.
+            let handler_task = match scope {
+                Some(scope) => tokio::spawn(scope.run(&operation, task)),
+                None => tokio::spawn(task),
+            };
 
             // The only way we can fail to receive on `rx` is if `tx` is
             // dropped before a result is sent, which can only happen if
@@ -1387,6 +1464,7 @@ pub struct ServerBuilder<C: ServerContext> {
     version_policy: VersionPolicy,
     tls: Option<ConfigTls>,
     response_hook: DebugIgnore<Option<Arc<dyn ResponseHook>>>,
+    request_hook: DebugIgnore<Option<Arc<dyn RequestHook>>>,
     connection_limits: ConnectionLimits,
 }
 
@@ -1410,8 +1488,15 @@ impl<C: ServerContext> ServerBuilder<C> {
             version_policy: VersionPolicy::Unversioned,
             tls: Default::default(),
             response_hook: DebugIgnore(None),
+            request_hook: DebugIgnore(None),
             connection_limits: Default::default(),
         }
+    }
+
+    /// TAPROOM PATCH: have `hook` follow every request (see [`RequestHook`]).
+    pub fn request_hook(mut self, hook: Arc<dyn RequestHook>) -> Self {
+        self.request_hook = DebugIgnore(Some(hook));
+        self
     }
 
     /// TAPROOM PATCH: have `hook` see (and may rewrite) every response.
@@ -1484,6 +1569,7 @@ impl<C: ServerContext> ServerBuilder<C> {
             self.tls,
             self.version_policy,
             self.response_hook.0,
+            self.request_hook.0,
             self.connection_limits,
         )
     }

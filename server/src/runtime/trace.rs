@@ -1,0 +1,438 @@
+//! Distributed tracing: W3C trace context (`traceparent`, `tracestate`) accepted on every
+//! request and sent on every call a generated client makes, stored with outbox events and
+//! carried in NATS message headers, so one trace follows a checkout through orders,
+//! beers, promotions and the event's delivery.
+//!
+//! Spans are kept here, small and cheap (ids, a name, a start time); only when an OTLP
+//! endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT`) does a finished span become an
+//! OpenTelemetry `SpanData` for the SDK's batch processor and the OTLP/HTTP exporter.
+//! Without one nothing is built or sent. The span of the work in progress is a task-local
+//! ([`current`]): outgoing calls, outbox writes and log lines find it there.
+
+use anyhow::Result;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{
+    SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId, TraceState,
+};
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, IdGenerator, RandomIdGenerator, SpanData, SpanEvents, SpanLinks,
+    SpanProcessor,
+};
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+pub const TRACEPARENT: &str = "traceparent";
+pub const TRACESTATE: &str = "tracestate";
+
+/// Where one service's spans go: an OTLP endpoint, or nowhere.
+#[derive(Debug)]
+pub struct Tracer {
+    processor: Option<BatchSpanProcessor>,
+    scope: InstrumentationScope,
+}
+
+impl Tracer {
+    /// A tracer that exports nothing.
+    pub fn off() -> Arc<Tracer> {
+        Arc::new(Tracer {
+            processor: None,
+            scope: InstrumentationScope::builder("taproom").build(),
+        })
+    }
+
+    /// `service`'s tracer as configured: OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+    pub fn from_config(config: &super::config::Config, service: &str) -> Result<Arc<Tracer>> {
+        match &config.otel_exporter_otlp_endpoint {
+            Some(endpoint) if !endpoint.is_empty() => Tracer::otlp(service, endpoint),
+            _ => Ok(Tracer::off()),
+        }
+    }
+
+    /// Exports `service`'s spans over OTLP/HTTP (protobuf) to `endpoint` (the base URL,
+    /// as `OTEL_EXPORTER_OTLP_ENDPOINT` gives it; `/v1/traces` is appended), batched
+    /// as the standard `OTEL_BSP_*` variables say.
+    pub fn otlp(service: &str, endpoint: &str) -> Result<Arc<Tracer>> {
+        use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+            .with_http_client(RuntimeClient::new()?)
+            .build()?;
+        let mut processor = BatchSpanProcessor::builder(exporter).build();
+        processor.set_resource(
+            &opentelemetry_sdk::Resource::builder()
+                .with_service_name(service.to_string())
+                .build(),
+        );
+        Ok(Arc::new(Tracer {
+            processor: Some(processor),
+            scope: InstrumentationScope::builder("taproom")
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .build(),
+        }))
+    }
+
+    /// A span that starts now: a child of `parent`, or the root of a new trace.
+    pub fn start(
+        self: &Arc<Self>,
+        name: impl Into<Cow<'static, str>>,
+        kind: SpanKind,
+        parent: Option<&SpanContext>,
+    ) -> Span {
+        let ids = RandomIdGenerator::default();
+        let (trace_id, flags, state, parent_id, remote) = match parent {
+            Some(p) if p.is_valid() => (
+                p.trace_id(),
+                p.trace_flags(),
+                p.trace_state().clone(),
+                p.span_id(),
+                p.is_remote(),
+            ),
+            _ => (
+                ids.new_trace_id(),
+                TraceFlags::SAMPLED,
+                TraceState::default(),
+                SpanId::INVALID,
+                false,
+            ),
+        };
+        Span {
+            tracer: self.clone(),
+            context: SpanContext::new(trace_id, ids.new_span_id(), flags, false, state),
+            parent: parent_id,
+            remote_parent: remote,
+            kind,
+            name: name.into(),
+            start: SystemTime::now(),
+            attributes: Vec::new(),
+        }
+    }
+
+    /// Sends what is batched (at shutdown).
+    pub fn flush(&self) {
+        if let Some(p) = &self.processor {
+            let _ = p.force_flush();
+        }
+    }
+}
+
+/// One unit of work of a trace.
+#[derive(Debug)]
+pub struct Span {
+    tracer: Arc<Tracer>,
+    context: SpanContext,
+    parent: SpanId,
+    remote_parent: bool,
+    kind: SpanKind,
+    name: Cow<'static, str>,
+    start: SystemTime,
+    attributes: Vec<KeyValue>,
+}
+
+impl Span {
+    pub fn context(&self) -> &SpanContext {
+        &self.context
+    }
+
+    /// Whether the span will be exported (attributes are worth making).
+    pub fn recording(&self) -> bool {
+        self.tracer.processor.is_some()
+    }
+
+    /// Names the span (a server span learns its operation only after routing).
+    pub fn rename(&mut self, name: impl Into<Cow<'static, str>>) {
+        self.name = name.into();
+    }
+
+    /// Adds the attribute `make` makes, if the span is recording (else `make` is not
+    /// called: nothing is allocated for a span that goes nowhere).
+    pub fn set_attribute(&mut self, make: impl FnOnce() -> KeyValue) {
+        if self.recording() {
+            self.attributes.push(make());
+        }
+    }
+
+    /// What this span's work runs inside (see [`Current::scope`]).
+    pub fn current(&self) -> Current {
+        Current {
+            context: self.context.clone(),
+            tracer: self.tracer.clone(),
+        }
+    }
+
+    /// Ends the span; `error` marks it failed.
+    pub fn end(self, error: Option<String>) {
+        let Some(processor) = &self.tracer.processor else {
+            return;
+        };
+        processor.on_end(SpanData {
+            span_context: self.context,
+            parent_span_id: self.parent,
+            parent_span_is_remote: self.remote_parent,
+            span_kind: self.kind,
+            name: self.name,
+            start_time: self.start,
+            end_time: SystemTime::now(),
+            attributes: self.attributes,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: match error {
+                Some(description) => Status::error(description),
+                None => Status::Unset,
+            },
+            instrumentation_scope: self.tracer.scope.clone(),
+        });
+    }
+
+    /// Ends the span of an HTTP exchange with its status (none: no answer came).
+    pub fn end_http(mut self, status: Option<u16>) {
+        if self.recording() {
+            if let Some(status) = status {
+                self.attributes.push(KeyValue::new(
+                    "http.response.status_code",
+                    i64::from(status),
+                ));
+            }
+        }
+        // OpenTelemetry's HTTP conventions: 5xx (and no answer) fail a span; a server's
+        // 4xx is the client's mistake, not its failure.
+        let failed = match (status, &self.kind) {
+            (None, _) => Some("no response".to_string()),
+            (Some(s), _) if s >= 500 => Some(format!("HTTP {s}")),
+            (Some(s), SpanKind::Client) if s >= 400 => Some(format!("HTTP {s}")),
+            _ => None,
+        };
+        self.end(failed);
+    }
+}
+
+/// The span work is running under, and where its children go.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub context: SpanContext,
+    pub tracer: Arc<Tracer>,
+}
+
+tokio::task_local! {
+    static CURRENT: Current;
+}
+
+impl Current {
+    /// Runs `f` with this span as the current one.
+    pub async fn scope<F: std::future::Future>(self, f: F) -> F::Output {
+        CURRENT.scope(self, f).await
+    }
+
+    /// A child span of this one, starting now.
+    pub fn child(&self, name: impl Into<Cow<'static, str>>, kind: SpanKind) -> Span {
+        self.tracer.start(name, kind, Some(&self.context))
+    }
+}
+
+/// The span the running task works under, if any.
+pub fn current() -> Option<Current> {
+    CURRENT.try_with(Current::clone).ok()
+}
+
+/// `traceparent` for `context` (W3C Trace Context, version 00).
+pub fn traceparent(context: &SpanContext) -> String {
+    format!(
+        "00-{}-{}-{:02x}",
+        context.trace_id(),
+        context.span_id(),
+        context.trace_flags().to_u8()
+    )
+}
+
+/// `tracestate` for `context`, if it has one.
+pub fn tracestate(context: &SpanContext) -> Option<String> {
+    let state = context.trace_state().header();
+    (!state.is_empty()).then_some(state)
+}
+
+/// The remote span context `traceparent` (and `tracestate`) name, when well-formed; a
+/// malformed one is ignored and the work starts a new trace (W3C Trace Context).
+pub fn remote(traceparent: Option<&str>, tracestate: Option<&str>) -> Option<SpanContext> {
+    struct Pair<'a>(Option<&'a str>, Option<&'a str>);
+    impl opentelemetry::propagation::Extractor for Pair<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            match key {
+                TRACEPARENT => self.0,
+                TRACESTATE => self.1,
+                _ => None,
+            }
+        }
+        fn keys(&self) -> Vec<&str> {
+            vec![TRACEPARENT, TRACESTATE]
+        }
+    }
+    traceparent?;
+    let cx = TraceContextPropagator::new().extract(&Pair(traceparent, tracestate));
+    let span = cx.span();
+    let context = span.span_context();
+    context.is_valid().then(|| context.clone())
+}
+
+/// The remote span context of an HTTP request's headers.
+pub fn from_headers(headers: &http::HeaderMap) -> Option<SpanContext> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    remote(get(TRACEPARENT), get(TRACESTATE))
+}
+
+/// `log` with the current span's ids, when there is one (for work outside a request,
+/// such as taking an event from NATS).
+pub fn logger(log: &slog::Logger) -> slog::Logger {
+    match current() {
+        Some(current) => with_ids(log, &current.context),
+        None => log.clone(),
+    }
+}
+
+/// `log` with `trace_id` and `span_id`.
+pub fn with_ids(log: &slog::Logger, context: &SpanContext) -> slog::Logger {
+    log.new(slog::o!(
+        "trace_id" => Hex(context.trace_id()),
+        "span_id" => Hex(context.span_id()),
+    ))
+}
+
+/// An id written as hex when a line is logged (nothing is formatted for a request that
+/// logs nothing more than its one line).
+struct Hex<T>(T);
+
+impl<T: std::fmt::Display> slog::Value for Hex<T> {
+    fn serialize(
+        &self,
+        _: &slog::Record,
+        key: slog::Key,
+        serializer: &mut dyn slog::Serializer,
+    ) -> slog::Result {
+        // TraceId and SpanId display as zero-padded lowercase hex (W3C form).
+        serializer.emit_arguments(key, &format_args!("{}", self.0))
+    }
+}
+
+/// Trace ids are never all zeros; a valid id for tests and parsing checks.
+pub fn is_trace_id(text: &str) -> bool {
+    TraceId::from_hex(text).is_ok_and(|id| id != TraceId::INVALID)
+}
+
+/// Every generated client's calls become child spans of the current span and carry its
+/// context (installed once per process, see [`install`]).
+struct Calls;
+
+struct CallSpan(Span);
+
+impl taproom_client::CallObserver for Calls {
+    fn start(
+        &self,
+        operation_id: &'static str,
+        request: &mut reqwest::Request,
+    ) -> Option<Box<dyn taproom_client::CallEnd>> {
+        let current = current()?;
+        let mut span = current.child(operation_id, SpanKind::Client);
+        span.set_attribute(|| {
+            KeyValue::new("http.request.method", request.method().as_str().to_string())
+        });
+        span.set_attribute(|| KeyValue::new("url.full", request.url().to_string()));
+        let headers = request.headers_mut();
+        if let Ok(value) = http::HeaderValue::from_str(&traceparent(span.context())) {
+            headers.insert(TRACEPARENT, value);
+        }
+        if let Some(state) = tracestate(span.context()) {
+            if let Ok(value) = http::HeaderValue::from_str(&state) {
+                headers.insert(TRACESTATE, value);
+            }
+        }
+        Some(Box::new(CallSpan(span)))
+    }
+}
+
+impl taproom_client::CallEnd for CallSpan {
+    fn end(self: Box<Self>, status: Option<u16>) {
+        self.0.end_http(status);
+    }
+}
+
+/// Makes the generated clients of this process send trace context (idempotent).
+pub fn install() {
+    taproom_client::observe_calls(Box::new(Calls));
+}
+
+/// An OTLP exporter's HTTP client: the services' reqwest, run on the runtime that made
+/// it. The SDK's batch processor exports from a thread of its own, outside any tokio
+/// runtime, so each request is spawned onto ours and awaited through a channel.
+#[derive(Debug)]
+struct RuntimeClient {
+    client: reqwest::Client,
+    runtime: tokio::runtime::Handle,
+}
+
+impl RuntimeClient {
+    fn new() -> Result<RuntimeClient> {
+        Ok(RuntimeClient {
+            client: super::calls::client(std::time::Duration::from_secs(10), Default::default())?,
+            runtime: tokio::runtime::Handle::try_current()?,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for RuntimeClient {
+    async fn send_bytes(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+        let client = self.client.clone();
+        let request = reqwest::Request::try_from(request)?;
+        let answer = self.runtime.spawn(async move {
+            let response = client.execute(request).await?;
+            let mut answer = http::Response::builder().status(response.status());
+            for (name, value) in response.headers() {
+                answer = answer.header(name, value);
+            }
+            let body = response.bytes().await?;
+            Ok::<_, opentelemetry_http::HttpError>(answer.body(body)?)
+        });
+        answer.await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_traceparent_round_trips_and_a_malformed_one_is_ignored() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let context = remote(Some(parent), Some("vendor=x")).unwrap();
+        assert_eq!(traceparent(&context), parent);
+        assert_eq!(tracestate(&context).as_deref(), Some("vendor=x"));
+        assert!(context.is_remote());
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "zz-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736",
+        ] {
+            assert!(remote(Some(bad), None).is_none(), "{bad}");
+        }
+        assert!(remote(None, Some("vendor=x")).is_none());
+    }
+
+    #[test]
+    fn a_child_joins_its_parents_trace_and_a_root_starts_one() {
+        let tracer = Tracer::off();
+        let root = tracer.start("checkout_order", SpanKind::Server, None);
+        assert!(is_trace_id(&root.context().trace_id().to_string()));
+        let child = root.current().child("get_beer", SpanKind::Client);
+        assert_eq!(child.context().trace_id(), root.context().trace_id());
+        assert_ne!(child.context().span_id(), root.context().span_id());
+        assert_eq!(child.parent, root.context().span_id());
+        assert!(!child.recording());
+    }
+}
