@@ -7,6 +7,7 @@
 //! PostgreSQL from BENCH_DATABASE_URL (else TEST_DATABASE_URL, else
 //! postgres://postgres@127.0.0.1:5432/test); the run creates and drops its own databases.
 
+mod front;
 mod load;
 
 use anyhow::{Context, Result};
@@ -121,12 +122,24 @@ mod tempfile_dir {
     }
 }
 
+/// create_user measures password hashing under load, not the per-address rate limit that
+/// would otherwise refuse all but a few of the load generator's sign-ups.
+const UNLIMITED_CREDENTIALS: (&str, &str) = ("CREDENTIALS_RATE_PER_MINUTE", "1000000000");
+const UNLIMITED_BURST: (&str, &str) = ("CREDENTIALS_BURST", "1000000000");
+
 fn databases(sqlite: bool) -> Result<Databases> {
     let dir = tempfile_dir::Dir::new()?;
     let data_dir = dir.0.display().to_string();
     if sqlite {
         return Ok(Databases {
-            env: vec![("DATA_DIR".into(), data_dir.clone())],
+            env: vec![
+                ("DATA_DIR".into(), data_dir.clone()),
+                (
+                    UNLIMITED_CREDENTIALS.0.into(),
+                    UNLIMITED_CREDENTIALS.1.into(),
+                ),
+                (UNLIMITED_BURST.0.into(), UNLIMITED_BURST.1.into()),
+            ],
             tasks_url: format!("sqlite://{data_dir}/tasks.db?mode=rwc"),
             pg: None,
             _dir: dir,
@@ -153,6 +166,11 @@ fn databases(sqlite: bool) -> Result<Databases> {
                 "YmVuY2ggcnVuIGtleS1lbmNyeXB0aW9uIGtleSAzMmI=".into(),
             ),
             ("DATA_DIR".into(), data_dir),
+            (
+                UNLIMITED_CREDENTIALS.0.into(),
+                UNLIMITED_CREDENTIALS.1.into(),
+            ),
+            (UNLIMITED_BURST.0.into(), UNLIMITED_BURST.1.into()),
         ],
         tasks_url: with_db(&format!("{name}_tasks"))?,
         pg: Some((base, name)),
@@ -165,7 +183,7 @@ async fn drop_databases(pg: &Option<(String, String)>) {
     let Ok(pool) = sqlx::AnyPool::connect(base).await else {
         return;
     };
-    for service in ["users", "tasks"] {
+    for service in front::service_names().unwrap_or_default() {
         let sql = format!("DROP DATABASE IF EXISTS \"{name}_{service}\" WITH (FORCE)");
         let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
     }
@@ -353,7 +371,7 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
     let cases = [
         (
             "ping",
-            0.8,
+            0.6,
             Case {
                 method: http::Method::GET,
                 paths: Arc::new(vec!["/ping".into()]),
@@ -364,7 +382,7 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
         ),
         (
             "get_task (get-by-id)",
-            0.7,
+            0.9,
             Case {
                 method: http::Method::GET,
                 paths: Arc::new(ids),
@@ -375,7 +393,7 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
         ),
         (
             "create_task (create)",
-            0.6,
+            0.9,
             Case {
                 method: http::Method::POST,
                 paths: Arc::new(vec!["/v1/tasks".into()]),
@@ -423,6 +441,27 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
         telemetry.push((name.to_string(), off, on));
     }
     drop(tasks_off);
+
+    let front_cases: Vec<(&str, &Case)> = cases[1..].iter().map(|(n, _, c)| (*n, c)).collect();
+    let doors = front::front_doors(
+        &args.server,
+        dbs,
+        &http,
+        &front_cases,
+        args.connections,
+        warmup,
+        args.duration,
+    )
+    .await?;
+    let mut sweep = front::Sweep::new();
+    for connections in [1, 16, 256] {
+        for (name, _, case) in &cases {
+            eprintln!("bench: {name} at {connections} connections");
+            let b = load::run(&baseline.url, case, connections, warmup, args.duration).await?;
+            let t = load::run(&tasks.url, case, connections, warmup, args.duration).await?;
+            sweep.push((connections, name.to_string(), b, t));
+        }
+    }
     eprintln!("bench: create_user (argon2id)");
     let bodies: Vec<Bytes> = (0..200_000)
         .map(|i| Bytes::from(format!(r#"{{"username":"load{i}","email":"load{i}@example.com","password":"a bench password"}}"#)))
@@ -511,6 +550,8 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
         args, backend, &rows, loaded_rss, startup_ms, idle_mb, &lists,
     );
     render_telemetry(&telemetry, &mut report);
+    front::render_doors(&doors, args.connections, &mut report);
+    front::render_sweep(&sweep, &mut report);
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(args.out.join("report.md"), &report.0)?;
     std::fs::write(args.out.join("report.csv"), &report.1)?;
@@ -566,8 +607,8 @@ fn render(
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         std::thread::available_parallelism().map(|n| format!("{n} cores")).unwrap_or_default(),
     );
-    md.push_str("| operation | baseline req/s | taproom req/s | ratio | target | baseline p50 / p99 ms | taproom p50 / p99 ms | errors |\n");
-    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    md.push_str("| operation | baseline req/s | taproom req/s | ratio | target | baseline p50 / p99 ms | taproom p50 / p99 ms | p99 / baseline p99 (target ≤ 1.3) | errors |\n");
+    md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let mut csv = String::from("metric,baseline,taproom,ratio,target,baseline_p50_ms,baseline_p99_ms,taproom_p50_ms,taproom_p99_ms,errors,taproom_requests\n");
     for r in rows {
         let t = &r.taproom;
@@ -592,8 +633,13 @@ fn render(
             .map(|x| format!("≥ {x:.2}"))
             .unwrap_or_else(|| "—".into());
         let errors = t.errors + r.baseline.as_ref().map_or(0, |b| b.errors);
+        let p99_ratio = r
+            .baseline
+            .as_ref()
+            .map(|b| format!("{:.2}", t.p99_ms / b.p99_ms))
+            .unwrap_or_else(|| "—".into());
         md.push_str(&format!(
-            "| {} | {b_rps} | {:.0} | {ratio} | {target} | {b_lat} | {:.2} / {:.2} | {errors} |\n",
+            "| {} | {b_rps} | {:.0} | {ratio} | {target} | {b_lat} | {:.2} / {:.2} | {p99_ratio} | {errors} |\n",
             r.name, t.rps, t.p50_ms, t.p99_ms
         ));
         csv.push_str(&format!(

@@ -80,6 +80,7 @@ fn a_new_service_passes_check_clippy_and_its_contract_tests() {
             "deploy/k8s/notes.yaml",
             "deploy/nginx.conf",
             "deploy/postgres/roles.sh",
+            "deploy/prometheus/prometheus.yml",
             "deploy/upstreams.compose.conf",
             "deploy/upstreams.conf",
             "server/src/lib.rs",
