@@ -4,9 +4,10 @@
 //! with a validation error at its field, browsing pages and searching, a cart checked out
 //! with a promo code, the order history, the to-dos, a wrong password; then an exercise
 //! (seeded here) solved wrong and right in the browser, graded in the bubblewrap sandbox,
-//! and its score; then, with
-//! promotions and tasks stopped, their 503s shown as messages. axe-core checks every page
-//! and screenshots of each are kept (the path is printed).
+//! and its score; then, with promotions, tasks and exercises stopped, their 503s shown as
+//! messages. axe-core checks every page and screenshots of each are kept (the path is
+//! printed). The exercises service needs bubblewrap (it refuses to start without a
+//! working sandbox).
 //!
 //! Needs node and `npm ci` in web/ (playwright-core, axe-core), and Chromium (`CHROMIUM`,
 //! default /usr/bin/chromium); `.ci/run` installs them. nginx serving the same files is
@@ -152,10 +153,11 @@ async fn the_web_client_works_in_a_real_browser() {
         .await
         .unwrap();
 
-    // Stop promotions (orders then answers 503 for a checkout with a code) and tasks
-    // (the gateway answers 503 for it).
+    // Stop promotions (orders then answers 503 for a checkout with a code), tasks and
+    // exercises (the gateway answers 503 for them).
     shop.stop_promotions().await;
     tasks.close().await.unwrap();
+    exercises.close().await.unwrap();
     let base = gw.clone();
     let dir = artifacts.clone();
     tokio::task::spawn_blocking(move || run_phase("outage", &base, &dir))
@@ -168,6 +170,7 @@ async fn the_web_client_works_in_a_real_browser() {
         "exercises-exercise-passed",
         "exercises-scores",
         "outage-checkout-503",
+        "outage-exercises-503",
     ] {
         assert!(
             artifacts.join(format!("{page}.png")).is_file(),
@@ -175,7 +178,6 @@ async fn the_web_client_works_in_a_real_browser() {
         );
     }
     drop(gateway);
-    exercises.close().await.unwrap();
     scores.close().await.unwrap();
 }
 

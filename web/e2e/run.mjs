@@ -350,15 +350,17 @@ async function outage(page) {
     await check(page, "checkout-503");
   });
 
-  await step("tasks stopped: the to-do page shows the gateway's 503", async () => {
-    await page.getByRole("link", { name: "To-dos", exact: true }).click();
-    const alert = page.getByRole("alert");
-    await alert.waitFor();
-    const text = await alert.innerText();
-    assert.match(text, /Service Unavailable/, text);
-    assert.match(text, /tasks service did not answer/, text);
-    await check(page, "todos-503");
-  });
+  for (const [service, link, shot] of [["tasks", "To-dos", "todos-503"], ["exercises", "Exercises", "exercises-503"]]) {
+    await step(`${service} stopped: the ${link} page shows the gateway's 503`, async () => {
+      await page.getByRole("link", { name: link, exact: true }).click();
+      const alert = page.getByRole("alert");
+      await alert.waitFor();
+      const text = await alert.innerText();
+      assert.match(text, /Service Unavailable/, text);
+      assert.match(text, new RegExp(`${service} service did not answer`), text);
+      await check(page, shot);
+    });
+  }
 }
 
 async function phone(browser) {

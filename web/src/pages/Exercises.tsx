@@ -2,6 +2,7 @@
 // being graded (polled until it leaves pending/running) and the caller's submissions.
 import { useEffect, useRef, useState, type FormEvent } from "react";
 import type * as sdk from "../api/generated";
+import { usePages } from "../api/pages";
 import type { Problem } from "../api/problem";
 import { api, call } from "../api/session";
 import { CodeEditor } from "../components/CodeEditor";
@@ -23,25 +24,9 @@ export function Exercises({ id }: { id?: string }) {
 }
 
 function ExerciseList() {
-  const [exercises, setExercises] = useState<Exercise[] | null>(null);
-  const [next, setNext] = useState<string | undefined>();
-  const [problem, setProblem] = useState<Problem | null>(null);
-
-  async function load(page_token?: string) {
-    const r = await call(() =>
-      api.exercises.GET("/v1/exercises", { params: { query: { limit: 20, ...(page_token && { page_token }) } } }),
-    );
-    setProblem(r.problem);
-    if (r.data) {
-      const items = r.data.items;
-      setExercises((prev) => (page_token && prev ? [...prev, ...items] : items));
-      setNext(r.data.next_page_token);
-    }
-  }
-
-  useEffect(() => {
-    void load();
-  }, []);
+  const { items: exercises, problem, more } = usePages((page_token) =>
+    api.exercises.GET("/v1/exercises", { params: { query: { limit: 20, ...(page_token && { page_token }) } } }),
+  );
 
   return (
     <>
@@ -59,8 +44,8 @@ function ExerciseList() {
           ))}
         </ul>
       )}
-      {next && (
-        <button type="button" onClick={() => void load(next)}>
+      {more && (
+        <button type="button" onClick={more}>
           Load more exercises
         </button>
       )}
@@ -144,7 +129,7 @@ function ExercisePage({ id }: { id: string }) {
           Submit
         </button>
       </form>
-      <p className="status" role="status">
+      <p className={shown && graded(shown) && shown.status !== "passed" ? "status bad" : "status"} role="status">
         {shown && (graded(shown) ? `Submission ${shown.status}.` : `Submission ${shown.status}…`)}
       </p>
       {shown && <SubmissionResult submission={shown} />}

@@ -3,6 +3,7 @@
 import { useEffect, useState } from "react";
 import type * as sdk from "../api/generated";
 import type { Problem } from "../api/problem";
+import { everyPage } from "../api/pages";
 import { api, call } from "../api/session";
 import { ProblemAlert } from "../components/forms";
 
@@ -14,21 +15,12 @@ export function Scores() {
   const [problem, setProblem] = useState<Problem | null>(null);
 
   async function load() {
-    const all: Score[] = [];
-    let page_token: string | undefined;
-    do {
-      const r = await call(() =>
-        api.scores.GET("/v1/scores", { params: { query: { limit: 100, ...(page_token && { page_token }) } } }),
-      );
-      if (r.problem) {
-        setProblem(r.problem);
-        return;
-      }
-      all.push(...r.data.items);
-      page_token = r.data.next_page_token;
-    } while (page_token);
-    setProblem(null);
-    setScores(all);
+    const r = await everyPage((page_token) =>
+      api.scores.GET("/v1/scores", { params: { query: { limit: 100, ...(page_token && { page_token }) } } }),
+    );
+    setProblem(r.problem);
+    if (!r.data) return;
+    setScores(r.data);
     // Titles are a nicety: without them the rows still show.
     const ex = await call(() => api.exercises.GET("/v1/exercises", { params: { query: { limit: 100 } } }));
     if (ex.data) setTitles(new Map(ex.data.items.map((e) => [e.id, e.title])));
@@ -41,7 +33,7 @@ export function Scores() {
   return (
     <>
       <ProblemAlert problem={problem} />
-      <button type="button" className="secondary" onClick={() => void load()}>
+      <button type="button" className="secondary refresh" onClick={() => void load()}>
         Refresh
       </button>
       {scores && scores.length === 0 && <p>No scores yet. <a href="#/exercises">Try an exercise</a>.</p>}
