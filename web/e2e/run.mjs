@@ -326,6 +326,21 @@ async function exercises(page) {
     assert.equal((await seen())[2], "3 of 3");
     await check(page, "scores");
   });
+
+  await step("the exercise with its results fits a phone screen", async () => {
+    const context = await page.context().browser().newContext({ viewport: { width: 375, height: 740 }, isMobile: true, hasTouch: true });
+    const phone = await context.newPage();
+    await signIn(phone);
+    await phone.getByRole("heading", { name: "Beers", exact: true }).waitFor();
+    await phone.goto(`${base}/#/exercises`);
+    await phone.getByRole("link", { name: "FizzBuzz", exact: true }).click();
+    await phone.getByRole("button", { name: /^Show/ }).first().click();
+    await phone.getByRole("table", { name: "Tests" }).waitFor();
+    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the page is ${overflow}px wider than the screen`);
+    await check(phone, "exercise-phone");
+    await context.close();
+  });
 }
 
 async function outage(page) {
