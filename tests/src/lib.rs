@@ -445,19 +445,32 @@ impl Shop {
         HttpServer<taproom_server::gateway::Gateway>,
         String,
     ) {
+        self.behind_gateway_with(Vec::new()).await
+    }
+
+    /// `behind_gateway` with further upstreams (exercises, scores) started by the caller.
+    pub async fn behind_gateway_with(
+        &self,
+        more: Vec<(&'static str, String)>,
+    ) -> (
+        HttpServer<taproom_server::tasks::TasksContext>,
+        HttpServer<taproom_server::gateway::Gateway>,
+        String,
+    ) {
         let config = self.users.db.config();
         let log = taproom_server::runtime::server::logger(&config.log_level, config.log_format)
             .expect("logger");
         let tasks = taproom_server::tasks::start(&config, &self.users.peers(), &log)
             .await
             .expect("tasks service starts");
-        let upstreams = vec![
+        let mut upstreams = vec![
             ("users", self.users.base_url.clone()),
             ("beers", self.beers_url.clone()),
             ("promotions", self.promotions_url.clone()),
             ("orders", self.orders_url.clone()),
             ("tasks", format!("http://{}", tasks.local_addr())),
         ];
+        upstreams.extend(more);
         let gateway =
             taproom_server::gateway::start(&config, upstreams, &log).expect("gateway starts");
         let url = format!("http://{}", gateway.local_addr());

@@ -2,9 +2,12 @@
 //! (which serves the embedded app at `/`), a seeded catalogue and promo code, and the
 //! Playwright suite `web/e2e/run.mjs` driving Debian's Chromium through it: registration
 //! with a validation error at its field, browsing pages and searching, a cart checked out
-//! with a promo code, the order history, the to-dos, a wrong password; then, with
-//! promotions and tasks stopped, their 503s shown as messages. axe-core checks every page
-//! and screenshots of each are kept (the path is printed).
+//! with a promo code, the order history, the to-dos, a wrong password; then an exercise
+//! (seeded here) solved wrong and right in the browser, graded in the bubblewrap sandbox,
+//! and its score; then, with promotions, tasks and exercises stopped, their 503s shown as
+//! messages. axe-core checks every page and screenshots of each are kept (the path is
+//! printed). The exercises service needs bubblewrap (it refuses to start without a
+//! working sandbox).
 //!
 //! Needs node and `npm ci` in web/ (playwright-core, axe-core), and Chromium (`CHROMIUM`,
 //! default /usr/bin/chromium); `.ci/run` installs them. nginx serving the same files is
@@ -12,9 +15,21 @@
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use taproom_tests::{bearer_client, Backend, Nginx, Shop};
+use taproom_tests::{bearer_client, Backend, Exercises, Nginx, Shop};
 
 const PROMO: &str = "TAPROOM-10";
+
+/// The exercise the browser solves (web/e2e/run.mjs submits a wrong and a right `fizzbuzz`).
+const FIZZBUZZ_TESTS: &str = "\
+def test_fizz():
+    assert fizzbuzz(9) == 'Fizz', fizzbuzz(9)
+
+def test_fizzbuzz():
+    assert fizzbuzz(30) == 'FizzBuzz', fizzbuzz(30)
+
+def test_number():
+    assert fizzbuzz(7) == '7', fizzbuzz(7)
+";
 
 fn web_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../web")
@@ -59,8 +74,28 @@ fn artifacts_dir() -> PathBuf {
 async fn the_web_client_works_in_a_real_browser() {
     // Access tokens that live 20 s: the app refreshes a token 30 s before it expires, so
     // every signed-in call of the suite first rotates the refresh token, one at a time.
-    let mut shop = Shop::start_with(Backend::Sqlite, |c| c.token_ttl_secs = 20).await;
-    let (tasks, gateway, gw) = shop.behind_gateway().await;
+    let mut shop = Shop::start_with(Backend::Sqlite, |c| {
+        c.token_ttl_secs = 20;
+        Exercises::test_sandbox(c);
+    })
+    .await;
+    // Scores and exercises beside the shop, wired as `server all` wires them.
+    let config = shop.users.db.config();
+    let log = taproom_server::runtime::server::logger(&config.log_level, config.log_format)
+        .expect("logger");
+    let scores = taproom_server::scores::start(&config, &shop.users.peers(), &log)
+        .await
+        .expect("scores starts");
+    let scores_url = format!("http://{}", scores.local_addr());
+    let mut peers = shop.users.peers();
+    peers.insert("scores", scores_url.clone());
+    let exercises = taproom_server::exercises::start(&config, &peers, &log)
+        .await
+        .expect("exercises starts (it needs a working bubblewrap sandbox)");
+    let exercises_url = format!("http://{}", exercises.local_addr());
+    let (tasks, gateway, gw) = shop
+        .behind_gateway_with(vec![("exercises", exercises_url), ("scores", scores_url)])
+        .await;
 
     // Twelve beers (two pages of ten), two of them the ones the suite orders.
     let admin = bearer_client(&shop.users.admin_token().await);
@@ -89,6 +124,21 @@ async fn the_web_client_works_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    let created = admin
+        .post(format!("{gw}/v1/exercises"))
+        .json(&serde_json::json!({
+            "title": "FizzBuzz",
+            // Markdown the page shows as text: the tag must not become an element.
+            "statement": "Write `fizzbuzz(n)`: `Fizz` for multiples of 3, `Buzz` of 5, \
+                          `FizzBuzz` of both, else `n` as text. <img src=x onerror=alert(1)>",
+            "language": "python3",
+            "starter_code": "def fizzbuzz(n):\n    return str(n)\n",
+            "test_code": FIZZBUZZ_TESTS,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
 
     let artifacts = artifacts_dir();
     println!("screenshots in {}", artifacts.display());
@@ -97,11 +147,17 @@ async fn the_web_client_works_in_a_real_browser() {
     tokio::task::spawn_blocking(move || run_phase("shop", &base, &dir))
         .await
         .unwrap();
+    let base = gw.clone();
+    let dir = artifacts.clone();
+    tokio::task::spawn_blocking(move || run_phase("exercises", &base, &dir))
+        .await
+        .unwrap();
 
-    // Stop promotions (orders then answers 503 for a checkout with a code) and tasks
-    // (the gateway answers 503 for it).
+    // Stop promotions (orders then answers 503 for a checkout with a code), tasks and
+    // exercises (the gateway answers 503 for them).
     shop.stop_promotions().await;
     tasks.close().await.unwrap();
+    exercises.close().await.unwrap();
     let base = gw.clone();
     let dir = artifacts.clone();
     tokio::task::spawn_blocking(move || run_phase("outage", &base, &dir))
@@ -110,7 +166,11 @@ async fn the_web_client_works_in_a_real_browser() {
     for page in [
         "shop-catalogue",
         "shop-checkout-done",
+        "exercises-exercise-failed",
+        "exercises-exercise-passed",
+        "exercises-scores",
         "outage-checkout-503",
+        "outage-exercises-503",
     ] {
         assert!(
             artifacts.join(format!("{page}.png")).is_file(),
@@ -118,6 +178,7 @@ async fn the_web_client_works_in_a_real_browser() {
         );
     }
     drop(gateway);
+    scores.close().await.unwrap();
 }
 
 /// nginx (deploy/nginx.conf) serves the built app with the same headers as the built-in

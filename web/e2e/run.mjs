@@ -3,12 +3,14 @@
 // gateway. tests/tests/web.rs starts the system, seeds the catalogue and a promo code,
 // runs this script phase by phase (stopping services in between) and fails when it does.
 //
-//   node e2e/run.mjs <phase>     phases: shop, outage
+//   node e2e/run.mjs <phase>     phases: shop, exercises, outage
 //
 // Environment: BASE_URL (the gateway), ARTIFACTS (where screenshots go), CHROMIUM (the
 // browser, default /usr/bin/chromium), PROMO_CODE (a 10 % code the user may use once),
 // EXPECT_REFRESH (set when access tokens live under 30 s: the app must have refreshed).
-// Every page visited is checked with axe-core: no serious or critical violation.
+// The exercises phase needs an exercise `FizzBuzz` (tests of fizzbuzz(9), (30) and (7))
+// seeded by an admin. Every page visited is checked with axe-core: no serious or critical
+// violation.
 import { AxeBuilder } from "@axe-core/playwright";
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync } from "node:fs";
@@ -209,6 +211,138 @@ async function shop(page) {
   });
 }
 
+// Checks 3 before 15: 30 comes out as `Fizz`, so test_fizzbuzz fails. Each line is its
+// indentation depth and its text, typed with the editor's Tab.
+const FIZZBUZZ_WRONG = [
+  [0, "def fizzbuzz(n):"],
+  [1, "print('checking', n)"],
+  [1, "if n % 3 == 0:"],
+  [2, "return 'Fizz'"],
+  [1, "if n % 5 == 0:"],
+  [2, "return 'Buzz'"],
+  [1, "return str(n)"],
+];
+const FIZZBUZZ_RIGHT = `def fizzbuzz(n):
+    if n % 15 == 0:
+        return 'FizzBuzz'
+    if n % 3 == 0:
+        return 'Fizz'
+    if n % 5 == 0:
+        return 'Buzz'
+    return str(n)
+`;
+
+/** Types code into the editor as a person would: Tab indents, lines end with Enter. */
+async function typeCode(page, editor, lines) {
+  await editor.fill("");
+  await editor.focus();
+  for (const [depth, text] of lines) {
+    for (let i = 0; i < depth; i++) await page.keyboard.press("Tab");
+    await page.keyboard.insertText(text);
+    await page.keyboard.press("Enter");
+  }
+}
+
+/** Submits the editor's code and waits for the grade. */
+async function submitAndWait(page, status) {
+  await page.getByRole("button", { name: "Submit", exact: true }).click();
+  await page.getByRole("status").filter({ hasText: `Submission ${status}.` }).waitFor({ timeout: 60_000 });
+}
+
+async function exercises(page) {
+  await step("sign in and open the exercise", async () => {
+    await signIn(page);
+    await page.getByRole("heading", { name: "Beers", exact: true }).waitFor();
+    await page.getByRole("link", { name: "Exercises", exact: true }).click();
+    const list = page.getByRole("list", { name: "Exercises" }).getByRole("listitem");
+    await list.first().waitFor();
+    await check(page, "exercises");
+    await page.getByRole("link", { name: "FizzBuzz", exact: true }).click();
+    await page.getByRole("heading", { name: "FizzBuzz", exact: true }).waitFor();
+    // The statement's Markdown shows as text: its tag is not an element.
+    assert.equal(await page.locator("main img").count(), 0, "the statement's <img> became an element");
+    await page.getByText("<img src=x onerror=alert(1)>").waitFor();
+    assert.equal(await page.locator(".statement code").first().innerText(), "fizzbuzz(n)");
+    assert.equal(await page.getByLabel("Your solution").inputValue(), "def fizzbuzz(n):\n    return str(n)\n");
+  });
+
+  await step("the editor indents with Tab, and Escape then Tab leaves it", async () => {
+    const editor = page.getByLabel("Your solution");
+    await typeCode(page, editor, FIZZBUZZ_WRONG);
+    assert.equal(await editor.inputValue(), `def fizzbuzz(n):
+    print('checking', n)
+    if n % 3 == 0:
+        return 'Fizz'
+    if n % 5 == 0:
+        return 'Buzz'
+    return str(n)
+`);
+    await page.keyboard.press("Escape");
+    await page.keyboard.press("Tab");
+    assert.equal(await page.evaluate(() => document.activeElement?.textContent), "Submit");
+  });
+
+  await step("a wrong solution fails, with the failing test and the output", async () => {
+    await submitAndWait(page, "failed");
+    const tests = page.getByRole("table", { name: "Tests" });
+    const failing = tests.getByRole("row").filter({ hasText: "test_fizzbuzz" });
+    await failing.waitFor();
+    assert.match(await failing.innerText(), /failed/);
+    assert.match(await failing.innerText(), /Fizz/);
+    assert.match(await tests.getByRole("row").filter({ hasText: "test_number" }).innerText(), /passed/);
+    assert.match(await page.getByLabel("Output", { exact: true }).innerText(), /checking 30/);
+    await check(page, "exercise-failed");
+  });
+
+  await step("a right solution passes", async () => {
+    await page.getByLabel("Your solution").fill(FIZZBUZZ_RIGHT);
+    await submitAndWait(page, "passed");
+    const rows = page.getByRole("table", { name: "Tests" }).getByRole("row");
+    // A header and three tests, all passed.
+    assert.equal(await rows.count(), 4);
+    assert.equal(await rows.filter({ hasText: "passed" }).count(), 3);
+    // Both submissions are listed, newest first.
+    const mine = page.getByRole("table", { name: "Your submissions" }).getByRole("row");
+    await mine.nth(2).waitFor();
+    assert.equal(await mine.count(), 3);
+    assert.match(await mine.nth(1).innerText(), /passed/);
+    assert.match(await mine.nth(2).innerText(), /failed/);
+    await check(page, "exercise-passed");
+  });
+
+  await step("the score is in My scores", async () => {
+    await page.getByRole("link", { name: "My scores", exact: true }).click();
+    await page.getByRole("heading", { name: "My scores", exact: true }).waitFor();
+    // Scores count the exercises service's events, delivered a moment later.
+    const cells = page.getByRole("row").filter({ hasText: "FizzBuzz" }).getByRole("cell");
+    const seen = async () => ((await cells.count()) ? await cells.allInnerTexts() : []);
+    for (let i = 0; ; i++) {
+      const [, best, , attempts] = await seen();
+      if (best === "passed" && attempts === "2") break;
+      assert.ok(i < 60, `no passed score after 2 attempts: ${await seen()}`);
+      await page.waitForTimeout(500);
+      await page.getByRole("button", { name: "Refresh", exact: true }).click();
+    }
+    assert.equal((await seen())[2], "3 of 3");
+    await check(page, "scores");
+  });
+
+  await step("the exercise with its results fits a phone screen", async () => {
+    const context = await page.context().browser().newContext({ viewport: { width: 375, height: 740 }, isMobile: true, hasTouch: true });
+    const phone = await context.newPage();
+    await signIn(phone);
+    await phone.getByRole("heading", { name: "Beers", exact: true }).waitFor();
+    await phone.goto(`${base}/#/exercises`);
+    await phone.getByRole("link", { name: "FizzBuzz", exact: true }).click();
+    await phone.getByRole("button", { name: /^Show/ }).first().click();
+    await phone.getByRole("table", { name: "Tests" }).waitFor();
+    const overflow = await phone.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the page is ${overflow}px wider than the screen`);
+    await check(phone, "exercise-phone");
+    await context.close();
+  });
+}
+
 async function outage(page) {
   await step("sign in again (a new tab's session)", async () => {
     await signIn(page);
@@ -231,15 +365,17 @@ async function outage(page) {
     await check(page, "checkout-503");
   });
 
-  await step("tasks stopped: the to-do page shows the gateway's 503", async () => {
-    await page.getByRole("link", { name: "To-dos", exact: true }).click();
-    const alert = page.getByRole("alert");
-    await alert.waitFor();
-    const text = await alert.innerText();
-    assert.match(text, /Service Unavailable/, text);
-    assert.match(text, /tasks service did not answer/, text);
-    await check(page, "todos-503");
-  });
+  for (const [service, link, shot] of [["tasks", "To-dos", "todos-503"], ["exercises", "Exercises", "exercises-503"]]) {
+    await step(`${service} stopped: the ${link} page shows the gateway's 503`, async () => {
+      await page.getByRole("link", { name: link, exact: true }).click();
+      const alert = page.getByRole("alert");
+      await alert.waitFor();
+      const text = await alert.innerText();
+      assert.match(text, /Service Unavailable/, text);
+      assert.match(text, new RegExp(`${service} service did not answer`), text);
+      await check(page, shot);
+    });
+  }
 }
 
 async function phone(browser) {
@@ -255,7 +391,7 @@ async function phone(browser) {
   });
 }
 
-const phases = { shop, outage };
+const phases = { shop, exercises, outage };
 if (!phases[phase]) {
   console.error(`usage: node e2e/run.mjs ${Object.keys(phases).join("|")}`);
   process.exit(2);

@@ -4,21 +4,35 @@ import { useEffect, useState, useSyncExternalStore, type ReactNode } from "react
 import { logout, onSessionChange, signedIn } from "./api/session";
 import { Cart } from "./pages/Cart";
 import { Catalogue } from "./pages/Catalogue";
+import { Exercises } from "./pages/Exercises";
 import { Login } from "./pages/Login";
 import { Orders } from "./pages/Orders";
 import { Register } from "./pages/Register";
+import { Scores } from "./pages/Scores";
 import { Todos } from "./pages/Todos";
 import { navigate } from "./router";
 
-type Page = { path: string; title: string; needsLogin: boolean; render: () => ReactNode };
+/** `rest`: what follows the page's path (`/exercises/<id>` gives `<id>`), if anything. */
+type Page = { path: string; title: string; needsLogin: boolean; render: (rest?: string) => ReactNode };
 
-// A new page (exercises, scores) is one entry here and one file in pages/.
+// A new page is one entry here and one file in pages/.
 const PAGES: Page[] = [
   { path: "/beers", title: "Beers", needsLogin: false, render: () => <Catalogue /> },
   { path: "/cart", title: "Cart", needsLogin: true, render: () => <Cart /> },
   { path: "/orders", title: "Orders", needsLogin: true, render: () => <Orders /> },
   { path: "/todos", title: "To-dos", needsLogin: true, render: () => <Todos /> },
+  { path: "/exercises", title: "Exercises", needsLogin: true, render: (id) => <Exercises key={id} id={id} /> },
+  { path: "/scores", title: "My scores", needsLogin: true, render: () => <Scores /> },
 ];
+
+/** The page a path shows, and what follows the page's own path. */
+function pageOf(path: string): { page?: Page; rest?: string } {
+  for (const page of PAGES) {
+    if (path === page.path) return { page };
+    if (path.startsWith(`${page.path}/`)) return { page, rest: path.slice(page.path.length + 1) };
+  }
+  return {};
+}
 
 function currentPath(): string {
   return window.location.hash.replace(/^#/, "") || "/beers";
@@ -35,7 +49,7 @@ export function App() {
 
   let title: string;
   let content: ReactNode;
-  const page = PAGES.find((p) => p.path === path);
+  const { page, rest } = pageOf(path);
   if (path === "/register") {
     title = "Create an account";
     content = <Register />;
@@ -44,7 +58,7 @@ export function App() {
     content = <Login next={page?.needsLogin ? path : "/beers"} />;
   } else if (page) {
     title = page.title;
-    content = page.render();
+    content = page.render(rest);
   } else {
     title = "Not found";
     content = <p>There is no page here. <a href="#/beers">See the beers</a>.</p>;
@@ -64,7 +78,7 @@ export function App() {
           <ul>
             {PAGES.map((p) => (
               <li key={p.path}>
-                <a href={`#${p.path}`} aria-current={p.path === path ? "page" : undefined}>
+                <a href={`#${p.path}`} aria-current={p === page ? "page" : undefined}>
                   {p.title}
                 </a>
               </li>

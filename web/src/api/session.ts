@@ -83,8 +83,9 @@ export const api = {
   orders: client<sdk.orders.paths>(),
   tasks: client<sdk.tasks.paths>(),
   promotions: client<sdk.promotions.paths>(),
-  // Further services (exercises, scores) get their client here, typed by their own
-  // generated module, once their specs are in openapi/.
+  exercises: client<sdk.exercises.paths>(),
+  scores: client<sdk.scores.paths>(),
+  // A further service gets its client here, typed by its own generated module.
 };
 
 async function accessToken(): Promise<string | null> {

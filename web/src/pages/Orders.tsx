@@ -1,8 +1,7 @@
 // Order history: the caller's orders, newest first within each page.
-import { useEffect, useState } from "react";
 import type { Order } from "../api/cart";
-import type { Problem } from "../api/problem";
-import { api, call } from "../api/session";
+import { usePages } from "../api/pages";
+import { api } from "../api/session";
 import { ProblemAlert } from "../components/forms";
 
 export function OrderSummary({ order }: { order: Order }) {
@@ -27,25 +26,9 @@ export function OrderSummary({ order }: { order: Order }) {
 }
 
 export function Orders() {
-  const [orders, setOrders] = useState<Order[] | null>(null);
-  const [next, setNext] = useState<string | undefined>();
-  const [problem, setProblem] = useState<Problem | null>(null);
-
-  async function load(page_token?: string) {
-    const r = await call(() =>
-      api.orders.GET("/v1/orders", { params: { query: { limit: 20, ...(page_token && { page_token }) } } }),
-    );
-    setProblem(r.problem);
-    if (r.data) {
-      const items = r.data.items;
-      setOrders((prev) => (page_token && prev ? [...prev, ...items] : items));
-      setNext(r.data.next_page_token);
-    }
-  }
-
-  useEffect(() => {
-    void load();
-  }, []);
+  const { items: orders, problem, more } = usePages((page_token) =>
+    api.orders.GET("/v1/orders", { params: { query: { limit: 20, ...(page_token && { page_token }) } } }),
+  );
 
   return (
     <>
@@ -63,8 +46,8 @@ export function Orders() {
           ))}
         </ol>
       )}
-      {next && (
-        <button type="button" onClick={() => void load(next)}>
+      {more && (
+        <button type="button" onClick={more}>
           Load more orders
         </button>
       )}

@@ -2,6 +2,7 @@
 import { useEffect, useRef, useState, type FormEvent } from "react";
 import type * as sdk from "../api/generated";
 import type { Problem } from "../api/problem";
+import { everyPage } from "../api/pages";
 import { api, call } from "../api/session";
 import { Field, ProblemAlert } from "../components/forms";
 
@@ -25,24 +26,14 @@ export function Todos() {
     const mine = ++latest.current;
     const done = which === "all" ? undefined : which === "done";
     // Walk every page: a to-do list is short, and the filter is the service's.
-    const all: Task[] = [];
-    let page_token: string | undefined;
-    do {
-      const r = await call(() =>
-        api.tasks.GET("/v1/tasks", {
-          params: { query: { limit: 100, ...(done !== undefined && { done }), ...(page_token && { page_token }) } },
-        }),
-      );
-      if (mine !== latest.current) return;
-      if (r.problem) {
-        setListProblem(r.problem);
-        return;
-      }
-      all.push(...r.data.items);
-      page_token = r.data.next_page_token;
-    } while (page_token);
-    setListProblem(null);
-    setTasks(all);
+    const r = await everyPage((page_token) =>
+      api.tasks.GET("/v1/tasks", {
+        params: { query: { limit: 100, ...(done !== undefined && { done }), ...(page_token && { page_token }) } },
+      }),
+    );
+    if (mine !== latest.current) return;
+    setListProblem(r.problem);
+    if (r.data) setTasks(r.data);
   }
 
   useEffect(() => {
