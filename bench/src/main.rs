@@ -122,10 +122,12 @@ mod tempfile_dir {
     }
 }
 
-/// create_user measures password hashing under load, not the per-address rate limit that
-/// would otherwise refuse all but a few of the load generator's sign-ups.
+/// create_user measures password hashing under load, not the per-address rate limit or
+/// the bounded hashing queue (503 when full), which would refuse most of the load
+/// generator's sign-ups.
 const UNLIMITED_CREDENTIALS: (&str, &str) = ("CREDENTIALS_RATE_PER_MINUTE", "1000000000");
 const UNLIMITED_BURST: (&str, &str) = ("CREDENTIALS_BURST", "1000000000");
+const HASH_QUEUE: (&str, &str) = ("PASSWORD_HASH_QUEUE", "1024");
 
 fn databases(sqlite: bool) -> Result<Databases> {
     let dir = tempfile_dir::Dir::new()?;
@@ -139,6 +141,7 @@ fn databases(sqlite: bool) -> Result<Databases> {
                     UNLIMITED_CREDENTIALS.1.into(),
                 ),
                 (UNLIMITED_BURST.0.into(), UNLIMITED_BURST.1.into()),
+                (HASH_QUEUE.0.into(), HASH_QUEUE.1.into()),
             ],
             tasks_url: format!("sqlite://{data_dir}/tasks.db?mode=rwc"),
             pg: None,
@@ -171,6 +174,7 @@ fn databases(sqlite: bool) -> Result<Databases> {
                 UNLIMITED_CREDENTIALS.1.into(),
             ),
             (UNLIMITED_BURST.0.into(), UNLIMITED_BURST.1.into()),
+            (HASH_QUEUE.0.into(), HASH_QUEUE.1.into()),
         ],
         tasks_url: with_db(&format!("{name}_tasks"))?,
         pg: Some((base, name)),
