@@ -4,7 +4,7 @@
 //! direct row); and baseline vs tasks at 1, 16 and 256 connections.
 
 use crate::load::{self, Case, Stats};
-use crate::{Databases, Proc};
+use crate::Proc;
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -33,19 +33,12 @@ pub fn service_names() -> Result<Vec<String>> {
     Ok(names)
 }
 
-/// `server all` on free ports with the run's databases; its process and each server's
-/// base URL by name (`gateway`, `tasks`, …).
-fn server_all(server: &str, dbs: &Databases) -> Result<(Proc, BTreeMap<String, String>)> {
-    let mut cmd = Command::new(server);
-    cmd.arg("all")
-        .env("LOG_LEVEL", "info")
-        .env("LOG_FORMAT", "json")
-        .env("GATEWAY_PORT", "0");
+/// `cmd` (`server all` with the run's databases) on free ports; its process and each
+/// server's base URL by name (`gateway`, `tasks`, …).
+fn server_all(mut cmd: Command) -> Result<(Proc, BTreeMap<String, String>)> {
+    cmd.env("GATEWAY_PORT", "0");
     for name in service_names()? {
         cmd.env(format!("{}_PORT", name.to_uppercase()), "0");
-    }
-    for (k, v) in &dbs.env {
-        cmd.env(k, v);
     }
     let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
     let mut stderr = BufReader::new(child.stderr.take().expect("piped"));
@@ -75,18 +68,17 @@ pub struct Door {
     pub nginx: Stats,
 }
 
-/// `cases` (name, case) directly at `server all`'s tasks, through its gateway and
-/// through nginx, `connections` each.
+/// `cases` (name, case) directly at the tasks of `server_all_cmd` (`server all`), through
+/// its gateway and through nginx, `connections` each.
 pub async fn front_doors(
-    server: &str,
-    dbs: &Databases,
+    server_all_cmd: Command,
     http: &reqwest::Client,
     cases: &[(&str, &Case)],
     connections: usize,
     warmup: Duration,
     duration: Duration,
 ) -> Result<Vec<Door>> {
-    let (all, urls) = server_all(server, dbs)?;
+    let (all, urls) = server_all(server_all_cmd)?;
     crate::ready(http, &all.url, Duration::from_secs(60)).await?;
     let tasks_addr = all.url.trim_start_matches("http://").to_string();
     let nginx = nginx::Nginx::start(&[("tasks", vec![tasks_addr])]).await;

@@ -193,15 +193,21 @@ async fn drop_databases(pg: &Option<(String, String)>) {
     }
 }
 
-fn server(args: &Args, dbs: &Databases, service: &str, port: u16) -> Command {
+/// `server <subcommand>` with the run's databases, logging as in production.
+fn command(args: &Args, dbs: &Databases, subcommand: &str) -> Command {
     let mut cmd = Command::new(&args.server);
-    cmd.arg(service)
-        .env(format!("{}_PORT", service.to_uppercase()), port.to_string())
+    cmd.arg(subcommand)
         .env("LOG_LEVEL", "info")
         .env("LOG_FORMAT", "json");
     for (k, v) in &dbs.env {
         cmd.env(k, v);
     }
+    cmd
+}
+
+fn server(args: &Args, dbs: &Databases, service: &str, port: u16) -> Command {
+    let mut cmd = command(args, dbs, service);
+    cmd.env(format!("{}_PORT", service.to_uppercase()), port.to_string());
     cmd
 }
 
@@ -448,8 +454,7 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
 
     let front_cases: Vec<(&str, &Case)> = cases[1..].iter().map(|(n, _, c)| (*n, c)).collect();
     let doors = front::front_doors(
-        &args.server,
-        dbs,
+        command(args, dbs, "all"),
         &http,
         &front_cases,
         args.connections,
