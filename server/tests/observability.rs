@@ -518,6 +518,166 @@ async fn one_checkout_is_one_trace(nats_url: Option<&str>) {
     if nats_url.is_some() {
         assert_eq!(took.parent_span_id, sent.span_id);
     }
+
+    // Database calls are client spans of the request that made them, those inside its
+    // transaction too, in every service; no bound value is in their text.
+    let checkout_db = db_spans(&spans, "orders", &checkout.span_id, "sqlite");
+    for name in ["UPDATE orders", "UPDATE promo_uses"] {
+        assert!(
+            checkout_db.iter().any(|s| s.name == name),
+            "{name}: {checkout_db:?}"
+        );
+    }
+    for span in &checkout_db {
+        let text = attribute(span, "db.query.text").unwrap_or_default();
+        assert!(
+            !text.contains(order_id) && !text.contains("TRACE10"),
+            "{text}"
+        );
+    }
+    let adding_db = db_spans(&spans, "orders", &adding.span_id, "sqlite");
+    assert!(
+        adding_db.iter().any(|s| s.name == "SELECT order_items"),
+        "{adding_db:?}"
+    );
+    let beer_db = db_spans(
+        &spans,
+        "beers",
+        &find("beers", "get_beer", server).span_id,
+        "sqlite",
+    );
+    assert!(
+        beer_db.iter().any(|s| s.name == "SELECT beers"),
+        "{beer_db:?}"
+    );
+}
+
+/// The string attribute `key` of `span`.
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    span.attributes
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| a.value.as_ref())
+        .and_then(|v| match &v.value {
+            Some(Value::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        })
+}
+
+/// The database spans of `service` whose parent is `parent`, checked to be client spans
+/// of `system` that say what they ran; at least one.
+fn db_spans(spans: &[(String, Span)], service: &str, parent: &[u8], system: &str) -> Vec<Span> {
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    let found: Vec<Span> = spans
+        .iter()
+        .filter(|(sv, s)| {
+            sv == service && s.parent_span_id == parent && attribute(s, "db.system.name").is_some()
+        })
+        .map(|(_, s)| s.clone())
+        .collect();
+    assert!(
+        !found.is_empty(),
+        "no database span of {service} under {parent:02x?}: {:?}",
+        spans
+            .iter()
+            .map(|(sv, s)| (sv, &s.name))
+            .collect::<Vec<_>>()
+    );
+    for span in &found {
+        assert_eq!(span.kind, SpanKind::Client as i32, "{span:?}");
+        assert_eq!(attribute(span, "db.system.name").as_deref(), Some(system));
+        let text = attribute(span, "db.query.text").unwrap_or_default();
+        let operation = attribute(span, "db.operation.name").unwrap_or_default();
+        assert!(
+            !operation.is_empty() && text.to_uppercase().starts_with(&operation),
+            "{span:?}"
+        );
+        assert!(span.start_time_unix_nano <= span.end_time_unix_nano);
+    }
+    found
+}
+
+/// One request's database calls, inside and outside its transaction, are child spans
+/// of its server span, on `backend` (`sqlite` or `postgresql`): the users service alone,
+/// with a refresh token exchanged under the client's trace.
+async fn database_calls_are_child_spans(backend: &str) {
+    let receiver = Receiver::default();
+    let endpoint = receiver.start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}/users.db?mode=rwc", dir.path().display());
+    let mut fleet = support::fleet::Fleet::new();
+    let mut env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    if backend == "sqlite" {
+        env.push(("USERS_DATABASE_URL", sqlite.as_str()));
+    }
+    let users = fleet.start("users", &env);
+    support::fleet::ready(&users).await;
+    support::fleet::register(&users, "dana", "dana's password").await;
+    let http = reqwest::Client::new();
+    let login: Value = http
+        .post(format!("{users}/v1/auth/token"))
+        .json(&json!({"username": "dana", "password": "dana's password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    let refreshed = http
+        .post(format!("{users}/v1/auth/refresh"))
+        .header("traceparent", format!("00-{TRACE}-{CLIENT_SPAN}-01"))
+        .json(&json!({"refresh_token": login["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 200);
+
+    let (request, spans) = until("the request's spans", Duration::from_secs(30), || {
+        let spans = receiver.of_trace(TRACE);
+        async move {
+            let request = spans
+                .iter()
+                .find(|(_, s)| s.name == "refresh_token")?
+                .1
+                .clone();
+            spans
+                .iter()
+                .any(|(_, s)| s.parent_span_id == request.span_id)
+                .then_some((request, spans))
+        }
+    })
+    .await;
+    assert_eq!(request.parent_span_id, hex(CLIENT_SPAN));
+    let db = db_spans(&spans, "users", &request.span_id, backend);
+    // The claim and the role are read in the transaction.
+    for name in ["UPDATE refresh_tokens", "SELECT users"] {
+        assert!(db.iter().any(|s| s.name == name), "{name}: {db:?}");
+    }
+    if backend == "postgresql" {
+        assert!(db.iter().any(|s| s.name == "COMMIT"), "{db:?}");
+    }
+    // Each starts its statement's duration before sqlx reported it: within the request.
+    for span in &db {
+        assert!(
+            span.start_time_unix_nano >= request.start_time_unix_nano,
+            "{span:?} before {request:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn database_calls_are_child_spans_on_sqlite() {
+    database_calls_are_child_spans("sqlite").await;
+}
+
+#[tokio::test]
+async fn database_calls_are_child_spans_on_postgresql() {
+    database_calls_are_child_spans("postgresql").await;
 }
 
 #[tokio::test]

@@ -55,6 +55,7 @@ pub mod calls;
 pub mod clients;
 pub mod config;
 pub mod db;
+pub mod dbspans;
 pub mod delivery;
 pub mod docs;
 pub mod etag;

@@ -62,6 +62,8 @@ impl Tracer {
             .with_http_client(RuntimeClient::new()?)
             .build()?;
         let mut processor = BatchSpanProcessor::builder(exporter).build();
+        // Database calls become spans too (sqlx reports them as `tracing` events).
+        super::dbspans::install();
         processor.set_resource(
             &opentelemetry_sdk::Resource::builder()
                 .with_service_name(service.to_string())
@@ -111,6 +113,11 @@ impl Tracer {
         }
     }
 
+    /// Whether spans go anywhere.
+    pub fn exports(&self) -> bool {
+        self.processor.is_some()
+    }
+
     /// Sends what is batched (at shutdown).
     pub fn flush(&self) {
         if let Some(p) = &self.processor {
@@ -139,7 +146,12 @@ impl Span {
 
     /// Whether the span will be exported (attributes are worth making).
     pub fn recording(&self) -> bool {
-        self.tracer.processor.is_some()
+        self.tracer.exports()
+    }
+
+    /// Moves the span's start back (a span made after its work, from its duration).
+    pub fn started_at(&mut self, start: SystemTime) {
+        self.start = start;
     }
 
     /// Names the span (a server span learns its operation only after routing).
