@@ -191,7 +191,99 @@ fn is_text(content_type: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_text, without_stage};
+    use super::{is_text, without_stage, Forwarder};
+    use lambda_http::Body;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-request upstream: answers `response` and hands back the request it read.
+    async fn upstream(response: &'static [u8]) -> (String, tokio::task::JoinHandle<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let served = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Headers, then the body its content-length announces.
+            loop {
+                let n = conn.read(&mut buf).await.unwrap();
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .map_or(0, |n| n.trim().parse().unwrap());
+                    if body.len() >= length {
+                        break;
+                    }
+                }
+            }
+            conn.write_all(response).await.unwrap();
+            String::from_utf8_lossy(&request).to_string()
+        });
+        (base, served)
+    }
+
+    #[tokio::test]
+    async fn a_rest_api_event_is_forwarded_and_the_reply_keeps_every_header() {
+        let (base, served) = upstream(
+            b"HTTP/1.1 201 Created\r\ncontent-type: image/png\r\nset-cookie: a=1\r\n\
+              set-cookie: b=2\r\ncontent-length: 3\r\nconnection: close\r\n\r\n\x89PN",
+        )
+        .await;
+        let event = serde_json::json!({
+            "resource": "/{proxy+}",
+            "path": "/v1/tasks",
+            "httpMethod": "POST",
+            "headers": {"content-type": "application/json", "x-forwarded-for": "203.0.113.1"},
+            "multiValueHeaders": {
+                "content-type": ["application/json"],
+                "x-forwarded-for": ["203.0.113.1"],
+                "accept": ["text/plain", "application/json"],
+            },
+            "queryStringParameters": {"done": "true"},
+            "multiValueQueryStringParameters": {"done": ["true"]},
+            "requestContext": {
+                "stage": "prod",
+                "path": "/prod/v1/tasks",
+                "httpMethod": "POST",
+                "requestId": "r1",
+                "accountId": "1",
+                "apiId": "a",
+                "identity": {"sourceIp": "198.51.100.7"},
+            },
+            "body": "eyJ0aXRsZSI6IngifQ==",
+            "isBase64Encoded": true,
+        });
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let forwarder = Forwarder {
+            base,
+            client: reqwest::Client::new(),
+        };
+        let response = forwarder.try_forward(request).await.unwrap();
+        let seen = served.await.unwrap();
+        // The stage is off the path; the query, the decoded body and every header value
+        // arrive; the event's source address is the last hop.
+        assert!(
+            seen.starts_with("POST /v1/tasks?done=true HTTP/1.1\r\n"),
+            "{seen}"
+        );
+        assert!(seen.ends_with("{\"title\":\"x\"}"), "{seen}");
+        assert!(
+            seen.contains("x-forwarded-for: 203.0.113.1, 198.51.100.7\r\n"),
+            "{seen}"
+        );
+        assert!(
+            seen.contains("accept: text/plain\r\n")
+                && seen.contains("accept: application/json\r\n"),
+            "{seen}"
+        );
+        assert_eq!(response.status(), 201);
+        let cookies: Vec<_> = response.headers().get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert!(response.headers().get("connection").is_none());
+        assert_eq!(response.body(), &Body::Binary(b"\x89PN".to_vec()));
+    }
 
     #[test]
     fn the_stage_prefix_is_taken_off() {
