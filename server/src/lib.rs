@@ -5,6 +5,8 @@
 #![allow(clippy::result_large_err)]
 
 pub mod gateway;
+#[cfg(feature = "aws")]
+pub mod lambda;
 pub mod mock;
 pub mod runtime;
 pub mod webapp;

@@ -48,6 +48,12 @@ enum Command {
         #[arg(long)]
         port: Option<u16>,
     },
+    /// Run one service as an AWS Lambda function (API Gateway REST or HTTP API, function
+    /// URLs), under the runtime API at AWS_LAMBDA_RUNTIME_API. Needs `--features aws`.
+    Lambda {
+        /// The service, e.g. `tasks`.
+        service: String,
+    },
     /// Print the OpenAPI document dropshot derives from a service's trait (used by
     /// `cargo xtask check` to compare it with the YAML).
     #[command(hide = true)]
@@ -135,6 +141,12 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(())
         }
+        Command::Lambda { service } => {
+            let def = registry::find(&service).ok_or_else(|| {
+                anyhow::anyhow!("unknown service {service:?}; one of {}", registry::names())
+            })?;
+            lambda(def, config).await
+        }
         Command::Admin {
             command: AdminCommand::Create { username, email },
         } => {
@@ -213,6 +225,10 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Migrate => {
             for def in SERVICES {
+                // A DynamoDB table has no migrations: the service checks it when it starts.
+                if config.database_url(def.name)?.starts_with("dynamodb://") {
+                    continue;
+                }
                 taproom_server::runtime::server::connect(&config, def.name, def.migrator).await?;
             }
             println!("{}: migrated", registry::names());
@@ -279,6 +295,20 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
     }
+}
+
+#[cfg(feature = "aws")]
+async fn lambda(def: &'static ServiceDef, config: Config) -> Result<()> {
+    let log = logger(&config.log_level, config.log_format)?;
+    taproom_server::lambda::run(def, config, &log).await
+}
+
+#[cfg(not(feature = "aws"))]
+async fn lambda(def: &'static ServiceDef, _: Config) -> Result<()> {
+    anyhow::bail!(
+        "{}: Lambda mode needs a server built with `cargo build --features aws`",
+        def.name
+    )
 }
 
 async fn shutdown_signal() {

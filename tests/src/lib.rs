@@ -6,7 +6,9 @@
 //! `postgres://postgres@127.0.0.1:5432/test`): any database on that server the user can
 //! connect to; each test creates and drops its own `taproom_t_<uuid>` database beside it.
 
+pub mod lambda;
 mod nginx;
+pub use lambda::Moto;
 pub use nginx::Nginx;
 
 use dropshot::HttpServer;
@@ -19,6 +21,18 @@ use taproom_server::users::{self, UsersContext};
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// Tasks in DynamoDB (a private moto server), every other service on SQLite.
+    DynamoDb,
+    /// As `DynamoDb`, with the tasks service in Lambda mode under cargo-lambda's runtime
+    /// emulator, called through API Gateway events of this payload version.
+    Lambda(lambda::Payload),
+}
+
+impl Backend {
+    /// Whether tasks are kept in DynamoDB.
+    fn dynamodb(self) -> bool {
+        matches!(self, Backend::DynamoDb | Backend::Lambda(_))
+    }
 }
 
 pub fn test_database_url() -> String {
@@ -48,6 +62,8 @@ pub struct TestDb {
     dir: tempfile::TempDir,
     pg_name: Option<String>,
     adjust: Option<Adjust>,
+    /// The DynamoDB endpoint of the tasks (moto), on `Backend::DynamoDb` and `Lambda`.
+    pub moto: Option<Moto>,
 }
 
 impl TestDb {
@@ -59,6 +75,7 @@ impl TestDb {
             dir: tempfile::tempdir().expect("temp dir"),
             pg_name,
             adjust: None,
+            moto: backend.dynamodb().then(Moto::start),
         }
     }
 
@@ -68,6 +85,13 @@ impl TestDb {
 
     /// The URL a service named `service` should use.
     pub fn url(&self, service: &str) -> String {
+        if let (Some(moto), "tasks") = (&self.moto, service) {
+            return format!(
+                "dynamodb://tasks-{}?region=us-east-1&endpoint={}",
+                uuid::Uuid::new_v4().simple(),
+                moto.endpoint
+            );
+        }
         match &self.pg_name {
             Some(name) => with_database(&test_database_url(), &format!("{name}_{service}")),
             None => format!(
@@ -329,19 +353,39 @@ pub struct Tasks {
     pub users: Users,
     pub base_url: String,
     pub client: taproom_client::tasks::Client,
-    _server: HttpServer<taproom_server::tasks::TasksContext>,
+    _server: TasksServer,
+}
+
+/// The tasks service as a test runs it.
+enum TasksServer {
+    InProcess(HttpServer<taproom_server::tasks::TasksContext>),
+    /// `server lambda tasks`, behind the emulator and a stand-in for API Gateway.
+    Lambda(lambda::Function),
 }
 
 impl Tasks {
     pub async fn start(backend: Backend) -> Tasks {
         let users = Users::start(backend).await;
         let config = users.db.config();
-        let log = taproom_server::runtime::server::logger(&config.log_level, config.log_format)
-            .expect("logger");
-        let server = taproom_server::tasks::start(&config, &users.peers(), &log)
-            .await
-            .expect("tasks service starts");
-        let base_url = format!("http://{}", server.local_addr());
+        let server = match backend {
+            Backend::Lambda(payload) => {
+                let url = config.database_url("tasks").expect("tasks database URL");
+                TasksServer::Lambda(lambda::Function::start(payload, &url, &users.base_url).await)
+            }
+            _ => {
+                let log =
+                    taproom_server::runtime::server::logger(&config.log_level, config.log_format)
+                        .expect("logger");
+                let server = taproom_server::tasks::start(&config, &users.peers(), &log)
+                    .await
+                    .expect("tasks service starts");
+                TasksServer::InProcess(server)
+            }
+        };
+        let base_url = match &server {
+            TasksServer::InProcess(s) => format!("http://{}", s.local_addr()),
+            TasksServer::Lambda(f) => f.base_url.clone(),
+        };
         Tasks {
             client: taproom_client::tasks::Client::new(&base_url, Default::default()),
             base_url,
@@ -713,6 +757,40 @@ pub fn bearer_client(token: &str) -> reqwest::Client {
         .default_headers(headers)
         .build()
         .expect("client")
+}
+
+/// [`on_both_databases`], and with feature `aws` also `dynamodb::name`, `lambda_v1::name`
+/// and `lambda_v2::name`: the tasks suite on every store and in Lambda mode.
+#[macro_export]
+macro_rules! on_every_tasks_store {
+    ($($name:ident),* $(,)?) => {
+        $crate::on_both_databases!($($name),*);
+        #[cfg(feature = "aws")]
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::Backend::DynamoDb).await }
+            )*
+        }
+        #[cfg(feature = "aws")]
+        mod lambda_v1 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Lambda($crate::lambda::Payload::V1)).await
+                }
+            )*
+        }
+        #[cfg(feature = "aws")]
+        mod lambda_v2 {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::Backend::Lambda($crate::lambda::Payload::V2)).await
+                }
+            )*
+        }
+    };
 }
 
 /// Declares each `async fn name(backend: Backend)` as two tests, `sqlite::name` and

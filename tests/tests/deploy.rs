@@ -287,3 +287,44 @@ fn every_service_has_its_own_database_role() {
         }
     }
 }
+
+/// deploy/lambda/template.yaml: every function runs a real service (its `Handler`), sets
+/// only settings the server reads, and is routed only paths that service serves.
+#[test]
+fn the_lambda_template_sets_real_settings_and_routes_each_path_to_its_service() {
+    let known = settings();
+    let template: Value = serde_yaml::from_str(&read("deploy/lambda/template.yaml")).unwrap();
+    let globals = template["Globals"]["Function"]["Environment"]["Variables"]
+        .as_mapping()
+        .unwrap();
+    let mut functions = 0;
+    for (name, resource) in template["Resources"].as_mapping().unwrap() {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        functions += 1;
+        let name = name.as_str().unwrap();
+        let props = &resource["Properties"];
+        let handler = props["Handler"].as_str().unwrap();
+        let def = taproom_server::runtime::registry::find(handler)
+            .unwrap_or_else(|| panic!("{name}: Handler {handler} is not a service"));
+        let own = props["Environment"]["Variables"].as_mapping();
+        for key in globals.keys().chain(own.into_iter().flat_map(|m| m.keys())) {
+            let key = key.as_str().unwrap();
+            assert!(
+                known.contains(key),
+                "deploy/lambda/template.yaml sets {key} for {name}, which the server does not read"
+            );
+        }
+        let prefixes = def.public_prefixes().unwrap();
+        for (_, event) in props["Events"].as_mapping().unwrap() {
+            let path = event["Properties"]["Path"].as_str().unwrap();
+            let path = path.trim_end_matches("{proxy+}");
+            assert!(
+                prefixes.iter().any(|p| path.starts_with(p.as_str())),
+                "{name} is routed {path}, which {handler} does not serve ({prefixes:?})"
+            );
+        }
+    }
+    assert_eq!(functions, 3, "users, beers and tasks");
+}

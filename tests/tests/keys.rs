@@ -72,7 +72,8 @@ async fn the_signing_key_is_sealed_at_rest(backend: Backend) {
                 .expect("PostgreSQL without a KEK is refused");
             assert!(format!("{err:#}").contains("SIGNING_KEY_FILE"), "{err:#}");
         }
-        Backend::Sqlite => {
+        // SQLite (the users' database on every other backend).
+        _ => {
             // The one made in DATA_DIR, readable by its owner only.
             use std::os::unix::fs::PermissionsExt;
             let path = users.db.data_dir().join("signing-key.kek");

@@ -1,9 +1,10 @@
-//! Contract tests of the tasks service, on SQLite and PostgreSQL, through the generated
-//! client: each user manages only their own tasks, with tokens from the users service.
+//! Contract tests of the tasks service, on SQLite and PostgreSQL (and, with feature `aws`,
+//! on DynamoDB and in Lambda mode), through the generated client: each user manages only
+//! their own tasks, with tokens from the users service.
 
 use serde_json::{json, Value};
 use taproom_client::tasks::{types, Error};
-use taproom_tests::{on_both_databases, Backend, Tasks};
+use taproom_tests::{on_every_tasks_store, Backend, Tasks};
 use uuid::Uuid;
 
 fn status<T: std::fmt::Debug>(result: Result<T, Error<types::Problem>>) -> u16 {
@@ -402,7 +403,7 @@ async fn users_down_means_503_until_keys_are_known(backend: Backend) {
     assert_eq!(status(alice.list_tasks().send().await), 503);
 }
 
-on_both_databases!(
+on_every_tasks_store!(
     tasks_are_created_read_changed_and_deleted,
     listing_filters_and_pages_own_tasks,
     another_users_task_is_404_for_every_operation,
@@ -410,3 +411,23 @@ on_both_databases!(
     bad_input_is_refused_with_every_violation,
     users_down_means_503_until_keys_are_known,
 );
+
+/// `readyz` on DynamoDB says whether DynamoDB answers, as it does for a SQL database.
+#[cfg(feature = "aws")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_follows_dynamodb() {
+    let mut tasks = Tasks::start(Backend::DynamoDb).await;
+    tasks
+        .client
+        .readyz()
+        .send()
+        .await
+        .expect("ready on DynamoDB");
+    // Stopping moto stops DynamoDB.
+    drop(tasks.users.db.moto.take());
+    let resp = reqwest::get(format!("{}/readyz", tasks.base_url))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key("retry-after"));
+}

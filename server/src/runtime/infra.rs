@@ -46,13 +46,15 @@ pub async fn healthz<C: ServiceContext, T: Payload>(
 pub async fn readyz<C: ServiceContext, T: Payload>(
     rqctx: RequestContext<C>,
 ) -> Result<HttpResponseOk<T>, Problem> {
-    let db = rqctx.context().db();
-    match db.ready().await {
-        Ok(()) if db.outbox => match super::outbox::backlog(db).await {
-            Ok(backlog) => typed(json!({"status": "ok", "outbox": backlog})),
-            Err(e) => Err(Problem::internal(&rqctx.log, &format!("{e:#}"))),
+    let store = rqctx.context().store();
+    match store.ready().await {
+        Ok(()) => match store.sql().filter(|db| db.outbox) {
+            Some(db) => match super::outbox::backlog(db).await {
+                Ok(backlog) => typed(json!({"status": "ok", "outbox": backlog})),
+                Err(e) => Err(Problem::internal(&rqctx.log, &format!("{e:#}"))),
+            },
+            None => typed(json!({"status": "ok"})),
         },
-        Ok(()) => typed(json!({"status": "ok"})),
         Err(e) => {
             // The reason (a database error, its host and user) is for operators: it goes
             // to the log, under this request's id, and anyone may call readyz.

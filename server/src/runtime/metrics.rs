@@ -347,7 +347,9 @@ pub async fn serve<C: super::ServiceContext>(
     rqctx: dropshot::RequestContext<C>,
 ) -> Result<http::Response<dropshot::Body>, dropshot::HttpError> {
     let cx = rqctx.context();
-    refresh(cx.metrics(), cx.db()).await;
+    if let Some(db) = cx.store().sql() {
+        refresh(cx.metrics(), db).await;
+    }
     let text = cx.metrics().render();
     http::Response::builder()
         .header(http::header::CONTENT_TYPE, CONTENT_TYPE)

@@ -58,6 +58,8 @@ pub mod db;
 pub mod dbspans;
 pub mod delivery;
 pub mod docs;
+#[cfg(feature = "aws")]
+pub mod dynamo;
 pub mod etag;
 pub mod events;
 pub mod extract;
@@ -120,11 +122,35 @@ impl Spec {
     }
 }
 
-/// A service's context: its published spec, its database, how it checks callers, and its
-/// own state `S`.
-pub struct Service<S> {
+/// Where a service keeps its data, as far as the runtime is concerned: its SQL database
+/// ([`Db`], every service's), or another store a service may offer instead (tasks on
+/// DynamoDB). The infrastructure endpoints ask it for no more than this.
+pub trait Store: Send + Sync + 'static {
+    /// The service's metrics (kept with the store, which every part of a service holds).
+    fn metrics(&self) -> &std::sync::Arc<metrics::Metrics>;
+    /// The SQL database, when the data is in one: its pool and outbox are reported too.
+    fn sql(&self) -> Option<&Db>;
+    /// Reachable and ready for the service's queries; the error says what is wrong.
+    fn ready(&self) -> futures::future::BoxFuture<'_, anyhow::Result<()>>;
+}
+
+impl Store for Db {
+    fn metrics(&self) -> &std::sync::Arc<metrics::Metrics> {
+        &self.metrics
+    }
+    fn sql(&self) -> Option<&Db> {
+        Some(self)
+    }
+    fn ready(&self) -> futures::future::BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(Db::ready(self))
+    }
+}
+
+/// A service's context: its published spec, its store `D` (its SQL database unless it
+/// offers another), how it checks callers, and its own state `S`.
+pub struct Service<S, D = Db> {
     pub spec: Spec,
-    pub db: Db,
+    pub db: D,
     /// The keys bearer tokens are verified with.
     pub keyring: std::sync::Arc<auth::Keyring>,
     /// The shared secret of `eventsAuth` operations, if configured.
@@ -147,9 +173,22 @@ impl<S> Service<S> {
         keyring: std::sync::Arc<auth::Keyring>,
         state: S,
     ) -> anyhow::Result<Service<S>> {
-        config.check_events()?;
         let db = server::connect(config, def.name, def.migrator).await?;
-        keyring.count_refreshes(&db.metrics.keyring_refreshes);
+        Service::open_on(config, def, keyring, state, db)
+    }
+}
+
+impl<S, D: Store> Service<S, D> {
+    /// [`Service::open`] on a store the service has opened itself.
+    pub fn open_on(
+        config: &config::Config,
+        def: &registry::ServiceDef,
+        keyring: std::sync::Arc<auth::Keyring>,
+        state: S,
+        db: D,
+    ) -> anyhow::Result<Service<S, D>> {
+        config.check_events()?;
+        keyring.count_refreshes(&db.metrics().keyring_refreshes);
         let tracer = trace::Tracer::from_config(config, def.name)?;
         Ok(Service {
             spec: Spec::parse(def.name, def.spec)?,
@@ -165,7 +204,7 @@ impl<S> Service<S> {
 
     /// The same service with another state: for state that needs the opened service
     /// (its database, its spec) to be made.
-    pub fn with_state<T>(self, state: T) -> Service<T> {
+    pub fn with_state<T>(self, state: T) -> Service<T, D> {
         Service {
             spec: self.spec,
             db: self.db,
@@ -177,7 +216,9 @@ impl<S> Service<S> {
             state,
         }
     }
+}
 
+impl<S> Service<S> {
     /// Prunes what `rules` say from this service's database every
     /// `PRUNE_INTERVAL_SECS`, for as long as the returned task is kept (in the state).
     pub fn prune(
@@ -192,11 +233,11 @@ impl<S> Service<S> {
     }
 }
 
-impl<S: Send + Sync + 'static> ServiceContext for Service<S> {
+impl<S: Send + Sync + 'static, D: Store> ServiceContext for Service<S, D> {
     fn spec(&self) -> &Spec {
         &self.spec
     }
-    fn db(&self) -> &Db {
+    fn store(&self) -> &dyn Store {
         &self.db
     }
     fn keyring(&self) -> &auth::Keyring {
@@ -233,7 +274,7 @@ impl<C: ServiceContext> SpecContext for C {
 /// service's context.
 pub trait ServiceContext: Send + Sync + 'static {
     fn spec(&self) -> &Spec;
-    fn db(&self) -> &Db;
+    fn store(&self) -> &dyn Store;
     fn keyring(&self) -> &auth::Keyring;
     fn events_token(&self) -> Option<&str>;
     fn clients(&self) -> &clients::Clients;
@@ -241,10 +282,10 @@ pub trait ServiceContext: Send + Sync + 'static {
     fn accounts(&self) -> Option<&dyn security::Accounts> {
         None
     }
-    /// The service's metrics (kept with its database handle, which every part of a
-    /// service already holds: relay, consumers, stores).
+    /// The service's metrics (kept with its store, which every part of a service
+    /// already holds: relay, consumers, stores).
     fn metrics(&self) -> &std::sync::Arc<metrics::Metrics> {
-        &self.db().metrics
+        self.store().metrics()
     }
     /// Where the service's spans go.
     fn tracer(&self) -> &std::sync::Arc<trace::Tracer>;

@@ -2,7 +2,7 @@
 //! for the caller of its bearer token, on the caller's own tasks only.
 
 use super::api::*;
-use super::store::{self, Changes};
+use super::store::Changes;
 use super::TasksContext;
 use crate::runtime::db::StoreError;
 use crate::runtime::http::created;
@@ -34,7 +34,10 @@ impl TasksApi for TasksImpl {
     ) -> Result<HttpResponseOk<types::TaskPage>, Problem> {
         let query = query.into_inner();
         let window = Window::of(query.page_token.as_deref(), query.limit, &rqctx.request_id)?;
-        let fetched = store::list(&rqctx.context().db, me.user_id, query.done, &window)
+        let fetched = rqctx
+            .context()
+            .db
+            .list(me.user_id, query.done, &window)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
         let (items, next_page_token) = window.page(fetched, |t| t.id);
@@ -51,8 +54,10 @@ impl TasksApi for TasksImpl {
     ) -> Result<HttpResponseHeaders<HttpResponseCreated<types::Task>>, Problem> {
         let body = body.into_inner();
         let description = non_empty(body.description.map(|d| d.to_string()));
-        let task = store::create(
-            &rqctx.context().db,
+        let task = rqctx
+            .context()
+            .db
+            .create(
             me.user_id,
             &body.title,
             description.as_deref(),
@@ -67,7 +72,7 @@ impl TasksApi for TasksImpl {
         me: Authenticated,
         path: ValidatedPath<GetTaskPath>,
     ) -> Result<HttpResponseOk<types::Task>, Problem> {
-        let task = store::get(&rqctx.context().db, me.user_id, path.into_inner().task_id)
+        let task = rqctx.context().db.get(me.user_id, path.into_inner().task_id)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
         Ok(HttpResponseOk(task))
@@ -85,8 +90,7 @@ impl TasksApi for TasksImpl {
             description: body.description.map(|d| non_empty(Some(d.to_string()))),
             done: body.done,
         };
-        let task = store::update(
-            &rqctx.context().db,
+        let task = rqctx.context().db.update(
             me.user_id,
             path.into_inner().task_id,
             changes,
@@ -101,7 +105,7 @@ impl TasksApi for TasksImpl {
         me: Authenticated,
         path: ValidatedPath<DeleteTaskPath>,
     ) -> Result<HttpResponseDeleted, Problem> {
-        store::delete(&rqctx.context().db, me.user_id, path.into_inner().task_id)
+        rqctx.context().db.delete(me.user_id, path.into_inner().task_id)
             .await
             .map_err(|e| store_problem(&rqctx, e))?;
         Ok(HttpResponseDeleted())

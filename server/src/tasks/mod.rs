@@ -2,6 +2,8 @@
 //! with the users service's published keys and stores tasks in its own database.
 
 pub mod api;
+#[cfg(feature = "aws")]
+mod dynamo;
 mod handlers;
 mod store;
 
@@ -25,8 +27,8 @@ pub static SERVICE: ServiceDef = ServiceDef {
     served_openapi: api::served_openapi,
 };
 
-/// No state beyond what every service has.
-pub type TasksContext = Service<()>;
+/// No state beyond what every service has; tasks are in SQL or DynamoDB (`TaskDb`).
+pub type TasksContext = Service<(), store::TaskDb>;
 
 /// Starts the service; `peers["users"]` is where the users service publishes its keys.
 pub async fn start(
@@ -35,6 +37,7 @@ pub async fn start(
     log: &slog::Logger,
 ) -> anyhow::Result<dropshot::HttpServer<TasksContext>> {
     let keyring = Keyring::for_peers(config, peers)?;
-    let context = Service::open(config, &SERVICE, keyring, ()).await?;
+    let db = store::TaskDb::open(config).await?;
+    let context = Service::open_on(config, &SERVICE, keyring, (), db)?;
     server::start(api::api::<handlers::TasksImpl>(), context, config, log)
 }

@@ -1,11 +1,113 @@
-//! The tasks database. Every query is scoped to the owner: another user's task is
+//! The tasks database: SQL (below) or, with feature `aws`, a DynamoDB table
+//! (`super::dynamo`). Every query is scoped to the owner: another user's task is
 //! indistinguishable from a missing one.
 
 use crate::runtime::db::{now_text, time_column, uuid_column, Db, StoreError};
 use crate::runtime::pagination::Window;
+use crate::runtime::Store;
 use sqlx::Row;
 use taproom_client::tasks::types;
 use uuid::Uuid;
+
+/// Where tasks are kept, picked by `TASKS_DATABASE_URL`'s scheme.
+pub enum TaskDb {
+    Sql(Db),
+    #[cfg(feature = "aws")]
+    Dynamo(crate::runtime::dynamo::Table),
+}
+
+impl TaskDb {
+    /// Opens the store `TASKS_DATABASE_URL` names (`dynamodb://` needs feature `aws`).
+    pub async fn open(config: &crate::runtime::config::Config) -> anyhow::Result<TaskDb> {
+        let url = config.database_url(super::NAME)?;
+        if url.starts_with("dynamodb://") {
+            #[cfg(feature = "aws")]
+            return Ok(TaskDb::Dynamo(
+                crate::runtime::dynamo::Table::open(&url, &super::dynamo::SCHEMA).await?,
+            ));
+            #[cfg(not(feature = "aws"))]
+            anyhow::bail!("dynamodb:// URLs need a server built with `--features aws`");
+        }
+        let db = crate::runtime::server::connect(config, super::NAME, &super::MIGRATOR).await?;
+        Ok(TaskDb::Sql(db))
+    }
+
+    /// The one store this is, as the runtime sees it.
+    fn inner(&self) -> &dyn Store {
+        match self {
+            TaskDb::Sql(db) => db,
+            #[cfg(feature = "aws")]
+            TaskDb::Dynamo(table) => table,
+        }
+    }
+
+    pub async fn create(
+        &self,
+        owner: Uuid,
+        title: &str,
+        description: Option<&str>,
+    ) -> Result<types::Task, StoreError> {
+        match self {
+            TaskDb::Sql(db) => create(db, owner, title, description).await,
+            #[cfg(feature = "aws")]
+            TaskDb::Dynamo(t) => super::dynamo::create(t, owner, title, description).await,
+        }
+    }
+
+    pub async fn get(&self, owner: Uuid, id: Uuid) -> Result<types::Task, StoreError> {
+        match self {
+            TaskDb::Sql(db) => get(db, owner, id).await,
+            #[cfg(feature = "aws")]
+            TaskDb::Dynamo(t) => super::dynamo::get(t, owner, id).await,
+        }
+    }
+
+    pub async fn list(
+        &self,
+        owner: Uuid,
+        done: Option<bool>,
+        window: &Window,
+    ) -> Result<Vec<types::Task>, StoreError> {
+        match self {
+            TaskDb::Sql(db) => list(db, owner, done, window).await,
+            #[cfg(feature = "aws")]
+            TaskDb::Dynamo(t) => super::dynamo::list(t, owner, done, window).await,
+        }
+    }
+
+    pub async fn update(
+        &self,
+        owner: Uuid,
+        id: Uuid,
+        changes: Changes,
+    ) -> Result<types::Task, StoreError> {
+        match self {
+            TaskDb::Sql(db) => update(db, owner, id, changes).await,
+            #[cfg(feature = "aws")]
+            TaskDb::Dynamo(t) => super::dynamo::update(t, owner, id, changes).await,
+        }
+    }
+
+    pub async fn delete(&self, owner: Uuid, id: Uuid) -> Result<(), StoreError> {
+        match self {
+            TaskDb::Sql(db) => delete(db, owner, id).await,
+            #[cfg(feature = "aws")]
+            TaskDb::Dynamo(t) => super::dynamo::delete(t, owner, id).await,
+        }
+    }
+}
+
+impl Store for TaskDb {
+    fn metrics(&self) -> &std::sync::Arc<crate::runtime::metrics::Metrics> {
+        self.inner().metrics()
+    }
+    fn sql(&self) -> Option<&Db> {
+        self.inner().sql()
+    }
+    fn ready(&self) -> futures::future::BoxFuture<'_, anyhow::Result<()>> {
+        self.inner().ready()
+    }
+}
 
 // A macro, not a const, so that queries stay string literals (sqlx refuses dynamic SQL).
 macro_rules! columns {
@@ -25,7 +127,7 @@ fn to_task(row: &sqlx::any::AnyRow) -> Result<types::Task, StoreError> {
     })
 }
 
-pub async fn create(
+async fn create(
     db: &Db,
     owner: Uuid,
     title: &str,
@@ -47,7 +149,7 @@ pub async fn create(
     to_task(&row)
 }
 
-pub async fn get(db: &Db, owner: Uuid, id: Uuid) -> Result<types::Task, StoreError> {
+async fn get(db: &Db, owner: Uuid, id: Uuid) -> Result<types::Task, StoreError> {
     let row = sqlx::query(concat!(
         "SELECT ",
         columns!(),
@@ -64,7 +166,7 @@ pub async fn get(db: &Db, owner: Uuid, id: Uuid) -> Result<types::Task, StoreErr
 
 /// The owner's tasks of one page `window` (in id order), optionally only those whose
 /// `done` matches.
-pub async fn list(
+async fn list(
     db: &Db,
     owner: Uuid,
     done: Option<bool>,
@@ -91,7 +193,7 @@ pub struct Changes {
     pub done: Option<bool>,
 }
 
-pub async fn update(
+async fn update(
     db: &Db,
     owner: Uuid,
     id: Uuid,
@@ -119,7 +221,7 @@ pub async fn update(
         .unwrap_or(Err(StoreError::NotFound))
 }
 
-pub async fn delete(db: &Db, owner: Uuid, id: Uuid) -> Result<(), StoreError> {
+async fn delete(db: &Db, owner: Uuid, id: Uuid) -> Result<(), StoreError> {
     let done = sqlx::query("DELETE FROM tasks WHERE id = $1 AND owner_id = $2")
         .bind(id.to_string())
         .bind(owner.to_string())
