@@ -171,6 +171,25 @@ mod tests {
         assert!(kek().open("kid-1", "v1:AAAA").is_err());
     }
 
+    /// A signing key sealed by the aws-lc-rs version (`server admin rotate-keys` on an
+    /// empty DATA_DIR, 2026-11-29): ring opens it, and it is the key its row publishes.
+    #[test]
+    fn opens_keys_sealed_before_the_move_to_ring() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        let kek = Kek::parse("q/Q/ljjs4IOva1/0yKlbR40ACgdiYzNJWZSx5o5MG3A=").unwrap();
+        let kid = "01a2289d-abbd-7102-846f-5cbfd0c28912";
+        let sealed = "v1:2ydF6gJfHv5Gq4jbe9bZ8sGS5Q0DK80n0hLYJrl8NsR0PTAQcWkGGaS/cWi+XlqGKyypNGb6\
+                      lc8BZh1hB+Aqz36Yww4yHcoEfd3qoBddqzVY65GiRnFPzoO7VDsfBdO4xFWa8rsh5ehFH5thgnOm";
+        let der = kek.open(kid, sealed).unwrap();
+        let key = ed25519_dalek::SigningKey::from_pkcs8_der(&der).unwrap();
+        assert_eq!(
+            URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes()),
+            "R5Gt66mcMw1AmVUKXzvADuAAkUpNVgJaYCEtHSdlNmU"
+        );
+        assert!(kek.open("another-kid", sealed).is_err());
+    }
+
     #[test]
     fn refuses_keys_that_are_not_32_bytes() {
         assert!(Kek::parse("change-me").is_err());
