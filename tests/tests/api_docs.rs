@@ -5,6 +5,7 @@
 //! Needs `chromium` and `chromedriver` (see `browser.rs`).
 
 use fantoccini::{ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -69,8 +70,7 @@ async fn static_docs_list_every_operation_offline() {
                      "--host-resolver-rules=MAP * ~NOTFOUND"]
         }),
     );
-    let browser = ClientBuilder::rustls()
-        .expect("TLS roots")
+    let browser = ClientBuilder::new(HttpConnector::new())
         .capabilities(caps)
         .connect(&driver_url)
         .await

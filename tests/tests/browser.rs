@@ -7,6 +7,7 @@
 //! chromium-driver`; `.ci/run` installs them). Set `CHROMEDRIVER` to use another driver binary.
 
 use fantoccini::{ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use std::time::Duration;
 use taproom_tests::start_chromedriver;
 use taproom_tests::{Backend, Users};
@@ -36,8 +37,7 @@ async fn docs_page_runs_an_operation_in_a_real_browser() {
                      "--disable-dev-shm-usage", "--window-size=1200,900"]
         }),
     );
-    let browser = ClientBuilder::rustls()
-        .expect("TLS roots")
+    let browser = ClientBuilder::new(HttpConnector::new())
         .capabilities(caps)
         .connect(&driver_url)
         .await

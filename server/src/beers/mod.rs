@@ -5,6 +5,7 @@ pub mod api;
 mod handlers;
 mod store;
 
+use crate::runtime::migrations::{self, Embedded};
 use crate::runtime::auth::Keyring;
 use crate::runtime::config::Config;
 use crate::runtime::registry::{PeerUrls, ServiceDef};
@@ -12,7 +13,7 @@ use crate::runtime::{server, Service};
 
 pub const NAME: &str = "beers";
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/beers");
+pub static MIGRATOR: Embedded = Embedded::new(|| migrations::migrator(migrations::beers::FILES));
 
 pub static SERVICE: ServiceDef = ServiceDef {
     name: NAME,

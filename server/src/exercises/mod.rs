@@ -12,6 +12,7 @@ pub mod sandbox;
 mod store;
 pub mod worker;
 
+use crate::runtime::migrations::{self, Embedded};
 use crate::runtime::auth::Keyring;
 use crate::runtime::config::{Config, SandboxSettings};
 use crate::runtime::outbox::{self, RelayHandle, RelayOptions};
@@ -26,7 +27,7 @@ pub const NAME: &str = "exercises";
 /// The topic of the events exercises writes.
 pub const GRADED_TOPIC: &str = "submission.graded";
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/exercises");
+pub static MIGRATOR: Embedded = Embedded::new(|| migrations::migrator(migrations::exercises::FILES));
 
 pub static SERVICE: ServiceDef = ServiceDef {
     name: NAME,

@@ -8,6 +8,7 @@ pub mod api;
 mod handlers;
 mod store;
 
+use crate::runtime::migrations::{self, Embedded};
 use crate::runtime::auth::Keyring;
 use crate::runtime::config::Config;
 use crate::runtime::outbox::{self, Relay, RelayHandle, RelayOptions};
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 pub const NAME: &str = "orders";
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/orders");
+pub static MIGRATOR: Embedded = Embedded::new(|| migrations::migrator(migrations::orders::FILES));
 
 pub static SERVICE: ServiceDef = ServiceDef {
     name: NAME,

@@ -7,6 +7,7 @@ pub mod api;
 mod handlers;
 mod store;
 
+use crate::runtime::migrations::{self, Embedded};
 use crate::runtime::auth::Keyring;
 use crate::runtime::config::Config;
 use crate::runtime::registry::{PeerUrls, ServiceDef};
@@ -15,7 +16,7 @@ use crate::runtime::{retention, server, Service};
 
 pub const NAME: &str = "promotions";
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/promotions");
+pub static MIGRATOR: Embedded = Embedded::new(|| migrations::migrator(migrations::promotions::FILES));
 
 pub static SERVICE: ServiceDef = ServiceDef {
     name: NAME,

@@ -67,6 +67,7 @@ pub mod http;
 pub mod inbox;
 pub mod infra;
 pub mod metrics;
+pub mod migrations;
 pub mod money;
 pub mod nats;
 pub mod observe;

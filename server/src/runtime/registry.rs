@@ -27,7 +27,8 @@ pub struct ServiceDef {
     pub port: u16,
     /// The bundled OpenAPI document it serves (`openapi/bundled/<name>.yaml`).
     pub spec: &'static str,
-    pub migrator: &'static sqlx::migrate::Migrator,
+    /// Its migrations (`migrations/<name>/`).
+    pub migrator: &'static crate::runtime::migrations::Embedded,
     /// The services it calls (each must come before it in `SERVICES`); `server all`
     /// gives it their addresses, alone it reads `<PEER>_URL`.
     pub peers: &'static [&'static str],

@@ -8,6 +8,7 @@ pub mod api;
 mod handlers;
 mod store;
 
+use crate::runtime::migrations::{self, Embedded};
 use crate::runtime::auth::Keyring;
 use crate::runtime::config::Config;
 use crate::runtime::inbox::{self, Inbox};
@@ -16,7 +17,7 @@ use crate::runtime::{retention, server, Service};
 
 pub const NAME: &str = "scores";
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/scores");
+pub static MIGRATOR: Embedded = Embedded::new(|| migrations::migrator(migrations::scores::FILES));
 
 pub static SERVICE: ServiceDef = ServiceDef {
     name: NAME,

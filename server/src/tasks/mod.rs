@@ -7,6 +7,7 @@ mod dynamo;
 mod handlers;
 mod store;
 
+use crate::runtime::migrations::{self, Embedded};
 use crate::runtime::auth::Keyring;
 use crate::runtime::config::Config;
 use crate::runtime::registry::{PeerUrls, ServiceDef};
@@ -14,7 +15,7 @@ use crate::runtime::{server, Service};
 
 pub const NAME: &str = "tasks";
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/tasks");
+pub static MIGRATOR: Embedded = Embedded::new(|| migrations::migrator(migrations::tasks::FILES));
 
 pub static SERVICE: ServiceDef = ServiceDef {
     name: NAME,

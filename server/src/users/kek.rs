@@ -1,11 +1,14 @@
 //! The key-encryption key (KEK) that seals the token-signing keys in the users database:
 //! a copy of the database (a backup, a dump, a read through another role) then yields no
 //! key that can mint tokens. AES-256-GCM with a random nonce per seal, the key id as
-//! associated data, so a sealed key moved to another row does not open.
+//! associated data, so a sealed key moved to another row does not open. Sealed values are
+//! `v1:` + base64(nonce (12 bytes) ‖ ciphertext ‖ tag (16 bytes)), the standard AES-GCM
+//! layout: any AES-GCM implementation opens them (aws-lc-rs sealed them before ring did).
 
 use crate::runtime::config::Config;
 use anyhow::{Context, Result};
-use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::rand::{SecureRandom, SystemRandom};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use std::path::{Path, PathBuf};
@@ -18,7 +21,7 @@ pub const GENERATED_FILE: &str = "signing-key.kek";
 
 const HOW: &str = "32 random bytes in base64, e.g. from `openssl rand -base64 32`";
 
-pub struct Kek(RandomizedNonceKey);
+pub struct Kek(LessSafeKey);
 
 impl Kek {
     /// The KEK from text: 32 bytes in base64 (surrounding whitespace ignored).
@@ -28,9 +31,9 @@ impl Kek {
             .ok()
             .filter(|b| b.len() == 32)
             .with_context(|| format!("the key-encryption key must be {HOW}"))?;
-        let key = RandomizedNonceKey::new(&AES_256_GCM, &bytes)
+        let key = UnboundKey::new(&AES_256_GCM, &bytes)
             .map_err(|_| anyhow::anyhow!("the key-encryption key is not usable"))?;
-        Ok(Kek(key))
+        Ok(Kek(LessSafeKey::new(key)))
     }
 
     /// The KEK the settings name: SIGNING_KEY_ENCRYPTION_KEY or SIGNING_KEY_FILE. With
@@ -66,14 +69,20 @@ impl Kek {
         }
     }
 
-    /// Seals a private key stored under `kid`.
+    /// Seals a private key stored under `kid`, with a fresh random nonce (a key is sealed
+    /// a handful of times per KEK, far from the 2^32 seals random 96-bit nonces allow).
     pub fn seal(&self, kid: &str, plain: &[u8]) -> Result<String> {
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce)?;
         let mut data = plain.to_vec();
-        let nonce = self
-            .0
-            .seal_in_place_append_tag(Aad::from(kid.as_bytes()), &mut data)
+        self.0
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(kid.as_bytes()),
+                &mut data,
+            )
             .map_err(|_| anyhow::anyhow!("sealing the signing key {kid}"))?;
-        let mut out = nonce.as_ref().to_vec();
+        let mut out = nonce.to_vec();
         out.extend_from_slice(&data);
         Ok(format!("{SEALED_V1}{}", STANDARD.encode(out)))
     }
@@ -102,6 +111,12 @@ impl Kek {
     }
 }
 
+fn fill_random(bytes: &mut [u8]) -> Result<()> {
+    SystemRandom::new()
+        .fill(bytes)
+        .map_err(|_| anyhow::anyhow!("no randomness"))
+}
+
 fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).context("cannot read it")
 }
@@ -114,7 +129,7 @@ fn generated(path: &Path) -> Result<String> {
         return Ok(text);
     }
     let mut bytes = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("no randomness"))?;
+    fill_random(&mut bytes)?;
     let tmp: PathBuf = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
     {
         use std::io::Write;
@@ -154,6 +169,25 @@ mod tests {
         let other = Kek::parse(&STANDARD.encode([8u8; 32])).unwrap();
         assert!(other.open("kid-1", &sealed).is_err());
         assert!(kek().open("kid-1", "v1:AAAA").is_err());
+    }
+
+    /// A signing key sealed by the aws-lc-rs version (`server admin rotate-keys` on an
+    /// empty DATA_DIR, 2026-11-29): ring opens it, and it is the key its row publishes.
+    #[test]
+    fn opens_keys_sealed_before_the_move_to_ring() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use ed25519_dalek::pkcs8::DecodePrivateKey;
+        let kek = Kek::parse("q/Q/ljjs4IOva1/0yKlbR40ACgdiYzNJWZSx5o5MG3A=").unwrap();
+        let kid = "01a2289d-abbd-7102-846f-5cbfd0c28912";
+        let sealed = "v1:2ydF6gJfHv5Gq4jbe9bZ8sGS5Q0DK80n0hLYJrl8NsR0PTAQcWkGGaS/cWi+XlqGKyypNGb6\
+                      lc8BZh1hB+Aqz36Yww4yHcoEfd3qoBddqzVY65GiRnFPzoO7VDsfBdO4xFWa8rsh5ehFH5thgnOm";
+        let der = kek.open(kid, sealed).unwrap();
+        let key = ed25519_dalek::SigningKey::from_pkcs8_der(&der).unwrap();
+        assert_eq!(
+            URL_SAFE_NO_PAD.encode(key.verifying_key().to_bytes()),
+            "R5Gt66mcMw1AmVUKXzvADuAAkUpNVgJaYCEtHSdlNmU"
+        );
+        assert!(kek.open("another-kid", sealed).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod store;
 mod throttle;
 mod tokens;
 
+use crate::runtime::migrations::{self, Embedded};
 use crate::runtime::config::Config;
 use crate::runtime::registry::{PeerUrls, ServiceDef};
 use crate::runtime::{retention, server, Service, Spec};
@@ -17,7 +18,7 @@ use dropshot::HttpServer;
 
 pub const NAME: &str = "users";
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/users");
+pub static MIGRATOR: Embedded = Embedded::new(|| migrations::migrator(migrations::users::FILES));
 
 pub static SERVICE: ServiceDef = ServiceDef {
     name: NAME,
