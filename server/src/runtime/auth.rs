@@ -9,12 +9,18 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
 /// `iss` of every token.
 pub const ISSUER: &str = "taproom-users";
+
+/// Seconds of clock skew forgiven on `exp`.
+const LEEWAY_SECS: u64 = 5;
+
+/// Bound on the verified tokens remembered by one keyring.
+pub const VERIFIED_MAX: usize = 10_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -51,6 +57,57 @@ pub struct Keyring {
     fetcher: Option<Fetcher>,
     /// Where fetches are counted (`keyring_refreshes_total`), once a service says.
     refreshes: std::sync::OnceLock<super::metrics::Refreshes>,
+    verified: Mutex<Verified>,
+}
+
+/// Tokens whose signature already checked out, by SHA-256 of the token, until they
+/// expire: a signature check costs more than the rest of a cheap request, and a client
+/// sends the same token many times. Only tokens that passed the full check get in, so
+/// forged ones cannot fill it; it is emptied whenever the key set changes, so a token
+/// signed by a key no longer published is checked (and refused) again.
+#[derive(Default)]
+struct Verified {
+    claims: HashMap<[u8; 32], Claims>,
+    /// Bumped when the key set changes: a check that started with the old keys does
+    /// not put its result in.
+    generation: u64,
+}
+
+impl Verified {
+    fn insert(&mut self, digest: [u8; 32], claims: Claims, generation: u64, now: u64) {
+        if generation != self.generation {
+            return;
+        }
+        if self.claims.len() >= VERIFIED_MAX {
+            self.claims.retain(|_, c| !expired(c, now));
+            if self.claims.len() >= VERIFIED_MAX {
+                self.claims.clear();
+            }
+        }
+        self.claims.insert(digest, claims);
+    }
+}
+
+fn expired(claims: &Claims, now: u64) -> bool {
+    claims.exp.saturating_add(LEEWAY_SECS) < now
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// How every token is validated besides its signature.
+fn validation() -> &'static Validation {
+    static VALIDATION: std::sync::OnceLock<Validation> = std::sync::OnceLock::new();
+    VALIDATION.get_or_init(|| {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = LEEWAY_SECS;
+        validation
+    })
 }
 
 /// Where a keyring gets the published keys from.
@@ -156,6 +213,7 @@ impl Keyring {
                 fetches: AtomicU64::new(0),
             }),
             refreshes: Default::default(),
+            verified: Default::default(),
         }
     }
 
@@ -256,6 +314,11 @@ impl Keyring {
             .filter_map(|(kid, x)| Some((kid, DecodingKey::from_ed_components(&x).ok()?)))
             .collect();
         *self.keys.write().expect("keyring lock") = keys;
+        {
+            let mut verified = self.verified.lock().expect("verified tokens lock");
+            verified.claims.clear();
+            verified.generation += 1;
+        }
         match self.get(kid) {
             Some(key) => Ok(key),
             None => {
@@ -266,7 +329,33 @@ impl Keyring {
     }
 
     /// Checks a token: signature by a known key, EdDSA only, our issuer, not expired.
+    /// A token that passed before is only checked for expiry again.
     pub async fn verify(&self, token: &str) -> Result<Claims, Rejection> {
+        use sha2::{Digest, Sha256};
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let generation = {
+            let verified = self.verified.lock().expect("verified tokens lock");
+            if let Some(claims) = verified.claims.get(&digest) {
+                return if expired(claims, unix_now()) {
+                    Err(Rejection::Invalid("the token has expired"))
+                } else {
+                    Ok(claims.clone())
+                };
+            }
+            verified.generation
+        };
+        let claims = self.verify_signed(token).await?;
+        self.verified.lock().expect("verified tokens lock").insert(
+            digest,
+            claims.clone(),
+            generation,
+            unix_now(),
+        );
+        Ok(claims)
+    }
+
+    /// The full check of a token.
+    async fn verify_signed(&self, token: &str) -> Result<Claims, Rejection> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| Rejection::Invalid("the token is malformed"))?;
         if header.alg != Algorithm::EdDSA {
@@ -276,11 +365,7 @@ impl Keyring {
             .kid
             .ok_or(Rejection::Invalid("the token names no key"))?;
         let key = self.key(&kid).await?;
-        let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.leeway = 5;
-        jsonwebtoken::decode::<Claims>(token, &key, &validation)
+        jsonwebtoken::decode::<Claims>(token, &key, validation())
             .map(|data| data.claims)
             .map_err(|e| {
                 Rejection::Invalid(match e.kind() {
@@ -291,6 +376,11 @@ impl Keyring {
                     _ => "the token is not valid",
                 })
             })
+    }
+
+    /// How many verified tokens are remembered (for tests).
+    pub fn verified_len(&self) -> usize {
+        self.verified.lock().expect("verified tokens lock").claims.len()
     }
 }
 
@@ -342,5 +432,143 @@ mod tests {
         // Expired entries make room again.
         state.remember_unknown("late", Duration::ZERO);
         assert_eq!(state.unknown.len(), 1);
+    }
+
+    /// One fixed Ed25519 key, published as `kid`.
+    struct OneKey(ed25519_dalek::SigningKey);
+
+    #[async_trait::async_trait]
+    impl KeySource for OneKey {
+        async fn fetch(&self) -> anyhow::Result<Vec<(String, String)>> {
+            use base64::Engine;
+            let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(self.0.verifying_key().to_bytes());
+            Ok(vec![("kid".into(), x)])
+        }
+    }
+
+    fn token(key: &ed25519_dalek::SigningKey, exp: u64) -> String {
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        let der = key.to_pkcs8_der().unwrap();
+        let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+        header.kid = Some("kid".into());
+        let claims = Claims {
+            sub: Uuid::nil().to_string(),
+            role: "user".into(),
+            iat: unix_now(),
+            exp,
+            iss: ISSUER.into(),
+        };
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn keyring() -> (Keyring, ed25519_dalek::SigningKey) {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+        let policy = RefetchPolicy {
+            interval: Duration::ZERO,
+            ..RefetchPolicy::REMOTE
+        };
+        (Keyring::with_source(Box::new(OneKey(key.clone())), policy), key)
+    }
+
+    #[tokio::test]
+    async fn verified_tokens_are_remembered_and_still_expire() {
+        let (keyring, key) = keyring();
+        let good = token(&key, unix_now() + 600);
+        assert_eq!(keyring.verify(&good).await.unwrap().sub, Uuid::nil().to_string());
+        assert_eq!(keyring.verified_len(), 1);
+        assert!(keyring.verify(&good).await.is_ok());
+        assert_eq!(keyring.fetches(), 1);
+
+        // Refused tokens are never remembered: a changed signature, another key.
+        let mut forged = good.clone();
+        forged.replace_range(forged.len() - 4.., "AAAA");
+        assert!(keyring.verify(&forged).await.is_err());
+        let other = token(&ed25519_dalek::SigningKey::from_bytes(&[8; 32]), unix_now() + 600);
+        assert_eq!(
+            keyring.verify(&other).await.map(|_| ()),
+            Err(Rejection::Invalid("the token's signature is not valid"))
+        );
+        assert_eq!(keyring.verified_len(), 1);
+
+        // A remembered token whose time has run out is refused like any expired one.
+        {
+            let mut verified = keyring.verified.lock().unwrap();
+            let entry = verified.claims.values_mut().next().unwrap();
+            entry.exp = unix_now() - LEEWAY_SECS - 1;
+        }
+        assert_eq!(
+            keyring.verify(&good).await.map(|_| ()),
+            Err(Rejection::Invalid("the token has expired"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_key_set_forgets_what_the_old_one_verified() {
+        let (keyring, key) = keyring();
+        assert!(keyring.verify(&token(&key, unix_now() + 600)).await.is_ok());
+        assert_eq!(keyring.verified_len(), 1);
+        // A token naming an unknown key makes the keyring fetch the set again.
+        let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
+        header.kid = Some("another".into());
+        let unknown = jsonwebtoken::encode(
+            &header,
+            &serde_json::json!({"sub": "x"}),
+            &jsonwebtoken::EncodingKey::from_ed_der(
+                ed25519_dalek::pkcs8::EncodePrivateKey::to_pkcs8_der(&key)
+                    .unwrap()
+                    .as_bytes(),
+            ),
+        )
+        .unwrap();
+        assert!(keyring.verify(&unknown).await.is_err());
+        assert_eq!(keyring.fetches(), 2);
+        assert_eq!(keyring.verified_len(), 0);
+        // A check that began before the change does not put its result in.
+        let mut verified = keyring.verified.lock().unwrap();
+        let stale = verified.generation - 1;
+        let claims = Claims {
+            sub: "s".into(),
+            role: "user".into(),
+            iat: 0,
+            exp: u64::MAX / 2,
+            iss: ISSUER.into(),
+        };
+        verified.insert([1; 32], claims, stale, unix_now());
+        assert!(verified.claims.is_empty());
+    }
+
+    #[test]
+    fn remembered_tokens_are_bounded() {
+        let mut verified = Verified::default();
+        let now = unix_now();
+        let claims = |exp| Claims {
+            sub: "s".into(),
+            role: "user".into(),
+            iat: 0,
+            exp,
+            iss: ISSUER.into(),
+        };
+        for i in 0..VERIFIED_MAX as u32 {
+            let mut digest = [0; 32];
+            digest[..4].copy_from_slice(&i.to_be_bytes());
+            // Half of them expired.
+            let exp = if i % 2 == 0 { now - 60 } else { now + 60 };
+            verified.insert(digest, claims(exp), 0, now);
+        }
+        assert_eq!(verified.claims.len(), VERIFIED_MAX);
+        verified.insert([0xff; 32], claims(now + 60), 0, now);
+        assert_eq!(verified.claims.len(), VERIFIED_MAX / 2 + 1, "the expired made room");
+        for i in 0..VERIFIED_MAX as u32 {
+            let mut digest = [0xee; 32];
+            digest[..4].copy_from_slice(&i.to_be_bytes());
+            verified.insert(digest, claims(now + 60), 0, now);
+        }
+        assert!(verified.claims.len() <= VERIFIED_MAX);
     }
 }

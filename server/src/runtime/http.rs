@@ -73,7 +73,18 @@ fn problem_response(problem: &Problem) -> Response<Body> {
     response
 }
 
+/// The request headers the hook reads (CORS and conditional GETs).
+const READS: [header::HeaderName; 3] = [
+    header::ORIGIN,
+    header::ACCESS_CONTROL_REQUEST_METHOD,
+    header::IF_NONE_MATCH,
+];
+
 impl ResponseHook for Hook {
+    fn request_headers(&self) -> Option<&[header::HeaderName]> {
+        Some(&READS)
+    }
+
     fn on_response(
         &self,
         cx: &ResponseContext<'_>,

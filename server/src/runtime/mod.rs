@@ -66,6 +66,7 @@ pub mod extract;
 pub mod http;
 pub mod inbox;
 pub mod infra;
+pub mod logs;
 pub mod metrics;
 pub mod migrations;
 pub mod money;

@@ -22,7 +22,8 @@ pub enum LogFormat {
 
 /// The root logger: JSON or text lines on stdout, written by a background thread so a
 /// slow terminal or pipe never stalls request handling (lines are dropped, and counted,
-/// if it falls far behind).
+/// if it falls far behind). JSON lines are encoded where they are logged
+/// ([`super::logs`]).
 pub fn logger(level: &str, format: LogFormat) -> Result<Logger> {
     use slog::Drain;
     let level: slog::Level = level.parse().map_err(|_| {
@@ -30,24 +31,23 @@ pub fn logger(level: &str, format: LogFormat) -> Result<Logger> {
             "LOG_LEVEL: {level:?} is not one of trace, debug, info, warning, error, critical"
         )
     })?;
-    let drain: Box<dyn Drain<Ok = (), Err = slog::Never> + Send> = match format {
-        LogFormat::Json => Box::new(
-            slog_json::Json::new(std::io::stdout())
-                .add_default_keys()
-                .build()
-                .fuse(),
-        ),
+    let drain: Box<
+        dyn slog::SendSyncRefUnwindSafeDrain<Ok = (), Err = slog::Never> + std::panic::UnwindSafe,
+    > = match format {
+        LogFormat::Json => Box::new(super::logs::JsonLines::stdout()?),
         LogFormat::Text => {
             let decorator = slog_term::PlainDecorator::new(std::io::stdout());
-            Box::new(slog_term::CompactFormat::new(decorator).build().fuse())
+            let lines = slog_term::CompactFormat::new(decorator).build().fuse();
+            Box::new(
+                slog_async::Async::new(lines)
+                    .chan_size(8192)
+                    .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
+                    .thread_name("taproom-log".into())
+                    .build()
+                    .fuse(),
+            )
         }
     };
-    let drain = slog_async::Async::new(drain)
-        .chan_size(8192)
-        .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
-        .thread_name("taproom-log".into())
-        .build()
-        .fuse();
     Ok(Logger::root(drain.filter_level(level).fuse(), slog::o!()))
 }
 
