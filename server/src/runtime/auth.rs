@@ -380,7 +380,11 @@ impl Keyring {
 
     /// How many verified tokens are remembered (for tests).
     pub fn verified_len(&self) -> usize {
-        self.verified.lock().expect("verified tokens lock").claims.len()
+        self.verified
+            .lock()
+            .expect("verified tokens lock")
+            .claims
+            .len()
     }
 }
 
@@ -473,14 +477,20 @@ mod tests {
             interval: Duration::ZERO,
             ..RefetchPolicy::REMOTE
         };
-        (Keyring::with_source(Box::new(OneKey(key.clone())), policy), key)
+        (
+            Keyring::with_source(Box::new(OneKey(key.clone())), policy),
+            key,
+        )
     }
 
     #[tokio::test]
     async fn verified_tokens_are_remembered_and_still_expire() {
         let (keyring, key) = keyring();
         let good = token(&key, unix_now() + 600);
-        assert_eq!(keyring.verify(&good).await.unwrap().sub, Uuid::nil().to_string());
+        assert_eq!(
+            keyring.verify(&good).await.unwrap().sub,
+            Uuid::nil().to_string()
+        );
         assert_eq!(keyring.verified_len(), 1);
         assert!(keyring.verify(&good).await.is_ok());
         assert_eq!(keyring.fetches(), 1);
@@ -489,7 +499,10 @@ mod tests {
         let mut forged = good.clone();
         forged.replace_range(forged.len() - 4.., "AAAA");
         assert!(keyring.verify(&forged).await.is_err());
-        let other = token(&ed25519_dalek::SigningKey::from_bytes(&[8; 32]), unix_now() + 600);
+        let other = token(
+            &ed25519_dalek::SigningKey::from_bytes(&[8; 32]),
+            unix_now() + 600,
+        );
         assert_eq!(
             keyring.verify(&other).await.map(|_| ()),
             Err(Rejection::Invalid("the token's signature is not valid"))
@@ -563,7 +576,11 @@ mod tests {
         }
         assert_eq!(verified.claims.len(), VERIFIED_MAX);
         verified.insert([0xff; 32], claims(now + 60), 0, now);
-        assert_eq!(verified.claims.len(), VERIFIED_MAX / 2 + 1, "the expired made room");
+        assert_eq!(
+            verified.claims.len(),
+            VERIFIED_MAX / 2 + 1,
+            "the expired made room"
+        );
         for i in 0..VERIFIED_MAX as u32 {
             let mut digest = [0xee; 32];
             digest[..4].copy_from_slice(&i.to_be_bytes());

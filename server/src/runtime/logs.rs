@@ -248,10 +248,22 @@ mod tests {
         assert_eq!(lines[0]["text"], "a \"quoted\"\nline");
         assert_eq!(lines[0]["msg"], "request completed");
         assert_eq!(lines[0]["level"], "INFO");
-        let mut keys: Vec<&str> = lines[0].as_object().unwrap().keys().map(|k| k.as_str()).collect();
-        assert_eq!(keys[..3], ["ts", "level", "msg"], "slog-json's default keys first");
+        let mut keys: Vec<&str> = lines[0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(
+            keys[..3],
+            ["ts", "level", "msg"],
+            "slog-json's default keys first"
+        );
         keys.sort();
-        assert_eq!(keys, ["level", "msg", "n", "service", "text", "thread", "ts"]);
+        assert_eq!(
+            keys,
+            ["level", "msg", "n", "service", "text", "thread", "ts"]
+        );
     }
 
     #[test]
@@ -273,6 +285,10 @@ mod tests {
             .sum();
         let written = lines.iter().filter(|l| l["msg"] == "line").count() as u64;
         assert!(dropped > 0, "some lines were dropped");
-        assert_eq!(written + dropped, sent as u64, "and every one is accounted for");
+        assert_eq!(
+            written + dropped,
+            sent as u64,
+            "and every one is accounted for"
+        );
     }
 }
