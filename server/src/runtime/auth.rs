@@ -198,8 +198,17 @@ pub enum Rejection {
 const UNKNOWN_KEY: Rejection = Rejection::Invalid("the token is signed by an unknown key");
 
 impl Keyring {
-    fn get(&self, kid: &str) -> Option<DecodingKey> {
-        self.keys.read().expect("keyring lock").get(kid).cloned()
+    /// The key `kid` with the generation of the key set it is from (read under the
+    /// keys' lock, which a change of the set holds while it bumps the generation).
+    fn get(&self, kid: &str) -> Option<(DecodingKey, u64)> {
+        let keys = self.keys.read().expect("keyring lock");
+        let key = keys.get(kid).cloned()?;
+        let generation = self
+            .verified
+            .lock()
+            .expect("verified tokens lock")
+            .generation;
+        Some((key, generation))
     }
 
     /// A keyring filled from `source` on demand, as `policy` allows.
@@ -270,7 +279,7 @@ impl Keyring {
     }
 
     /// The key `kid`, fetching the key set again if it is unknown and may be new.
-    async fn key(&self, kid: &str) -> Result<DecodingKey, Rejection> {
+    async fn key(&self, kid: &str) -> Result<(DecodingKey, u64), Rejection> {
         if let Some(key) = self.get(kid) {
             return Ok(key);
         }
@@ -313,8 +322,9 @@ impl Keyring {
             .into_iter()
             .filter_map(|(kid, x)| Some((kid, DecodingKey::from_ed_components(&x).ok()?)))
             .collect();
-        *self.keys.write().expect("keyring lock") = keys;
         {
+            let mut current = self.keys.write().expect("keyring lock");
+            *current = keys;
             let mut verified = self.verified.lock().expect("verified tokens lock");
             verified.claims.clear();
             verified.generation += 1;
@@ -333,18 +343,20 @@ impl Keyring {
     pub async fn verify(&self, token: &str) -> Result<Claims, Rejection> {
         use sha2::{Digest, Sha256};
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let generation = {
-            let verified = self.verified.lock().expect("verified tokens lock");
-            if let Some(claims) = verified.claims.get(&digest) {
-                return if expired(claims, unix_now()) {
-                    Err(Rejection::Invalid("the token has expired"))
-                } else {
-                    Ok(claims.clone())
-                };
-            }
-            verified.generation
-        };
-        let claims = self.verify_signed(token).await?;
+        if let Some(claims) = self
+            .verified
+            .lock()
+            .expect("verified tokens lock")
+            .claims
+            .get(&digest)
+        {
+            return if expired(claims, unix_now()) {
+                Err(Rejection::Invalid("the token has expired"))
+            } else {
+                Ok(claims.clone())
+            };
+        }
+        let (claims, generation) = self.verify_signed(token).await?;
         self.verified.lock().expect("verified tokens lock").insert(
             digest,
             claims.clone(),
@@ -354,8 +366,8 @@ impl Keyring {
         Ok(claims)
     }
 
-    /// The full check of a token.
-    async fn verify_signed(&self, token: &str) -> Result<Claims, Rejection> {
+    /// The full check of a token, and the generation of the key set that checked it.
+    async fn verify_signed(&self, token: &str) -> Result<(Claims, u64), Rejection> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| Rejection::Invalid("the token is malformed"))?;
         if header.alg != Algorithm::EdDSA {
@@ -364,9 +376,9 @@ impl Keyring {
         let kid = header
             .kid
             .ok_or(Rejection::Invalid("the token names no key"))?;
-        let key = self.key(&kid).await?;
+        let (key, generation) = self.key(&kid).await?;
         jsonwebtoken::decode::<Claims>(token, &key, validation())
-            .map(|data| data.claims)
+            .map(|data| (data.claims, generation))
             .map_err(|e| {
                 Rejection::Invalid(match e.kind() {
                     jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token has expired",
