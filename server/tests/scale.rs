@@ -252,19 +252,32 @@ async fn sigterm_to_one_instance_under_load_loses_nothing() {
                 ("5.00", "4.50")
             );
         }
-        let tasks: serde_json::Value = bearer(token)
-            .get(format!("{gw}/v1/tasks?limit=100"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(
-            tasks["items"].as_array().unwrap().len(),
-            *todos,
-            "every task once"
-        );
+        // A fast machine writes more than one page of to-dos: walk every page.
+        let mut titles = std::collections::BTreeSet::new();
+        let mut listed = 0usize;
+        let mut page_token: Option<String> = None;
+        loop {
+            let mut query = vec![("limit", "100".to_owned())];
+            query.extend(page_token.take().map(|t| ("page_token", t)));
+            let page: serde_json::Value = bearer(token)
+                .get(format!("{gw}/v1/tasks"))
+                .query(&query)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            for task in page["items"].as_array().unwrap() {
+                listed += 1;
+                titles.insert(task["title"].as_str().unwrap().to_owned());
+            }
+            match page["next_page_token"].as_str() {
+                Some(t) => page_token = Some(t.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!((listed, titles.len()), (*todos, *todos), "every task once");
         // Both relays drained the shared outbox; each use counted exactly once.
         let expected = bought.len() as u32;
         let deadline = Instant::now() + Duration::from_secs(30);
