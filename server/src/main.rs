@@ -116,6 +116,7 @@ enum AdminCommand {
 
 #[tokio::main]
 async fn main() {
+    taproom_server::runtime::jwt_crypto::install();
     // A missing .env is fine; a malformed one is not.
     if let Err(e) = dotenvy::dotenv() {
         if !e.not_found() {

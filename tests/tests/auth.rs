@@ -397,14 +397,25 @@ async fn forged_expired_and_malformed_tokens_are_refused(backend: Backend) {
         b64(json!({"alg": "none", "typ": "JWT", "kid": kid})),
         b64(claims(now + 600, "admin"))
     );
-    let mut hs_header = Header::new(Algorithm::HS256);
-    hs_header.kid = Some(kid.clone());
-    let hs256 = jsonwebtoken::encode(
-        &hs_header,
-        &claims(now + 600, "admin"),
-        &EncodingKey::from_secret(b"guessable"),
-    )
-    .unwrap();
+    // Signed with jsonwebtoken's own RustCrypto provider: the process-wide one may be
+    // Taproom's (the services in this process install it), which signs EdDSA only.
+    let hs256 = {
+        let signed = format!(
+            "{}.{}",
+            b64(json!({"alg": "HS256", "typ": "JWT", "kid": kid})),
+            b64(claims(now + 600, "admin"))
+        );
+        let signer = (jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.signer_factory)(
+            &Algorithm::HS256,
+            &EncodingKey::from_secret(b"guessable"),
+        )
+        .unwrap();
+        let signature = signer.try_sign(signed.as_bytes()).unwrap();
+        format!(
+            "{signed}.{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature)
+        )
+    };
     let expired = users.sign(claims(now - 120, "user")).await;
     let mut unknown_kid = Header::new(Algorithm::EdDSA);
     unknown_kid.kid = Some("no-such-key".into());

@@ -102,6 +102,7 @@ fn unix_now() -> u64 {
 fn validation() -> &'static Validation {
     static VALIDATION: std::sync::OnceLock<Validation> = std::sync::OnceLock::new();
     VALIDATION.get_or_init(|| {
+        super::jwt_crypto::install();
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
@@ -465,6 +466,7 @@ mod tests {
 
     fn token(key: &ed25519_dalek::SigningKey, exp: u64) -> String {
         use ed25519_dalek::pkcs8::EncodePrivateKey;
+        crate::runtime::jwt_crypto::install();
         let der = key.to_pkcs8_der().unwrap();
         let mut header = jsonwebtoken::Header::new(Algorithm::EdDSA);
         header.kid = Some("kid".into());

@@ -1,7 +1,7 @@
 //! Where JSON log lines go: each is encoded by the thread that logs it, into that
-//! thread's reused buffer (slog-json's own encoding, so lines are byte for byte what
-//! slog-json writes), appended to one shared batch, and written to stdout by a
-//! background thread, a batch per write, at most every `GATHER` under load. A request pays for one encoding and one short
+//! thread's reused buffer (`runtime::logline`: byte for byte what slog-json writes),
+//! appended to one shared batch, and written to stdout by a background thread, a batch
+//! per write, at most every `GATHER` under load. A request pays for one encoding and one short
 //! lock; no value is copied into an owned form for a channel (as slog-async does, an
 //! allocation per key), and no system call is made per line. If the output cannot keep
 //! up (a stalled pipe), lines past `MAX_PENDING` bytes are dropped and counted in a line
@@ -41,28 +41,9 @@ struct Pending {
 /// (Waking it for every line, as a channel does, cost more than encoding the line.)
 const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
 
-/// Writes into this thread's `LINE`.
-struct ThisThread;
-
-impl Write for ThisThread {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LINE.with_borrow_mut(|line| line.extend_from_slice(buf));
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 thread_local! {
-    /// This thread's encoder, made once, which writes into `LINE`.
-    static ENCODER: RefCell<Option<slog_json::Json<ThisThread>>> = const { RefCell::new(None) };
     /// The line being encoded, its allocation kept from line to line.
     static LINE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-fn json_encoder<W: Write>(out: W) -> slog_json::Json<W> {
-    slog_json::Json::new(out).add_default_keys().build()
 }
 
 impl JsonLines {
@@ -140,26 +121,20 @@ impl Drain for JsonLines {
     type Err = slog::Never;
 
     fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), slog::Never> {
-        ENCODER.with(|cell| {
-            let Ok(mut encoder) = cell.try_borrow_mut() else {
+        LINE.with(|cell| {
+            let Ok(mut line) = cell.try_borrow_mut() else {
                 // Logging while a line of this thread is being encoded (a value that
-                // logs): a one-off encoder.
+                // logs): a buffer of its own.
                 let mut line = Vec::new();
-                if json_encoder(&mut line).log(record, values).is_ok() {
+                if super::logline::encode(&mut line, record, values).is_ok() {
                     self.append(&line);
                 }
                 return;
             };
-            let encoded = encoder
-                .get_or_insert_with(|| json_encoder(ThisThread))
-                .log(record, values)
-                .is_ok();
-            LINE.with_borrow_mut(|line| {
-                if encoded {
-                    self.append(line);
-                }
-                line.clear();
-            });
+            if super::logline::encode(&mut line, record, values).is_ok() {
+                self.append(&line);
+            }
+            line.clear();
         });
         Ok(())
     }
@@ -273,7 +248,9 @@ mod tests {
         let out = Collected::default();
         let log = Logger::root(JsonLines::to(Box::new(out.clone())).unwrap().fuse(), o!());
         let filler = "x".repeat(1000);
-        let sent = MAX_PENDING / 1000 + 500;
+        // The writer may hold up to MAX_PENDING bytes in the batch it is stuck on, and
+        // as many wait behind it: more than twice that must overflow.
+        let sent = 2 * MAX_PENDING / 1000 + 500;
         // The writer is stuck on its first batch; the rest must not block this thread.
         for i in 0..sent {
             info!(log, "line"; "i" => i, "filler" => &filler);

@@ -66,6 +66,8 @@ pub mod extract;
 pub mod http;
 pub mod inbox;
 pub mod infra;
+pub mod jwt_crypto;
+pub mod logline;
 pub mod logs;
 pub mod metrics;
 pub mod migrations;

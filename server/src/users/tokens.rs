@@ -211,6 +211,7 @@ impl Tokens {
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(kid);
+        crate::runtime::jwt_crypto::install();
         let access_token =
             jsonwebtoken::encode(&header, &claims, &key).context("signing a token")?;
         Ok(types::Token {

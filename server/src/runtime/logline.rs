@@ -1,0 +1,346 @@
+//! One JSON log line, written straight into a byte buffer: the same bytes slog-json
+//! writes for a record (its default keys `msg`, `level`, `ts` first, then the logger's
+//! values, then the record's, with serde_json's string escaping and number formats),
+//! without slog-json's trip through serde: its map serializer per key, a `String` for
+//! every formatted value and for the timestamp. The log line was a fifth of ping's
+//! instructions; `tests::same_bytes_as_slog_json` holds the two encoders to each other.
+
+use slog::{Key, OwnedKVList, Record, KV};
+use std::fmt;
+
+/// Appends `record` as one JSON object and a newline to `out`. On an error (a value
+/// whose serialization fails) `out` may hold part of a line.
+pub fn encode(out: &mut Vec<u8>, record: &Record<'_>, values: &OwnedKVList) -> slog::Result {
+    out.extend_from_slice(b"{\"msg\":");
+    Line(out).string_from(record.msg());
+    out.extend_from_slice(b",\"level\":\"");
+    out.extend_from_slice(record.level().as_short_str().as_bytes());
+    out.extend_from_slice(b"\",\"ts\":");
+    let mark = out.len();
+    out.push(b'"');
+    let now = time::OffsetDateTime::now_utc();
+    if now
+        .format_into(out, &time::format_description::well_known::Rfc3339)
+        .is_ok()
+    {
+        out.push(b'"');
+    } else {
+        // slog-json writes `null` when the time cannot be formatted (a year past 9999).
+        out.truncate(mark);
+        out.extend_from_slice(b"null");
+    }
+    let mut line = Line(out);
+    values.serialize(record, &mut line)?;
+    record.kv().serialize(record, &mut line)?;
+    out.extend_from_slice(b"}\n");
+    Ok(())
+}
+
+/// The object after its first key: every key is written with a leading comma.
+struct Line<'a>(&'a mut Vec<u8>);
+
+impl Line<'_> {
+    fn key(&mut self, key: &str) {
+        self.0.push(b',');
+        self.string(key);
+        self.0.push(b':');
+    }
+
+    fn string(&mut self, s: &str) {
+        self.0.push(b'"');
+        escape(self.0, s);
+        self.0.push(b'"');
+    }
+
+    /// Formats straight into the line, escaping as it goes.
+    fn string_from(&mut self, args: &fmt::Arguments<'_>) {
+        match args.as_str() {
+            Some(s) => self.string(s),
+            None => {
+                self.0.push(b'"');
+                let _ = fmt::write(&mut Escaping(self.0), *args);
+                self.0.push(b'"');
+            }
+        }
+    }
+
+    fn integer(&mut self, key: Key, n: impl itoa::Integer) -> slog::Result {
+        self.key(key.as_ref());
+        self.0
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        Ok(())
+    }
+
+    /// Values without a hand-written form (floats, nested values): serde_json's own.
+    fn serde(&mut self, key: Key, value: &(impl serde::Serialize + ?Sized)) -> slog::Result {
+        self.key(key.as_ref());
+        serde_json::to_writer(&mut *self.0, value).map_err(std::io::Error::from)?;
+        Ok(())
+    }
+}
+
+struct Escaping<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for Escaping<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        escape(self.0, s);
+        Ok(())
+    }
+}
+
+/// serde_json's string escaping: `"`, `\` and control characters; everything else,
+/// including non-ASCII text, as is.
+fn escape(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            0x0c => b'f',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0..=0x1f => b'u',
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if short == b'u' {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(&[b'\\', short]);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+impl slog::Serializer for Line<'_> {
+    fn emit_arguments(&mut self, key: Key, val: &fmt::Arguments<'_>) -> slog::Result {
+        self.key(key.as_ref());
+        self.string_from(val);
+        Ok(())
+    }
+    fn emit_str(&mut self, key: Key, val: &str) -> slog::Result {
+        self.key(key.as_ref());
+        self.string(val);
+        Ok(())
+    }
+    fn emit_char(&mut self, key: Key, val: char) -> slog::Result {
+        self.emit_str(key, val.encode_utf8(&mut [0; 4]))
+    }
+    fn emit_bool(&mut self, key: Key, val: bool) -> slog::Result {
+        self.key(key.as_ref());
+        self.0
+            .extend_from_slice(if val { b"true" } else { b"false" });
+        Ok(())
+    }
+    fn emit_unit(&mut self, key: Key) -> slog::Result {
+        self.emit_none(key)
+    }
+    fn emit_none(&mut self, key: Key) -> slog::Result {
+        self.key(key.as_ref());
+        self.0.extend_from_slice(b"null");
+        Ok(())
+    }
+    fn emit_u8(&mut self, key: Key, val: u8) -> slog::Result {
+        self.integer(key, val)
+    }
+    fn emit_i8(&mut self, key: Key, val: i8) -> slog::Result {
+        self.integer(key, val)
+    }
+    fn emit_u16(&mut self, key: Key, val: u16) -> slog::Result {
+        self.integer(key, val)
+    }
+    fn emit_i16(&mut self, key: Key, val: i16) -> slog::Result {
+        self.integer(key, val)
+    }
+    fn emit_u32(&mut self, key: Key, val: u32) -> slog::Result {
+        self.integer(key, val)
+    }
+    fn emit_i32(&mut self, key: Key, val: i32) -> slog::Result {
+        self.integer(key, val)
+    }
+    fn emit_u64(&mut self, key: Key, val: u64) -> slog::Result {
+        self.integer(key, val)
+    }
+    fn emit_i64(&mut self, key: Key, val: i64) -> slog::Result {
+        self.integer(key, val)
+    }
+    fn emit_usize(&mut self, key: Key, val: usize) -> slog::Result {
+        self.integer(key, val)
+    }
+    fn emit_isize(&mut self, key: Key, val: isize) -> slog::Result {
+        self.integer(key, val)
+    }
+    fn emit_u128(&mut self, key: Key, val: u128) -> slog::Result {
+        self.integer(key, val)
+    }
+    fn emit_i128(&mut self, key: Key, val: i128) -> slog::Result {
+        self.integer(key, val)
+    }
+    fn emit_f32(&mut self, key: Key, val: f32) -> slog::Result {
+        self.serde(key, &val)
+    }
+    fn emit_f64(&mut self, key: Key, val: f64) -> slog::Result {
+        self.serde(key, &val)
+    }
+    fn emit_serde(&mut self, key: Key, value: &dyn slog::SerdeValue) -> slog::Result {
+        self.serde(key, value.as_serde())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slog::{o, Drain, Logger};
+    use std::sync::{Arc, Mutex};
+
+    /// Collects what a drain wrote.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    struct Ours(Sink);
+
+    impl Drain for Ours {
+        type Ok = ();
+        type Err = slog::Error;
+        fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> slog::Result {
+            let mut line = Vec::new();
+            encode(&mut line, record, values)?;
+            self.0 .0.lock().unwrap().extend_from_slice(&line);
+            Ok(())
+        }
+    }
+
+    /// Each line with its timestamp's value cut out (the two encoders read the clock
+    /// at different instants), and the timestamps, which must be RFC 3339.
+    fn without_ts(bytes: &[u8]) -> Vec<String> {
+        String::from_utf8(bytes.to_vec())
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let start = line.find(",\"ts\":\"").expect("a ts") + 7;
+                let end = start + line[start..].find('"').unwrap();
+                time::OffsetDateTime::parse(
+                    &line[start..end],
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .expect("an RFC 3339 time");
+                format!("{}{}", &line[..start], &line[end..])
+            })
+            .collect()
+    }
+
+    #[derive(serde::Serialize)]
+    struct Nested {
+        a: Vec<u8>,
+        b: &'static str,
+    }
+
+    impl slog::SerdeValue for Nested {
+        fn as_serde(&self) -> &dyn erased_serde::Serialize {
+            self
+        }
+        fn to_sendable(&self) -> Box<dyn slog::SerdeValue + Send + 'static> {
+            Box::new(Nested {
+                a: self.a.clone(),
+                b: self.b,
+            })
+        }
+    }
+
+    impl slog::Value for Nested {
+        fn serialize(
+            &self,
+            _: &Record<'_>,
+            key: Key,
+            serializer: &mut dyn slog::Serializer,
+        ) -> slog::Result {
+            serializer.emit_serde(key, self)
+        }
+    }
+
+    #[test]
+    fn same_bytes_as_slog_json() {
+        let (theirs, ours) = (Sink::default(), Sink::default());
+        let loggers = [
+            Logger::root(
+                Mutex::new(slog_json::Json::default(theirs.clone())).fuse(),
+                o!("service" => "tasks", "local_addr" => "127.0.0.1:5004"),
+            ),
+            Logger::root(
+                Ours(ours.clone()).fuse(),
+                o!("service" => "tasks", "local_addr" => "127.0.0.1:5004"),
+            ),
+        ];
+        let addr: std::net::SocketAddr = "[::1]:8080".parse().unwrap();
+        let text = "quote \" backslash \\ newline \n tab \t cr \r bell \u{7} \u{1f} del \u{7f} é ☃ 🍺 </script>";
+        for log in &loggers {
+            let log = log.new(o!("req_id" => "a-b", "remote_addr" => addr, "n" => 7u16));
+            slog::info!(log, "request completed";
+                "operation_id" => Some("ping"), "none" => None::<&str>,
+                "response_code" => 200u16, "latency_us" => 51u128, "neg" => -3i64,
+                "big" => u64::MAX, "small" => i8::MIN, "yes" => true, "no" => false,
+                "unit" => (), "c" => '"', "f" => 1.5f64, "g" => 1e21f64, "h" => 0.1f32,
+                "nan" => f64::NAN, "inf" => f64::INFINITY, "text" => text,
+                "formatted" => %format_args!("{addr} {text}"), "debug" => ?text,
+                "dup" => 1, "dup" => 2);
+            slog::warn!(log, "message {} with \"{}\"", 42, text);
+            slog::error!(log, ""; "" => "");
+        }
+        let theirs = without_ts(&theirs.0.lock().unwrap());
+        let ours = without_ts(&ours.0.lock().unwrap());
+        assert_eq!(theirs.len(), 3);
+        assert_eq!(ours, theirs);
+    }
+
+    /// Nested values (slog's `emit_serde`), which slog-json as built here refuses, are
+    /// written as serde_json writes them.
+    #[test]
+    fn nested_values_are_json() {
+        let sink = Sink::default();
+        let log = Logger::root(Ours(sink.clone()).fuse(), o!());
+        slog::info!(log, "m"; "nested" => Nested { a: vec![1, 2], b: "x\"y" });
+        let line = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            value["nested"],
+            serde_json::json!({"a": [1, 2], "b": "x\"y"})
+        );
+        assert!(
+            line.ends_with(",\"nested\":{\"a\":[1,2],\"b\":\"x\\\"y\"}}\n"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn escapes_every_control_character_as_serde_json_does() {
+        for c in (0u8..0x80).map(char::from) {
+            let s = format!("a{c}b");
+            let mut out = Vec::new();
+            escape(&mut out, &s);
+            let quoted = format!("\"{}\"", String::from_utf8(out).unwrap());
+            assert_eq!(
+                quoted,
+                serde_json::to_string(&s).unwrap(),
+                "{:#x}",
+                c as u32
+            );
+        }
+    }
+}
