@@ -335,3 +335,56 @@ async fn the_built_in_gateway_does_not_let_clients_choose_their_address() {
     // claims to be.
     assert_eq!(login("198.51.100.77".into(), "wrong").await, 429);
 }
+
+/// A client that hangs up while its write is being handled does not cancel the write
+/// halfway: the sign-up (a deliberately slow password hash, then the insert) runs to its
+/// end, and the account exists afterwards. Reads may be cancelled; writes never are.
+#[tokio::test]
+async fn a_write_whose_client_hangs_up_still_completes() {
+    let users = Users::start(Backend::Sqlite).await;
+    let (_, admin) = users.admin().await;
+    let body = r#"{"username":"hangup","email":"hangup@example.com","password":"a user password"}"#;
+    let mut stream = TcpStream::connect(host_port(&users.base_url))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST /v1/users HTTP/1.1\r\nHost: users\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // Gone before any answer could be ready: the password is still being hashed.
+    drop(stream);
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let listed: serde_json::Value = admin
+            .get(format!("{}/v1/users?limit=100", users.base_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let names: Vec<&str> = listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|u| u["username"].as_str())
+            .collect();
+        if names.contains(&"hangup") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sign-up was cancelled with its connection: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And it is whole: the account can log in.
+    users.login("hangup", "a user password").await;
+}

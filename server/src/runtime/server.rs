@@ -181,8 +181,9 @@ fn serve<C: dropshot::ServerContext>(
     .config(ConfigDropshot {
         bind_address: bind,
         default_request_body_max_bytes: config.request_body_max_bytes,
-        // A client that hangs up must not cancel a handler halfway through a write.
-        default_handler_task_mode: HandlerTaskMode::Detached,
+        // A client that hangs up must not cancel a handler halfway through a write; a
+        // read (GET, HEAD, OPTIONS) writes nothing, so it runs on the connection's task.
+        default_handler_task_mode: HandlerTaskMode::DetachedUnlessSafe,
         ..Default::default()
     })
     .connection_limits(config.limits.connection_limits())

@@ -102,6 +102,14 @@ pub enum HandlerTaskMode {
     /// running the handler future to completion (i.e., the handler future is
     /// detached from the client connection).
     Detached,
+
+    // TAPROOM PATCH: detach only what may write.
+    /// `Detached` for requests whose method may change state (POST, PUT,
+    /// PATCH, DELETE and any other), `CancelOnDisconnect` for the safe methods
+    /// GET, HEAD and OPTIONS: a read runs on the connection's own task (no
+    /// spawned task, no hand-over between threads), while a write still runs
+    /// to completion when its client hangs up.
+    DetachedUnlessSafe,
 }
 
 #[derive(Clone, Debug)]

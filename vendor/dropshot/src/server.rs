@@ -227,8 +227,9 @@ pub trait RequestScope: Send + Sync + 'static {
     fn logger(&self, log: &Logger) -> Logger {
         log.clone()
     }
-    /// Runs the routed handler's task (in `HandlerTaskMode::Detached`; in
-    /// `CancelOnDisconnect` the handler is polled directly and this is not called).
+    /// Runs the routed handler's task, in every task mode: spawned (`Detached`)
+    /// or awaited on the connection's task (`CancelOnDisconnect`, and the safe
+    /// methods in `DetachedUnlessSafe`).
     fn run(
         &self,
         _operation_id: &str,
@@ -1241,17 +1242,52 @@ async fn http_request_handle<C: ServerContext>(
         request_id: request_id.to_string(),
         log: request_log.clone(),
     };
-    let request_headers = rqctx.request.headers().clone();
+    // TAPROOM PATCH: only compression reads the request headers afterwards.
+    let request_headers = match server.config.compression {
+        CompressionConfig::Gzip => Some(rqctx.request.headers().clone()),
+        CompressionConfig::None => None,
+    };
     let handler = lookup_result.handler;
 
-    let mut response = match server.config.default_handler_task_mode {
+    // TAPROOM PATCH: `DetachedUnlessSafe` runs a safe method on this task,
+    // still inside the request hook's scope, as a detached handler would run.
+    let safe = matches!(
+        method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+    );
+    let task_mode = match server.config.default_handler_task_mode {
+        HandlerTaskMode::DetachedUnlessSafe if safe => {
+            HandlerTaskMode::CancelOnDisconnect
+        }
+        HandlerTaskMode::DetachedUnlessSafe => HandlerTaskMode::Detached,
+        mode => mode,
+    };
+
+    let mut response = match task_mode {
+        HandlerTaskMode::CancelOnDisconnect if scope.is_some() => {
+            let scope = scope.expect("checked");
+            let operation = rqctx.endpoint.operation_id.clone();
+            let (tx, rx) = oneshot::channel();
+            scope
+                .run(
+                    &operation,
+                    Box::pin(async move {
+                        let _ =
+                            tx.send(handler.handle_request(rqctx, request).await);
+                    }),
+                )
+                .await;
+            // The task ran to its end right here, so its result was sent.
+            rx.await.expect("the handler's result")?
+        }
         HandlerTaskMode::CancelOnDisconnect => {
             // For CancelOnDisconnect, we run the request handler directly: if
             // the client disconnects, we will be cancelled, and therefore this
             // future will too.
             handler.handle_request(rqctx, request).await?
         }
-        HandlerTaskMode::Detached => {
+        // (`DetachedUnlessSafe` was resolved to one of the others above.)
+        HandlerTaskMode::Detached | HandlerTaskMode::DetachedUnlessSafe => {
             // Spawn the handler so if we're cancelled, the handler still runs
             // to completion.
             let (tx, rx) = oneshot::channel();
@@ -1313,8 +1349,9 @@ async fn http_request_handle<C: ServerContext>(
         }
     };
 
-    if matches!(server.config.compression, CompressionConfig::Gzip)
-        && is_compressible_content_type(response.headers())
+    if let Some(request_headers) = request_headers
+        .as_ref()
+        .filter(|_| is_compressible_content_type(response.headers()))
     {
         // Add Vary: Accept-Encoding header for all compressible content
         // types. This needs to be there even if the response ends up not being
@@ -1327,7 +1364,7 @@ async fn http_request_handle<C: ServerContext>(
 
         if should_compress_response(
             &method,
-            &request_headers,
+            request_headers,
             response.status(),
             response.headers(),
             response.extensions(),
