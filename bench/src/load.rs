@@ -50,10 +50,7 @@ async fn connection(
     warmup_until: Instant,
     stop_at: Instant,
 ) -> anyhow::Result<(hdrhistogram::Histogram<u64>, u64)> {
-    let stream = tokio::net::TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
+    let mut sender = connect(addr).await?;
     let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut errors = 0;
     let mut n = offset;
@@ -76,7 +73,12 @@ async fn connection(
         };
         let request = request.body(Full::new(body))?;
         n += 1;
-        sender.ready().await?;
+        if sender.ready().await.is_err() {
+            // The server closed the connection between requests (nginx does after
+            // `keepalive_requests`): a client opens a new one, and so does this.
+            sender = connect(addr).await?;
+            sender.ready().await?;
+        }
         let response = sender.send_request(request).await?;
         let status = response.status().as_u16();
         response.into_body().collect().await?;
@@ -88,6 +90,16 @@ async fn connection(
         }
     }
     Ok((histogram, errors))
+}
+
+async fn connect(
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(sender)
 }
 
 /// Runs `case` against `base` ("http://host:port") with `connections` connections: a
