@@ -155,18 +155,18 @@ pub async fn start(
     } else {
         (None, None)
     };
-    let log = log.new(slog::o!("service" => NAME));
+    // The server and the pruner add the service's name to their own loggers.
     let pool = worker::spawn(
         context.db.clone(),
         sandbox,
         workers(&config.sandbox),
         waker,
-        &log,
+        &log.new(slog::o!("service" => NAME)),
     );
     let rules = vec![outbox::retention_rule(Duration::from_secs(
         config.outbox_retention_secs,
     ))];
-    let pruner = context.prune(config, rules, &log);
+    let pruner = context.prune(config, rules, log);
     let state = State {
         pool,
         _relay: relay,
@@ -176,6 +176,6 @@ pub async fn start(
         api::api::<handlers::ExercisesImpl>(),
         context.with_state(state),
         config,
-        &log,
+        log,
     )
 }
