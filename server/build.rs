@@ -36,9 +36,16 @@ fn main() {
                 "migration {}: the name must start with an integer version",
                 file.display()
             );
-            let path = file.canonicalize().unwrap();
-            let path = path.display().to_string();
-            writeln!(out, "        ({file_name:?}, include_str!({path:?})),").unwrap();
+            // Relative to the package being compiled, not this copy's absolute path:
+            // another copy sharing the target directory may reuse this script's output
+            // without running it again (its migrations look no newer than the last run),
+            // and must then read its own files, never this copy's.
+            let relative = format!("/../migrations/{service}/{file_name}");
+            writeln!(
+                out,
+                "        ({file_name:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {relative:?}))),"
+            )
+            .unwrap();
         }
         writeln!(out, "    ];\n}}").unwrap();
         writeln!(all, "    ({service:?}, {service}::FILES),").unwrap();
