@@ -97,7 +97,10 @@ fn write_batches(shared: &Shared, out: &mut dyn Write) {
         };
         let _ = out.write_all(&batch);
         if dropped > 0 {
-            let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+            // The same timestamp form as every other line (runtime::logline).
+            let ts = time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
             let line = serde_json::json!({
                 "msg": "log lines dropped: the output did not keep up",
                 "level": "WARN",
@@ -121,22 +124,24 @@ impl Drain for JsonLines {
     type Err = slog::Never;
 
     fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), slog::Never> {
-        LINE.with(|cell| {
-            let Ok(mut line) = cell.try_borrow_mut() else {
-                // Logging while a line of this thread is being encoded (a value that
-                // logs): a buffer of its own.
-                let mut line = Vec::new();
-                if super::logline::encode(&mut line, record, values).is_ok() {
-                    self.append(&line);
-                }
-                return;
-            };
-            if super::logline::encode(&mut line, record, values).is_ok() {
-                self.append(&line);
+        LINE.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut line) => {
+                self.encode(&mut line, record, values);
+                line.clear();
             }
-            line.clear();
+            // Logging while a line of this thread is being encoded (a value that logs):
+            // a buffer of its own.
+            Err(_) => self.encode(&mut Vec::new(), record, values),
         });
         Ok(())
+    }
+}
+
+impl JsonLines {
+    fn encode(&self, line: &mut Vec<u8>, record: &Record<'_>, values: &OwnedKVList) {
+        if super::logline::encode(line, record, values).is_ok() {
+            self.append(line);
+        }
     }
 }
 
@@ -264,6 +269,10 @@ mod tests {
             .sum();
         let written = lines.iter().filter(|l| l["msg"] == "line").count() as u64;
         assert!(dropped > 0, "some lines were dropped");
+        let notice = lines.iter().find(|l| l.get("dropped").is_some()).unwrap();
+        let rfc3339 = &time::format_description::well_known::Rfc3339;
+        time::OffsetDateTime::parse(notice["ts"].as_str().unwrap(), rfc3339)
+            .expect("the notice has a time, as every line");
         assert_eq!(
             written + dropped,
             sent as u64,

@@ -55,6 +55,10 @@ impl RequestScope for Request {
         Box::pin(self.span.current().scope(task))
     }
 
+    fn enter(&self, poll: &mut dyn FnMut()) {
+        self.span.current().enter(poll)
+    }
+
     fn finish(
         self: Box<Self>,
         operation_id: Option<&str>,

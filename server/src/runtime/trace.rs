@@ -239,6 +239,11 @@ impl Current {
         CURRENT.scope(self, f).await
     }
 
+    /// Calls `f` (one poll of a request's handler) with this span as the current one.
+    pub fn enter<R>(self, f: impl FnOnce() -> R) -> R {
+        CURRENT.sync_scope(self, f)
+    }
+
     /// A child span of this one, starting now.
     pub fn child(&self, name: impl Into<Cow<'static, str>>, kind: SpanKind) -> Span {
         self.tracer.start(name, kind, Some(&self.context))
@@ -291,8 +296,11 @@ pub fn remote(traceparent: Option<&str>, tracestate: Option<&str>) -> Option<Spa
 
 /// The remote span context of an HTTP request's headers.
 pub fn from_headers(headers: &http::HeaderMap) -> Option<SpanContext> {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    remote(get(TRACEPARENT), get(TRACESTATE))
+    // Looked up by `HeaderName`: a `&str` name is parsed again on every lookup.
+    const PARENT: http::HeaderName = http::HeaderName::from_static(TRACEPARENT);
+    const STATE: http::HeaderName = http::HeaderName::from_static(TRACESTATE);
+    let parent = headers.get(PARENT)?.to_str().ok();
+    remote(parent, headers.get(STATE).and_then(|v| v.to_str().ok()))
 }
 
 /// `log` with the current span's ids, when there is one (for work outside a request,

@@ -227,15 +227,21 @@ pub trait RequestScope: Send + Sync + 'static {
     fn logger(&self, log: &Logger) -> Logger {
         log.clone()
     }
-    /// Runs the routed handler's task, in every task mode: spawned (`Detached`)
-    /// or awaited on the connection's task (`CancelOnDisconnect`, and the safe
-    /// methods in `DetachedUnlessSafe`).
+    /// Runs the routed handler's task when it is spawned (`Detached`, and the
+    /// methods that may write in `DetachedUnlessSafe`).
     fn run(
         &self,
         _operation_id: &str,
         task: Pin<Box<dyn Future<Output = ()> + Send>>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         task
+    }
+    /// Makes one poll of the routed handler when it is awaited on the connection's
+    /// task (`CancelOnDisconnect`, and the safe methods in `DetachedUnlessSafe`):
+    /// what `run` does for a spawned task, around each poll, so that such a request
+    /// needs no box and no channel. A scope that implements one implements both.
+    fn enter(&self, poll: &mut dyn FnMut()) {
+        poll()
     }
     /// The request ended: `status` is what was sent (499 when the client went away
     /// first), `operation_id` the route's, if routing found one.
@@ -961,6 +967,7 @@ impl<C: ServerContext> FusedFuture for HttpServer<C> {
 async fn http_request_handle_wrap<C: ServerContext>(
     server: Arc<DropshotState<C>>,
     remote_addr: SocketAddr,
+    remote_text: Arc<str>,
     request: Request<hyper::body::Incoming>,
 ) -> Result<Response<Body>, GenericError> {
     // This extra level of indirection makes error handling much more
@@ -992,7 +999,8 @@ async fn http_request_handle_wrap<C: ServerContext>(
     let mut operation_id: Option<String> = None;
 
     let mut request_log = server.log.new(o!(
-        "remote_addr" => remote_addr,
+        // TAPROOM PATCH: formatted once per connection, not in every line.
+        "remote_addr" => remote_text,
         "req_id" => request_id.clone(),
         "method" => request.method().as_str().to_string(),
         "uri" => format!("{}", request.uri()),
@@ -1085,7 +1093,9 @@ async fn http_request_handle_wrap<C: ServerContext>(
         server,
         request,
         &request_id,
-        request_log.new(o!()),
+        // TAPROOM PATCH: the same logger; a child with no keys of its own cost an
+        // allocation per request and a step in every log line.
+        request_log.clone(),
         remote_addr,
         &mut operation_id,
         on_disconnect.as_deref(),
@@ -1263,31 +1273,19 @@ async fn http_request_handle<C: ServerContext>(
         mode => mode,
     };
 
-    let mut response = match task_mode {
-        HandlerTaskMode::CancelOnDisconnect if scope.is_some() => {
-            let scope = scope.expect("checked");
-            let operation = rqctx.endpoint.operation_id.clone();
-            let (tx, rx) = oneshot::channel();
-            scope
-                .run(
-                    &operation,
-                    Box::pin(async move {
-                        let _ =
-                            tx.send(handler.handle_request(rqctx, request).await);
-                    }),
-                )
-                .await;
-            // The task ran to its end right here, so its result was sent.
-            rx.await.expect("the handler's result")?
+    let mut response = match (task_mode, scope) {
+        (HandlerTaskMode::CancelOnDisconnect, Some(scope)) => {
+            let task = handler.handle_request(rqctx, request);
+            Entered { scope, task }.await?
         }
-        HandlerTaskMode::CancelOnDisconnect => {
+        (HandlerTaskMode::CancelOnDisconnect, None) => {
             // For CancelOnDisconnect, we run the request handler directly: if
             // the client disconnects, we will be cancelled, and therefore this
             // future will too.
             handler.handle_request(rqctx, request).await?
         }
         // (`DetachedUnlessSafe` was resolved to one of the others above.)
-        HandlerTaskMode::Detached | HandlerTaskMode::DetachedUnlessSafe => {
+        (HandlerTaskMode::Detached | HandlerTaskMode::DetachedUnlessSafe, scope) => {
             // Spawn the handler so if we're cancelled, the handler still runs
             // to completion.
             let (tx, rx) = oneshot::channel();
@@ -1380,6 +1378,24 @@ async fn http_request_handle<C: ServerContext>(
     Ok(response)
 }
 
+// TAPROOM PATCH: a handler awaited on the connection's task, each of its polls
+// made inside the request hook's scope (`RequestScope::enter`).
+struct Entered<'a, F> {
+    scope: &'a dyn RequestScope,
+    task: F,
+}
+
+impl<F: Future + Unpin> Future for Entered<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let Entered { scope, task } = &mut *self;
+        let mut output = Poll::Pending;
+        scope.enter(&mut || output = Pin::new(&mut *task).poll(cx));
+        output
+    }
+}
+
 // This function should probably be parametrized by some name of the service
 // that is expected to be unique within an organization.  That way, it would be
 // possible to determine from a given request id which service it was from.
@@ -1430,13 +1446,20 @@ pub struct ServerRequestHandler<C: ServerContext> {
     remote_addr: SocketAddr,
     // TAPROOM PATCH: set once a request has arrived on the connection.
     started: Arc<std::sync::atomic::AtomicBool>,
+    // TAPROOM PATCH: `remote_addr` as every log line of the connection writes it.
+    remote_text: Arc<str>,
 }
 
 impl<C: ServerContext> ServerRequestHandler<C> {
     /// Create a ServerRequestHandler object with the given state object that
     /// will be provided to the handler function.
     fn new(server: Arc<DropshotState<C>>, remote_addr: SocketAddr) -> Self {
-        ServerRequestHandler { server, remote_addr, started: Default::default() }
+        ServerRequestHandler {
+            server,
+            remote_addr,
+            started: Default::default(),
+            remote_text: remote_addr.to_string().into(),
+        }
     }
 }
 
@@ -1452,6 +1475,7 @@ impl<C: ServerContext> Service<Request<hyper::body::Incoming>>
         Box::pin(http_request_handle_wrap(
             Arc::clone(&self.server),
             self.remote_addr,
+            Arc::clone(&self.remote_text),
             req,
         ))
     }
