@@ -26,20 +26,87 @@ pub struct Stats {
     pub rps: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    histogram: hdrhistogram::Histogram<u64>,
+    seconds: f64,
 }
 
 impl Stats {
-    /// Two runs of equal length as one: mean throughput, summed counts, and the worse
-    /// of each percentile (the runs' histograms are not kept).
-    pub fn merge(&self, other: &Stats) -> Stats {
+    fn new(histogram: hdrhistogram::Histogram<u64>, errors: u64, seconds: f64) -> Stats {
         Stats {
-            requests: self.requests + other.requests,
-            errors: self.errors + other.errors,
-            rps: (self.rps + other.rps) / 2.0,
-            p50_ms: self.p50_ms.max(other.p50_ms),
-            p99_ms: self.p99_ms.max(other.p99_ms),
+            requests: histogram.len(),
+            errors,
+            rps: histogram.len() as f64 / seconds,
+            p50_ms: histogram.value_at_quantile(0.5) as f64 / 1000.0,
+            p99_ms: histogram.value_at_quantile(0.99) as f64 / 1000.0,
+            histogram,
+            seconds,
         }
     }
+
+    /// Several runs as one: every latency of all of them, throughput over their summed
+    /// measured time.
+    pub fn merge(runs: &[Stats]) -> anyhow::Result<Stats> {
+        let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        for run in runs {
+            histogram.add(&run.histogram)?;
+        }
+        Ok(Stats::new(
+            histogram,
+            runs.iter().map(|r| r.errors).sum(),
+            runs.iter().map(|r| r.seconds).sum(),
+        ))
+    }
+}
+
+/// Two servers measured with the same case in turns.
+pub struct Pair {
+    pub a: Stats,
+    pub b: Stats,
+    /// `b`'s throughput over `a`'s, one per round.
+    pub ratios: Vec<f64>,
+}
+
+impl Pair {
+    /// `b`'s throughput over `a`'s over all rounds.
+    pub fn ratio(&self) -> f64 {
+        self.b.rps / self.a.rps
+    }
+
+    /// The lowest and highest round's ratio: how far one round can be trusted.
+    pub fn spread(&self) -> (f64, f64) {
+        self.ratios
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
+                (lo.min(*r), hi.max(*r))
+            })
+    }
+}
+
+/// `case` against `a` and `b`, `rounds` times in the order a, b, b, a: a drift in the
+/// machine's load (other work on a shared 2-core machine) weighs on both alike, and the
+/// rounds' spread says how steady the machine was.
+pub async fn paired(
+    (a, b): (&str, &str),
+    case: &Case,
+    connections: usize,
+    (warmup, duration): (Duration, Duration),
+    rounds: usize,
+) -> anyhow::Result<Pair> {
+    let (mut a_runs, mut b_runs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds.max(1) {
+        let mut round = Vec::new();
+        for url in [a, b, b, a] {
+            round.push(run(url, case, connections, warmup, duration).await?);
+        }
+        ratios.push((round[1].rps + round[2].rps) / (round[0].rps + round[3].rps));
+        b_runs.extend(round.drain(1..3));
+        a_runs.append(&mut round);
+    }
+    Ok(Pair {
+        a: Stats::merge(&a_runs)?,
+        b: Stats::merge(&b_runs)?,
+        ratios,
+    })
 }
 
 async fn connection(
@@ -139,12 +206,5 @@ pub async fn run(
         total.add(h)?;
         errors += e;
     }
-    let measured = duration.as_secs_f64();
-    Ok(Stats {
-        requests: total.len(),
-        errors,
-        rps: total.len() as f64 / measured,
-        p50_ms: total.value_at_quantile(0.5) as f64 / 1000.0,
-        p99_ms: total.value_at_quantile(0.99) as f64 / 1000.0,
-    })
+    Ok(Stats::new(total, errors, duration.as_secs_f64()))
 }

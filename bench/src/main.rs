@@ -3,6 +3,10 @@
 //! load at them from this process, and writes `report.md` and `report.csv`.
 //!
 //!   bench --server PATH --baseline PATH --out DIR [--sqlite] [--duration SECS] [--connections N]
+//!         [--rounds N] [--only telemetry]
+//!
+//! Two servers compared (baseline and tasks; telemetry off and on) are measured in
+//! `--rounds` rounds of a, b, b, a, and the report gives each round's range of ratios.
 //!
 //! PostgreSQL from BENCH_DATABASE_URL (else TEST_DATABASE_URL, else
 //! postgres://postgres@127.0.0.1:5432/test); the run creates and drops its own databases.
@@ -26,6 +30,10 @@ struct Args {
     sqlite: bool,
     duration: Duration,
     connections: usize,
+    /// Rounds of a, b, b, a for each comparison of two servers.
+    rounds: usize,
+    /// Only the comparison of telemetry on and off (`--only telemetry`).
+    telemetry_only: bool,
 }
 
 fn args() -> Result<Args> {
@@ -36,6 +44,8 @@ fn args() -> Result<Args> {
         sqlite: false,
         duration: Duration::from_secs(5),
         connections: 64,
+        rounds: 1,
+        telemetry_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -47,6 +57,11 @@ fn args() -> Result<Args> {
             "--sqlite" => a.sqlite = true,
             "--duration" => a.duration = Duration::from_secs(value()?.parse()?),
             "--connections" => a.connections = value()?.parse()?,
+            "--rounds" => a.rounds = value()?.parse::<usize>()?.max(1),
+            "--only" => match value()?.as_str() {
+                "telemetry" => a.telemetry_only = true,
+                other => anyhow::bail!("--only {other}: only `telemetry` can run alone"),
+            },
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -319,6 +334,8 @@ struct Row {
     baseline: Option<Stats>,
     taproom: Stats,
     target: Option<f64>,
+    /// The lowest and highest round's ratio.
+    spread: Option<(f64, f64)>,
 }
 
 #[tokio::main]
@@ -416,15 +433,17 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
         ),
     ];
     let warmup = Duration::from_secs(1);
+    let times = (warmup, args.duration);
     let mut rows = Vec::new();
-    for (name, target, case) in &cases {
-        eprintln!("bench: {name}");
-        let b = load::run(&baseline.url, case, args.connections, warmup, args.duration).await?;
-        let t = load::run(&tasks.url, case, args.connections, warmup, args.duration).await?;
+    for (name, target, case) in cases.iter().filter(|_| !args.telemetry_only) {
+        eprintln!("bench: {name}, baseline / taproom / taproom / baseline");
+        let urls = (baseline.url.as_str(), tasks.url.as_str());
+        let pair = load::paired(urls, case, args.connections, times, args.rounds).await?;
         rows.push(Row {
             name: name.to_string(),
-            baseline: Some(b),
-            taproom: t,
+            spread: Some(pair.spread()),
+            baseline: Some(pair.a),
+            taproom: pair.b,
             target: Some(*target),
         });
     }
@@ -440,17 +459,23 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
     ready(&http, &tasks_off.url, Duration::from_secs(30)).await?;
     let mut telemetry = Vec::new();
     for (name, _, case) in &cases {
-        // Off, on, on, off: a drift of the machine's load during the case (other work on
-        // a shared machine) weighs on both sides alike.
         eprintln!("bench: {name}, telemetry off / on / on / off");
-        let mut runs = Vec::new();
-        for url in [&tasks_off.url, &tasks.url, &tasks.url, &tasks_off.url] {
-            runs.push(load::run(url, case, args.connections, warmup, args.duration).await?);
-        }
-        let (off, on) = (runs[0].merge(&runs[3]), runs[1].merge(&runs[2]));
-        telemetry.push((name.to_string(), off, on));
+        let urls = (tasks_off.url.as_str(), tasks.url.as_str());
+        let pair = load::paired(urls, case, args.connections, times, args.rounds).await?;
+        telemetry.push((name.to_string(), pair));
     }
     drop(tasks_off);
+    if args.telemetry_only {
+        let mut report = (
+            format!(
+                "# cargo xtask bench --only telemetry\n\n{}",
+                setting(args, backend)
+            ),
+            String::from(CSV_HEADER),
+        );
+        render_telemetry(&telemetry, &mut report);
+        return write_report(args, &report);
+    }
 
     let front_cases: Vec<(&str, &Case)> = cases[1..].iter().map(|(n, _, c)| (*n, c)).collect();
     let doors = front::front_doors(
@@ -495,6 +520,7 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
         baseline: None,
         taproom: u,
         target: None,
+        spread: None,
     });
     let loaded_rss = rss_kb(tasks.child.id())?;
 
@@ -561,22 +587,50 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
     render_telemetry(&telemetry, &mut report);
     front::render_doors(&doors, args.connections, &mut report);
     front::render_sweep(&sweep, &mut report);
+    write_report(args, &report)
+}
+
+fn write_report(args: &Args, (md, csv): &(String, String)) -> Result<()> {
     std::fs::create_dir_all(&args.out)?;
-    std::fs::write(args.out.join("report.md"), &report.0)?;
-    std::fs::write(args.out.join("report.csv"), &report.1)?;
-    println!("{}", report.0);
+    std::fs::write(args.out.join("report.md"), md)?;
+    std::fs::write(args.out.join("report.csv"), csv)?;
+    println!("{md}");
     println!("written to {}", args.out.join("report.md").display());
     Ok(())
 }
 
+const CSV_HEADER: &str = "metric,baseline,taproom,ratio,target,baseline_p50_ms,baseline_p99_ms,taproom_p50_ms,taproom_p99_ms,errors,taproom_requests\n";
+
+/// The line under a report's title: what was run, where and when.
+fn setting(args: &Args, backend: &str) -> String {
+    format!(
+        "{backend}, {} connections, {} s per run after 1 s warm-up, {} round(s) of a, b, b, a for each comparison, load from a separate process on 127.0.0.1, {} ({}).\n\n",
+        args.connections,
+        args.duration.as_secs(),
+        args.rounds,
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        std::thread::available_parallelism().map(|n| format!("{n} cores")).unwrap_or_default(),
+    )
+}
+
+/// A ratio, with the rounds' range when there was more than one round.
+fn ratio_text(ratio: f64, (lo, hi): (f64, f64), rounds: usize) -> String {
+    if rounds > 1 {
+        format!("{ratio:.3} ({lo:.3}–{hi:.3})")
+    } else {
+        format!("{ratio:.3}")
+    }
+}
+
 /// The telemetry table: each case without and with per-request metrics and tracing.
-fn render_telemetry(cases: &[(String, Stats, Stats)], (md, csv): &mut (String, String)) {
+fn render_telemetry(cases: &[(String, load::Pair)], (md, csv): &mut (String, String)) {
     md.push_str(
-        "\n### Metrics and tracing (no exporter) on vs off\n\nEach case four times in a row: off, on, on, off; throughput is the mean of each pair, percentiles the worse of the pair.\n\n\
+        "\n### Metrics and tracing (no exporter) on vs off\n\nEach case in rounds of off, on, on, off; throughput and percentiles over all runs of a side (the range: the lowest and highest round's ratio).\n\n\
          | operation | off req/s | on req/s | on / off | target | off p50 / p99 ms | on p50 / p99 ms | errors |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    for (name, off, on) in cases {
+    for (name, pair) in cases {
+        let (off, on) = (&pair.a, &pair.b);
         let Stats {
             rps: off_rps,
             p50_ms: off_p50,
@@ -590,9 +644,10 @@ fn render_telemetry(cases: &[(String, Stats, Stats)], (md, csv): &mut (String, S
             requests,
             ..
         } = on;
-        let (ratio, errors) = (on_rps / off_rps, off.errors + on.errors);
+        let (ratio, errors) = (pair.ratio(), off.errors + on.errors);
+        let shown = ratio_text(ratio, pair.spread(), pair.ratios.len());
         md.push_str(&format!(
-            "| {name} | {off_rps:.0} | {on_rps:.0} | {ratio:.3} | ≥ 0.95 | {off_p50:.2} / {off_p99:.2} | {on_p50:.2} / {on_p99:.2} | {errors} |\n"
+            "| {name} | {off_rps:.0} | {on_rps:.0} | {shown} | ≥ 0.95 | {off_p50:.2} / {off_p99:.2} | {on_p50:.2} / {on_p99:.2} | {errors} |\n"
         ));
         csv.push_str(&format!(
             "telemetry {name},{off_rps:.1},{on_rps:.1},{ratio:.3},0.95,{off_p50:.3},{off_p99:.3},{on_p50:.3},{on_p99:.3},{errors},{requests}\n"
@@ -609,22 +664,16 @@ fn render(
     idle_mb: f64,
     lists: &[(i64, f64, f64)],
 ) -> (String, String) {
-    let mut md = format!(
-        "# cargo xtask bench\n\n{backend}, {} connections, {} s per case after 1 s warm-up, load from a separate process on 127.0.0.1, {} ({}).\n\n",
-        args.connections,
-        args.duration.as_secs(),
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
-        std::thread::available_parallelism().map(|n| format!("{n} cores")).unwrap_or_default(),
-    );
+    let mut md = format!("# cargo xtask bench\n\n{}", setting(args, backend));
     md.push_str("| operation | baseline req/s | taproom req/s | ratio | target | baseline p50 / p99 ms | taproom p50 / p99 ms | p99 / baseline p99 (target ≤ 1.3) | errors |\n");
     md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    let mut csv = String::from("metric,baseline,taproom,ratio,target,baseline_p50_ms,baseline_p99_ms,taproom_p50_ms,taproom_p99_ms,errors,taproom_requests\n");
+    let mut csv = String::from(CSV_HEADER);
     for r in rows {
         let t = &r.taproom;
         let (b_rps, ratio, b_lat, b_p50, b_p99) = match &r.baseline {
             Some(b) => (
                 format!("{:.0}", b.rps),
-                format!("{:.2}", t.rps / b.rps),
+                ratio_text(t.rps / b.rps, r.spread.unwrap_or_default(), args.rounds),
                 format!("{:.2} / {:.2}", b.p50_ms, b.p99_ms),
                 format!("{:.3}", b.p50_ms),
                 format!("{:.3}", b.p99_ms),
@@ -659,11 +708,10 @@ fn render(
                 .map(|b| format!("{:.1}", b.rps))
                 .unwrap_or_default(),
             t.rps,
-            if ratio == "—" {
-                String::new()
-            } else {
-                ratio.clone()
-            },
+            r.baseline
+                .as_ref()
+                .map(|b| format!("{:.3}", t.rps / b.rps))
+                .unwrap_or_default(),
             r.target.map(|x| x.to_string()).unwrap_or_default(),
             t.p50_ms,
             t.p99_ms,

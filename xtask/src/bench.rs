@@ -1,4 +1,5 @@
-//! `cargo xtask bench [--sqlite] [--duration SECS] [--connections N]`: builds the server
+//! `cargo xtask bench [--sqlite] [--duration SECS] [--connections N] [--rounds N]
+//! [--only telemetry]`: builds the server
 //! and the benchmark (release), then runs `taproom-bench`, which writes
 //! `target/bench/report.md` and `target/bench/report.csv`.
 

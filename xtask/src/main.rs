@@ -17,7 +17,8 @@ const USAGE: &str = "usage: cargo xtask <command>
           scaffold a working service (spec, migration, server/src/<name>/, contract
           tests, deploy entries, its line in server/src/lib.rs), then `gen`
   bench   build release binaries and measure the tasks service against a framework-free
-          baseline (PostgreSQL; --sqlite, --duration SECS, --connections N); writes
+          baseline (PostgreSQL; --sqlite, --duration SECS, --connections N, --rounds N,
+          --only telemetry); writes
           target/bench/report.md and report.csv";
 
 fn main() -> Result<()> {
