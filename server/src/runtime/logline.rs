@@ -94,7 +94,7 @@ impl fmt::Write for Escaping<'_> {
 /// escaping the ~30 short strings of a line was a tenth of ping's instructions.
 fn escape(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
-    if !bytes.chunks(8).any(|chunk| any_to_escape(word(chunk))) {
+    if !needs_escape(bytes) {
         out.extend_from_slice(bytes);
         return;
     }
@@ -118,11 +118,18 @@ fn escape(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-/// Up to eight bytes as one word, a short chunk padded with spaces (never escaped).
-fn word(chunk: &[u8]) -> u64 {
-    let mut bytes = [b' '; 8];
-    bytes[..chunk.len()].copy_from_slice(chunk);
-    u64::from_le_bytes(bytes)
+/// Whether any byte of `bytes` needs escaping. Whole words are loaded as they are, and
+/// a tail shorter than a word is covered by the string's last eight bytes (overlapping
+/// the word before): padding a short chunk into a word was a `memcpy` call per string.
+fn needs_escape(bytes: &[u8]) -> bool {
+    let Some(last) = bytes.last_chunk::<8>() else {
+        return bytes.iter().any(|&b| ESCAPE[usize::from(b)] != 0);
+    };
+    let (words, _) = bytes.as_chunks::<8>();
+    words
+        .iter()
+        .chain([last])
+        .any(|word| any_to_escape(u64::from_le_bytes(*word)))
 }
 
 /// Per byte: 0 when it is written as is, else the letter after its backslash (`u`:
@@ -375,9 +382,14 @@ mod tests {
             "é☃🍺\u{7f}\u{80}ÿ",
             "\"\\\n\u{1}x",
         ];
-        for c in (0u8..0x80).map(char::from) {
+        // Every length up to past two words, so that every tail (the overlapping last
+        // word) and the strings shorter than a word are covered.
+        for (c, len) in (0u8..0x80)
+            .map(char::from)
+            .flat_map(|c| (0..20).map(move |n| (c, n)))
+        {
             for filler in fillers {
-                let filler: Vec<char> = filler.chars().cycle().take(20).collect();
+                let filler: Vec<char> = filler.chars().cycle().take(len).collect();
                 for at in 0..=filler.len() {
                     let mut s: String = filler[..at].iter().collect();
                     s.push(c);

@@ -47,7 +47,9 @@ pub struct Metrics {
     registry: Registry,
     /// Each operation seen so far (a fixed, small set), with its series, so that a
     /// request costs one look-up.
-    operations: RwLock<HashMap<String, Arc<Operation>>>,
+    /// Hashed with foldhash: the keys are the router's own operation ids, never a
+    /// caller's input, and SipHash was most of the look-up.
+    operations: RwLock<HashMap<String, Arc<Operation>, foldhash::fast::RandomState>>,
     pub requests: Family<RequestLabels, Counter>,
     pub duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
     pub in_flight: Gauge,
@@ -185,12 +187,8 @@ impl Metrics {
         m
     }
 
-    /// The series of operation `op` (`unmatched`: no route matched).
-    pub fn operation(&self, op: Option<&str>) -> Arc<Operation> {
-        let op = op.unwrap_or("unmatched");
-        if let Some(known) = self.operations.read().expect("metrics lock").get(op) {
-            return known.clone();
-        }
+    /// The series of operation `op`, made on its first request.
+    fn operation(&self, op: &str) -> Arc<Operation> {
         let mut operations = self.operations.write().expect("metrics lock");
         operations
             .entry(op.to_string())
@@ -217,18 +215,27 @@ impl Metrics {
             .clone()
     }
 
-    /// Counts a finished request; returns its operation's name.
+    /// Counts a finished request of `op` (`None`: no route matched, counted as
+    /// `unmatched`); returns its operation's name.
     pub fn observe(
         &self,
         op: Option<&str>,
         status: u16,
         latency: std::time::Duration,
     ) -> &'static str {
-        let operation = self.operation(op);
+        let op = op.unwrap_or("unmatched");
         let class = usize::from(status.clamp(200, 599) / 100 - 2);
-        operation.by_class[class].inc();
-        operation.duration.observe(latency.as_secs_f64());
-        operation.name
+        let count = |operation: &Operation| {
+            operation.by_class[class].inc();
+            operation.duration.observe(latency.as_secs_f64());
+            operation.name
+        };
+        // Counted under the read lock: no reference count to raise and drop on every
+        // request (an atomic write to a line every core shares).
+        if let Some(known) = self.operations.read().expect("metrics lock").get(op) {
+            return count(known);
+        }
+        count(&self.operation(op))
     }
 
     /// The exposition text.

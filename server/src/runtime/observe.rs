@@ -43,8 +43,8 @@ impl RequestHook for Observer {
 }
 
 impl RequestScope for Request {
-    fn logger(&self, log: &slog::Logger) -> slog::Logger {
-        trace::with_ids(log, self.span.context())
+    fn log_keys(&self) -> Box<dyn slog::SendSyncRefUnwindSafeKV> {
+        Box::new(trace::ids(self.span.context()))
     }
 
     fn run(
