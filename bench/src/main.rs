@@ -448,23 +448,27 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
         });
     }
 
-    // What per-request metrics and tracing (no exporter) cost: the same cases against a
-    // second tasks process with TELEMETRY=false, on the same database.
+    // What per-request metrics and tracing (no exporter) cost: the same cases against two
+    // fresh tasks processes on the same database, one with TELEMETRY=false. Both fresh,
+    // so that neither has served the cases above: a heap grown by that load would be
+    // counted against telemetry.
     eprintln!("bench: telemetry on vs off");
-    let mut off_cmd = server(args, dbs, "tasks", 0);
-    off_cmd
-        .env("USERS_URL", &users.url)
-        .env("TELEMETRY", "false");
-    let tasks_off = spawn(off_cmd)?;
+    let fresh = |telemetry: &str| -> Result<Proc> {
+        let mut cmd = server(args, dbs, "tasks", 0);
+        cmd.env("USERS_URL", &users.url).env("TELEMETRY", telemetry);
+        spawn(cmd)
+    };
+    let (tasks_off, tasks_on) = (fresh("false")?, fresh("true")?);
     ready(&http, &tasks_off.url, Duration::from_secs(30)).await?;
+    ready(&http, &tasks_on.url, Duration::from_secs(30)).await?;
     let mut telemetry = Vec::new();
     for (name, _, case) in &cases {
         eprintln!("bench: {name}, telemetry off / on / on / off");
-        let urls = (tasks_off.url.as_str(), tasks.url.as_str());
+        let urls = (tasks_off.url.as_str(), tasks_on.url.as_str());
         let pair = load::paired(urls, case, args.connections, times, args.rounds).await?;
         telemetry.push((name.to_string(), pair));
     }
-    drop(tasks_off);
+    drop((tasks_off, tasks_on));
     if args.telemetry_only {
         let mut report = (
             format!(
