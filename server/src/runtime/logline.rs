@@ -106,10 +106,8 @@ fn escape(out: &mut Vec<u8>, s: &str) {
         }
         out.extend_from_slice(&bytes[start..i]);
         if short == b'u' {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
+            out.extend_from_slice(&HEX_PAIRS[usize::from(b)]);
         } else {
             out.extend_from_slice(&[b'\\', short]);
         }
@@ -131,6 +129,18 @@ fn needs_escape(bytes: &[u8]) -> bool {
         .chain([last])
         .any(|word| any_to_escape(u64::from_le_bytes(*word)))
 }
+
+/// Each byte's two lowercase hex digits (`\u00XX` here, trace ids in `trace`).
+pub(crate) const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        pairs[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
+        b += 1;
+    }
+    pairs
+};
 
 /// Per byte: 0 when it is written as is, else the letter after its backslash (`u`:
 /// `\u00XX`).

@@ -326,22 +326,10 @@ pub fn ids(context: &SpanContext) -> slog::OwnedKV<impl slog::SendSyncRefUnwindS
 /// instructions a line, a digit at a time ~280.
 struct Hex<const N: usize>([u8; N]);
 
-/// Each byte's two hex digits.
-const HEX_PAIRS: [[u8; 2]; 256] = {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut pairs = [[0; 2]; 256];
-    let mut b = 0;
-    while b < 256 {
-        pairs[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
-        b += 1;
-    }
-    pairs
-};
-
 impl<const N: usize> Hex<N> {
     fn write<'a>(&self, text: &'a mut [[u8; 2]; 16]) -> &'a str {
         for (pair, byte) in text.iter_mut().zip(self.0) {
-            *pair = HEX_PAIRS[usize::from(byte)];
+            *pair = super::logline::HEX_PAIRS[usize::from(byte)];
         }
         std::str::from_utf8(text[..N].as_flattened()).expect("hex digits are ASCII")
     }
