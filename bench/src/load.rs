@@ -71,15 +71,6 @@ impl Pair {
     pub fn ratio(&self) -> f64 {
         self.b.rps / self.a.rps
     }
-
-    /// The lowest and highest round's ratio: how far one round can be trusted.
-    pub fn spread(&self) -> (f64, f64) {
-        self.ratios
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
-                (lo.min(*r), hi.max(*r))
-            })
-    }
 }
 
 /// `case` against `a` and `b`, `rounds` times in the order a, b, b, a: a drift in the

@@ -334,8 +334,8 @@ struct Row {
     baseline: Option<Stats>,
     taproom: Stats,
     target: Option<f64>,
-    /// The lowest and highest round's ratio.
-    spread: Option<(f64, f64)>,
+    /// Each round's ratio (none without a baseline).
+    ratios: Vec<f64>,
 }
 
 #[tokio::main]
@@ -441,7 +441,7 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
         let pair = load::paired(urls, case, args.connections, times, args.rounds).await?;
         rows.push(Row {
             name: name.to_string(),
-            spread: Some(pair.spread()),
+            ratios: pair.ratios,
             baseline: Some(pair.a),
             taproom: pair.b,
             target: Some(*target),
@@ -524,7 +524,7 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
         baseline: None,
         taproom: u,
         target: None,
-        spread: None,
+        ratios: Vec::new(),
     });
     let loaded_rss = rss_kb(tasks.child.id())?;
 
@@ -617,13 +617,15 @@ fn setting(args: &Args, backend: &str) -> String {
     )
 }
 
-/// A ratio, with the rounds' range when there was more than one round.
-fn ratio_text(ratio: f64, (lo, hi): (f64, f64), rounds: usize) -> String {
-    if rounds > 1 {
-        format!("{ratio:.3} ({lo:.3}–{hi:.3})")
-    } else {
-        format!("{ratio:.3}")
+/// A ratio, with the lowest and highest round's when there was more than one round:
+/// how far one round can be trusted on the machine at hand.
+fn ratio_text(ratio: f64, rounds: &[f64]) -> String {
+    if rounds.len() < 2 {
+        return format!("{ratio:.3}");
     }
+    let lo = rounds.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{ratio:.3} ({lo:.3}–{hi:.3})")
 }
 
 /// The telemetry table: each case without and with per-request metrics and tracing.
@@ -649,7 +651,7 @@ fn render_telemetry(cases: &[(String, load::Pair)], (md, csv): &mut (String, Str
             ..
         } = on;
         let (ratio, errors) = (pair.ratio(), off.errors + on.errors);
-        let shown = ratio_text(ratio, pair.spread(), pair.ratios.len());
+        let shown = ratio_text(ratio, &pair.ratios);
         md.push_str(&format!(
             "| {name} | {off_rps:.0} | {on_rps:.0} | {shown} | ≥ 0.95 | {off_p50:.2} / {off_p99:.2} | {on_p50:.2} / {on_p99:.2} | {errors} |\n"
         ));
@@ -677,7 +679,7 @@ fn render(
         let (b_rps, ratio, b_lat, b_p50, b_p99) = match &r.baseline {
             Some(b) => (
                 format!("{:.0}", b.rps),
-                ratio_text(t.rps / b.rps, r.spread.unwrap_or_default(), args.rounds),
+                ratio_text(t.rps / b.rps, &r.ratios),
                 format!("{:.2} / {:.2}", b.p50_ms, b.p99_ms),
                 format!("{:.3}", b.p50_ms),
                 format!("{:.3}", b.p99_ms),
