@@ -98,6 +98,10 @@ struct Rest {
     path: Vec<String>,
 }
 
+// Names parsed once here: a `&str` name is parsed again on every look-up or insert.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static(dropshot::HEADER_REQUEST_ID);
+
 /// Headers that belong to one connection, not to the request or response.
 fn hop_by_hop(name: &HeaderName) -> bool {
     matches!(
@@ -124,7 +128,7 @@ fn forwarded_for(rqctx: &RequestContext<Gateway>) -> String {
     let sent: Vec<&str> = rqctx
         .request
         .headers()
-        .get_all("x-forwarded-for")
+        .get_all(X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect();
@@ -170,13 +174,13 @@ async fn forward(
         format!("{base}{path}{query}"),
     );
     for (name, value) in rqctx.request.headers() {
-        if !hop_by_hop(name) && !matches!(name.as_str(), "x-request-id" | "x-forwarded-for") {
+        if !hop_by_hop(name) && name != X_REQUEST_ID && name != X_FORWARDED_FOR {
             request = request.header(name, value);
         }
     }
     let answer = request
-        .header("x-request-id", &rid)
-        .header("x-forwarded-for", forwarded_for(&rqctx))
+        .header(X_REQUEST_ID, &rid)
+        .header(X_FORWARDED_FOR, forwarded_for(&rqctx))
         .body(body.as_bytes().to_vec())
         .send()
         .await;

@@ -154,6 +154,13 @@ fn logs_are_one_json_object_per_line_without_secrets() {
             .await
             .unwrap();
         assert_eq!(refused.status(), 400);
+        // A query string is logged as sent, after the path.
+        let pinged = client
+            .get(format!("{url}/ping?probe=a%20b&n=1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pinged.status(), 200);
     });
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -174,7 +181,20 @@ fn logs_are_one_json_object_per_line_without_secrets() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|v| v["msg"] == "request completed")
         .collect();
-    assert_eq!(completed.len(), 2, "one line per request: {stdout}");
+    assert_eq!(completed.len(), 3, "one line per request: {stdout}");
+    let targets: Vec<(&str, &str)> = completed
+        .iter()
+        .map(|v| (v["method"].as_str().unwrap(), v["uri"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            ("POST", "/v1/users"),
+            ("POST", "/v1/users"),
+            ("GET", "/ping?probe=a%20b&n=1")
+        ],
+        "{stdout}"
+    );
     for v in &completed {
         assert!(
             v["req_id"].is_string()

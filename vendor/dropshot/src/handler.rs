@@ -338,7 +338,8 @@ impl HandlerError {
                 match http::HeaderValue::from_str(request_id) {
                     Ok(header) => {
                         rsp.headers_mut()
-                            .insert(crate::HEADER_REQUEST_ID, header);
+                            // TAPROOM PATCH: the name parsed once.
+                            .insert(crate::http_util::REQUEST_ID_NAME, header);
                     }
                     // We should never generate a request ID that contains
                     // invalid characters, but sadly, we can't promise that

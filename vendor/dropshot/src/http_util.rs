@@ -12,6 +12,10 @@ use crate::router::VariableSet;
 
 /// header name for conveying request ids ("x-request-id")
 pub const HEADER_REQUEST_ID: &str = "x-request-id";
+// TAPROOM PATCH: the same name parsed once, at compile time; a `&str` name is parsed
+// and hashed again on every look-up or insert (~450 instructions each).
+pub(crate) const REQUEST_ID_NAME: http::HeaderName =
+    http::HeaderName::from_static(HEADER_REQUEST_ID);
 /// MIME type for raw bytes
 pub const CONTENT_TYPE_OCTET_STREAM: &str = "application/octet-stream";
 /// MIME type for plain JSON data

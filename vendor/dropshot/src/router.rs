@@ -451,19 +451,17 @@ impl<Context: ServerContext> HttpRouter<Context> {
         let mut node = &self.root;
         let mut variables = VariableSet::new();
 
+        // TAPROOM PATCH: each segment is already an owned `String`; it is looked
+        // up or moved, not copied first.
         while let Some(segment) = all_segments.next() {
-            let segment_string = segment.to_string();
-
             node = match &node.edges {
                 None => None,
 
-                Some(HttpRouterEdges::Literals(edges)) => {
-                    edges.get(&segment_string)
-                }
+                Some(HttpRouterEdges::Literals(edges)) => edges.get(&segment),
                 Some(HttpRouterEdges::VariableSingle(varname, node)) => {
                     variables.insert(
                         varname.clone(),
-                        VariableValue::String(segment_string),
+                        VariableValue::String(segment),
                     );
                     Some(node)
                 }
@@ -503,9 +501,19 @@ impl<Context: ServerContext> HttpRouter<Context> {
         }
 
         // First, look for a matching implementation.
-        let methodname = method.as_str().to_uppercase();
+        // TAPROOM PATCH: a method is ASCII, and nearly always already upper case;
+        // no new string for it then.
+        let methodname = match method.as_str() {
+            name if name.bytes().any(|b| b.is_ascii_lowercase()) => {
+                std::borrow::Cow::Owned(name.to_uppercase())
+            }
+            name => std::borrow::Cow::Borrowed(name),
+        };
         if let Some(handler) = find_handler_matching_version(
-            node.methods.get(&methodname).map(|v| v.as_slice()).unwrap_or(&[]),
+            node.methods
+                .get(methodname.as_ref())
+                .map(|v| v.as_slice())
+                .unwrap_or(&[]),
             version,
         ) {
             return Ok(RouterLookupResult {

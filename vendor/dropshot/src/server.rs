@@ -14,7 +14,7 @@ use super::config::{CompressionConfig, ConfigDropshot, ConfigTls};
 use super::dtrace::probes;
 use super::handler::HandlerError;
 use super::handler::RequestContext;
-use super::http_util::HEADER_REQUEST_ID;
+use super::http_util::REQUEST_ID_NAME;
 use super::router::HttpRouter;
 use super::versioning::VersionPolicy;
 
@@ -258,7 +258,7 @@ pub trait RequestScope: Send + Sync + 'static {
 // TAPROOM PATCH: accept the caller's request id when it is a sane token, so one id
 // follows a request across services; otherwise make one.
 fn request_id_from(request: &Request<hyper::body::Incoming>) -> Option<String> {
-    let value = request.headers().get(HEADER_REQUEST_ID)?.to_str().ok()?;
+    let value = request.headers().get(REQUEST_ID_NAME)?.to_str().ok()?;
     let valid = !value.is_empty()
         && value.len() <= 128
         && value
@@ -1018,7 +1018,7 @@ async fn http_request_handle_wrap<C: ServerContext>(
         "remote_addr" => remote_text,
         "req_id" => request_id.clone(),
         "method" => request.method().as_str().to_string(),
-        "uri" => format!("{}", request.uri()),
+        "uri" => uri_text(request.uri()),
         scope_keys,
     ));
     // If we have been asked to include any headers from the request in the
@@ -1376,7 +1376,7 @@ async fn http_request_handle<C: ServerContext>(
     }
 
     response.headers_mut().insert(
-        HEADER_REQUEST_ID,
+        REQUEST_ID_NAME,
         http::header::HeaderValue::from_str(&request_id).unwrap(),
     );
     Ok(response)
@@ -1406,7 +1406,24 @@ impl<F: Future + Unpin> Future for Entered<'_, F> {
 // TODO should we encode more information here?  Service?  Instance?  Time up to
 // the hour?
 fn generate_request_id() -> String {
-    format!("{}", Uuid::new_v4())
+    // TAPROOM PATCH: uuid's own encoder, not the formatting machinery.
+    String::from(&*Uuid::new_v4().hyphenated().encode_lower(&mut Uuid::encode_buffer()))
+}
+
+// TAPROOM PATCH: the request's URI as `Display` writes it, without the formatting
+// machinery for the usual origin-form (a path and a query).
+fn uri_text(uri: &http::Uri) -> String {
+    if uri.scheme().is_some() || uri.authority().is_some() {
+        return uri.to_string();
+    }
+    let (path, query) = (uri.path(), uri.query());
+    let mut text = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+    text.push_str(path);
+    if let Some(query) = query {
+        text.push('?');
+        text.push_str(query);
+    }
+    text
 }
 
 /// ServerConnectionHandler is a Hyper Service implementation that forwards
