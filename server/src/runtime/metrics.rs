@@ -6,15 +6,16 @@
 //! paths, ids or user input. docs/operations.md explains every metric.
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
-use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, RwLock};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 
 /// The media type Prometheus asks for and this text is in.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -45,14 +46,8 @@ pub type Refreshes = Family<ResultLabels, Counter>;
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// Each operation seen so far (a fixed, small set), with its series, so that a
-    /// request costs one look-up.
-    /// Hashed with foldhash: the keys are the router's own operation ids, never a
-    /// caller's input, and SipHash was most of the look-up.
-    operations: RwLock<HashMap<String, Arc<Operation>, foldhash::fast::RandomState>>,
-    pub requests: Family<RequestLabels, Counter>,
-    pub duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
-    pub in_flight: Gauge,
+    /// Requests: counted by operation, status class and latency, and in flight.
+    requests: Arc<RequestSeries>,
     pub db_connections: Gauge,
     pub db_idle_connections: Gauge,
     pub db_max_connections: Gauge,
@@ -67,16 +62,6 @@ pub struct Metrics {
     pub keyring_refreshes: Refreshes,
 }
 
-/// One operation's request series.
-#[derive(Debug)]
-pub struct Operation {
-    /// The operation id, as label value and span name.
-    pub name: &'static str,
-    duration: Histogram,
-    /// `2xx` … `5xx` (dropshot sends no `1xx`).
-    by_class: [Counter; 4],
-}
-
 const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
 
 /// Request latency buckets, in seconds: 0.5 ms to 10 s.
@@ -84,14 +69,167 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// The request series, counted per thread: each thread that serves requests adds to a
+/// shard of its own, and the shards are summed when `/metrics` is read. Counters every
+/// core writes (and prometheus-client's histogram, which takes a lock per observation)
+/// moved their cache lines between the cores on every request, which cost ping about
+/// 5% of its throughput on two cores (docs/performance.md, "Fifth round").
+#[derive(Debug)]
+struct RequestSeries {
+    /// Tells this service's shards from other services' in the same process.
+    id: usize,
+    shards: Mutex<Vec<Arc<Shard>>>,
+    /// Each operation id seen, kept once for good (a fixed, small set per service).
+    names: Mutex<Vec<&'static str>>,
+}
+
+/// Aligned to its own cache lines, so that no two threads' shards share one.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard {
+    /// Requests started on this thread less those finished on it (the sum over the
+    /// shards is what is in flight: a request may finish on another thread).
+    in_flight: AtomicI64,
+    /// Locked by its own thread on every request, by a scrape otherwise: uncontended.
+    operations: Mutex<HashMap<&'static str, Counts, foldhash::fast::RandomState>>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    /// `2xx` … `5xx` (dropshot sends no `1xx`).
+    by_class: [AtomicU64; 4],
+    /// Per bucket of `LATENCY_BUCKETS`, then `+Inf`.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+thread_local! {
+    /// This thread's shard of each service's series (by `RequestSeries::id`).
+    static SHARDS: RefCell<Vec<(usize, Arc<Shard>)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Default for RequestSeries {
+    fn default() -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        RequestSeries {
+            id: NEXT.fetch_add(1, Relaxed),
+            shards: Mutex::default(),
+            names: Mutex::default(),
+        }
+    }
+}
+
+impl RequestSeries {
+    /// Runs `f` on this thread's shard, made on the thread's first request.
+    fn shard<T>(&self, f: impl FnOnce(&Shard) -> T) -> T {
+        SHARDS.with_borrow_mut(|mine| {
+            if let Some((_, shard)) = mine.iter().find(|(id, _)| *id == self.id) {
+                return f(shard);
+            }
+            let shard = Arc::new(Shard::default());
+            self.shards
+                .lock()
+                .expect("metrics shards")
+                .push(shard.clone());
+            mine.push((self.id, shard.clone()));
+            f(&shard)
+        })
+    }
+
+    /// `op`, kept for good the first time it is seen.
+    fn name(&self, op: &str) -> &'static str {
+        let mut names = self.names.lock().expect("metrics names");
+        if let Some(name) = names.iter().find(|name| **name == op) {
+            return name;
+        }
+        let name: &'static str = Box::leak(op.to_string().into_boxed_str());
+        names.push(name);
+        name
+    }
+}
+
+/// One operation's series, summed over the shards.
+#[derive(Default)]
+struct Totals {
+    by_class: [u64; 4],
+    buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    sum_nanos: u64,
+}
+
+/// The series, as `/metrics` shows them.
+#[derive(Debug)]
+struct RequestCollector(Arc<RequestSeries>);
+
+impl Collector for RequestCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut in_flight = 0;
+        let mut totals: BTreeMap<&'static str, Totals> = BTreeMap::new();
+        for shard in self.0.shards.lock().expect("metrics shards").iter() {
+            in_flight += shard.in_flight.load(Relaxed);
+            for (name, counts) in shard.operations.lock().expect("metrics shard").iter() {
+                let total = totals.entry(name).or_default();
+                for (sum, n) in total.by_class.iter_mut().zip(&counts.by_class) {
+                    *sum += n.load(Relaxed);
+                }
+                for (sum, n) in total.buckets.iter_mut().zip(&counts.buckets) {
+                    *sum += n.load(Relaxed);
+                }
+                total.sum_nanos += counts.sum_nanos.load(Relaxed);
+            }
+        }
+        let mut requests = encoder.encode_descriptor(
+            "http_server_requests",
+            "Requests answered, by operationId and status class",
+            None,
+            MetricType::Counter,
+        )?;
+        for (&operation_id, total) in &totals {
+            for (status, n) in CLASSES.into_iter().zip(total.by_class) {
+                requests
+                    .encode_family(&RequestLabels {
+                        operation_id,
+                        status,
+                    })?
+                    .encode_counter::<NoLabelSet, u64, u64>(&n, None)?;
+            }
+        }
+        let mut duration = encoder.encode_descriptor(
+            "http_server_request_duration",
+            "Time from a request's arrival to its response, by operationId",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for (&operation_id, total) in &totals {
+            let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
+                .iter()
+                .copied()
+                .chain([f64::INFINITY])
+                .zip(total.buckets)
+                .collect();
+            duration
+                .encode_family(&OperationLabels { operation_id })?
+                .encode_histogram::<NoLabelSet>(
+                    total.sum_nanos as f64 / 1e9,
+                    total.buckets.iter().sum(),
+                    &buckets,
+                    None,
+                )?;
+        }
+        let gauge = ConstGauge::new(in_flight);
+        gauge.encode(encoder.encode_descriptor(
+            "http_server_requests_in_flight",
+            "Requests being handled now",
+            None,
+            gauge.metric_type(),
+        )?)
+    }
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let mut m = Metrics {
             registry: Registry::default(),
-            operations: RwLock::default(),
-            requests: Family::default(),
-            duration: Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS)),
-            in_flight: Gauge::default(),
+            requests: Arc::default(),
             db_connections: Gauge::default(),
             db_idle_connections: Gauge::default(),
             db_max_connections: Gauge::default(),
@@ -106,22 +244,7 @@ impl Metrics {
             keyring_refreshes: Family::default(),
         };
         let registry = &mut m.registry;
-        registry.register(
-            "http_server_requests",
-            "Requests answered, by operationId and status class",
-            m.requests.clone(),
-        );
-        registry.register_with_unit(
-            "http_server_request_duration",
-            "Time from a request's arrival to its response, by operationId",
-            Unit::Seconds,
-            m.duration.clone(),
-        );
-        registry.register(
-            "http_server_requests_in_flight",
-            "Requests being handled now",
-            m.in_flight.clone(),
-        );
+        registry.register_collector(Box::new(RequestCollector(m.requests.clone())));
         registry.register(
             "db_pool_connections",
             "Open database connections (in use and idle)",
@@ -187,35 +310,26 @@ impl Metrics {
         m
     }
 
-    /// The series of operation `op`, made on its first request.
-    fn operation(&self, op: &str) -> Arc<Operation> {
-        let mut operations = self.operations.write().expect("metrics lock");
-        operations
-            .entry(op.to_string())
-            .or_insert_with(|| {
-                // Operation ids are few and fixed: each name is kept once for good.
-                let operation_id: &'static str = Box::leak(op.to_string().into_boxed_str());
-                let counter = |status| {
-                    self.requests
-                        .get_or_create(&RequestLabels {
-                            operation_id,
-                            status,
-                        })
-                        .clone()
-                };
-                Arc::new(Operation {
-                    name: operation_id,
-                    duration: self
-                        .duration
-                        .get_or_create(&OperationLabels { operation_id })
-                        .clone(),
-                    by_class: CLASSES.map(counter),
-                })
-            })
-            .clone()
+    /// A request has arrived.
+    pub fn request_started(&self) {
+        self.requests
+            .shard(|shard| shard.in_flight.fetch_add(1, Relaxed));
     }
 
-    /// Counts a finished request of `op` (`None`: no route matched, counted as
+    /// A request has been answered (`op` `None`: no route matched, counted as
+    /// `unmatched`); returns its operation's name.
+    pub fn request_finished(
+        &self,
+        op: Option<&str>,
+        status: u16,
+        latency: std::time::Duration,
+    ) -> &'static str {
+        self.requests
+            .shard(|shard| shard.in_flight.fetch_sub(1, Relaxed));
+        self.observe(op, status, latency)
+    }
+
+    /// Counts an answered request of `op` (`None`: no route matched, counted as
     /// `unmatched`); returns its operation's name.
     pub fn observe(
         &self,
@@ -225,17 +339,25 @@ impl Metrics {
     ) -> &'static str {
         let op = op.unwrap_or("unmatched");
         let class = usize::from(status.clamp(200, 599) / 100 - 2);
-        let count = |operation: &Operation| {
-            operation.by_class[class].inc();
-            operation.duration.observe(latency.as_secs_f64());
-            operation.name
-        };
-        // Counted under the read lock: no reference count to raise and drop on every
-        // request (an atomic write to a line every core shares).
-        if let Some(known) = self.operations.read().expect("metrics lock").get(op) {
-            return count(known);
-        }
-        count(&self.operation(op))
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|&upper| latency.as_secs_f64() <= upper)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.requests.shard(|shard| {
+            let mut operations = shard.operations.lock().expect("metrics shard");
+            let count = |name: &'static str, counts: &Counts| {
+                counts.by_class[class].fetch_add(1, Relaxed);
+                counts.buckets[bucket].fetch_add(1, Relaxed);
+                counts.sum_nanos.fetch_add(nanos, Relaxed);
+                name
+            };
+            if let Some((name, counts)) = operations.get_key_value(op) {
+                return count(name, counts);
+            }
+            let name = self.requests.name(op);
+            count(name, operations.entry(name).or_default())
+        })
     }
 
     /// The exposition text.
@@ -373,6 +495,52 @@ pub fn endpoint<C: super::ServiceContext>() -> dropshot::ApiEndpoint<C> {
 mod tests {
     use super::*;
 
+    /// Requests counted on many threads, and finished on other threads than they
+    /// started on, add up.
+    #[test]
+    fn every_threads_requests_are_summed() {
+        let m = Arc::new(Metrics::new());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        m.request_started();
+                        m.observe(Some("ping"), 200, std::time::Duration::from_micros(100));
+                    }
+                    // Three still in flight here, finished below on another thread.
+                    for _ in 0..3 {
+                        m.request_started();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let text = m.render();
+        assert!(
+            text.contains(r#"http_server_requests_total{operation_id="ping",status="2xx"} 4000"#)
+                && text.contains("http_server_requests_in_flight 4012"),
+            "{text}"
+        );
+        for _ in 0..12 {
+            m.request_finished(Some("ping"), 503, std::time::Duration::from_secs(20));
+        }
+        let text = m.render();
+        assert!(
+            text.contains(r#"http_server_requests_total{operation_id="ping",status="5xx"} 12"#)
+                && text.contains("http_server_requests_in_flight 4000")
+                && text.contains(
+                    r#"http_server_request_duration_seconds_bucket{le="10.0",operation_id="ping"} 4000"#
+                )
+                && text.contains(
+                    r#"http_server_request_duration_seconds_bucket{le="+Inf",operation_id="ping"} 4012"#
+                ),
+            "{text}"
+        );
+    }
+
     #[test]
     fn requests_are_counted_by_operation_and_status_class() {
         let m = Metrics::new();
@@ -391,6 +559,18 @@ mod tests {
         assert!(
             text.contains(
                 r#"http_server_request_duration_seconds_count{operation_id="get_beer"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"http_server_request_duration_seconds_bucket{le="0.001",operation_id="get_beer"} 1"#
+            ) && text.contains(
+                r#"http_server_request_duration_seconds_bucket{le="0.005",operation_id="get_beer"} 2"#
+            ) && text.contains(
+                r#"http_server_request_duration_seconds_bucket{le="+Inf",operation_id="get_beer"} 2"#
+            ) && text.contains(
+                r#"http_server_request_duration_seconds_sum{operation_id="get_beer"} 0.004"#
             ),
             "{text}"
         );

@@ -25,7 +25,7 @@ struct Request {
 
 impl RequestHook for Observer {
     fn start(&self, request: &RequestStart<'_>) -> Box<dyn RequestScope> {
-        self.metrics.in_flight.inc();
+        self.metrics.request_started();
         let parent = trace::from_headers(request.request_headers);
         // Named after the operation once routing has found it.
         let mut span = self
@@ -66,8 +66,7 @@ impl RequestScope for Request {
         latency: std::time::Duration,
     ) {
         let Request { metrics, mut span } = *self;
-        metrics.in_flight.dec();
-        span.rename(metrics.observe(operation_id, status, latency));
+        span.rename(metrics.request_finished(operation_id, status, latency));
         if status == 499 {
             span.end(Some("the client went away before the answer".into()));
         } else {
