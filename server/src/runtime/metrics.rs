@@ -42,7 +42,7 @@ pub struct ResultLabels {
 /// Keyring fetches by result.
 pub type Refreshes = Family<ResultLabels, Counter>;
 
-/// One service's metrics. Cheap to share: every metric is a handle on shared atomics.
+/// One service's metrics. Cheap to share: every metric is a handle on atomics.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -324,9 +324,11 @@ impl Metrics {
         status: u16,
         latency: std::time::Duration,
     ) -> &'static str {
-        self.requests
-            .shard(|shard| shard.in_flight.fetch_sub(1, Relaxed));
-        self.observe(op, status, latency)
+        // One look-up of this thread's shard for both.
+        self.requests.shard(|shard| {
+            shard.in_flight.fetch_sub(1, Relaxed);
+            self.count(shard, op, status, latency)
+        })
     }
 
     /// Counts an answered request of `op` (`None`: no route matched, counted as
@@ -337,27 +339,38 @@ impl Metrics {
         status: u16,
         latency: std::time::Duration,
     ) -> &'static str {
+        self.requests
+            .shard(|shard| self.count(shard, op, status, latency))
+    }
+
+    /// `observe` in this thread's shard.
+    fn count(
+        &self,
+        shard: &Shard,
+        op: Option<&str>,
+        status: u16,
+        latency: std::time::Duration,
+    ) -> &'static str {
         let op = op.unwrap_or("unmatched");
         let class = usize::from(status.clamp(200, 599) / 100 - 2);
+        let seconds = latency.as_secs_f64();
         let bucket = LATENCY_BUCKETS
             .iter()
-            .position(|&upper| latency.as_secs_f64() <= upper)
+            .position(|&upper| seconds <= upper)
             .unwrap_or(LATENCY_BUCKETS.len());
         let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-        self.requests.shard(|shard| {
-            let mut operations = shard.operations.lock().expect("metrics shard");
-            let count = |name: &'static str, counts: &Counts| {
-                counts.by_class[class].fetch_add(1, Relaxed);
-                counts.buckets[bucket].fetch_add(1, Relaxed);
-                counts.sum_nanos.fetch_add(nanos, Relaxed);
-                name
-            };
-            if let Some((name, counts)) = operations.get_key_value(op) {
-                return count(name, counts);
-            }
-            let name = self.requests.name(op);
-            count(name, operations.entry(name).or_default())
-        })
+        let mut operations = shard.operations.lock().expect("metrics shard");
+        let count = |name: &'static str, counts: &Counts| {
+            counts.by_class[class].fetch_add(1, Relaxed);
+            counts.buckets[bucket].fetch_add(1, Relaxed);
+            counts.sum_nanos.fetch_add(nanos, Relaxed);
+            name
+        };
+        if let Some((name, counts)) = operations.get_key_value(op) {
+            return count(name, counts);
+        }
+        let name = self.requests.name(op);
+        count(name, operations.entry(name).or_default())
     }
 
     /// The exposition text.
