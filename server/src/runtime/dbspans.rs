@@ -93,7 +93,7 @@ impl DbSpans {
             Some(context) => context,
             None => trace::current(),
         }
-        .filter(|c| c.tracer.exports())
+        .filter(|c| c.exports())
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (trace::Current, usize)>> {
@@ -160,7 +160,7 @@ impl Subscriber for DbSpans {
         if let Some(id) = entered {
             return span::Current::new(Id::from_u64(id), &CONTEXT);
         }
-        match trace::current().filter(|c| c.tracer.exports()) {
+        match trace::current().filter(|c| c.exports()) {
             Some(context) => {
                 // `Span::current()` takes a reference at once (`clone_span`).
                 let id = self.id();

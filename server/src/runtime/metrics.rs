@@ -79,28 +79,56 @@ struct RequestSeries {
     /// Tells this service's shards from other services' in the same process.
     id: usize,
     shards: Mutex<Vec<Arc<Shard>>>,
-    /// Each operation id seen, kept once for good (a fixed, small set per service).
-    names: Mutex<Vec<&'static str>>,
+    names: Arc<Names>,
 }
+
+/// Each operation id seen, kept once for good (a fixed, small set per service).
+#[derive(Debug, Default)]
+struct Names(Mutex<Vec<&'static str>>);
 
 /// Aligned to its own cache lines, so that no two threads' shards share one.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(align(128))]
 struct Shard {
-    /// Requests started on this thread less those finished on it (the sum over the
-    /// shards is what is in flight: a request may finish on another thread).
+    /// Requests started on this thread less those of them finished (wherever they
+    /// finished: see [`InFlight`]).
     in_flight: AtomicI64,
     /// Locked by its own thread on every request, by a scrape otherwise: uncontended.
-    operations: Mutex<HashMap<&'static str, Counts, foldhash::fast::RandomState>>,
+    /// Each operation's name (kept for good) and counts.
+    operations: Mutex<HashMap<&'static str, (&'static str, Counts), foldhash::fast::RandomState>>,
+    /// The series' names (shared by its shards).
+    names: Arc<Names>,
 }
 
+/// A request being served, counted in the shard of the thread it arrived on: it is
+/// finished there too, so that finishing needs no look-up and takes no lock but the
+/// shard's own (uncontended unless the request moved to another thread).
+#[must_use = "a request is in flight until it is finished"]
+pub struct InFlight(Arc<Shard>);
+
+impl InFlight {
+    /// The request has been answered (`op` `None`: no route matched, counted as
+    /// `unmatched`); returns its operation's name.
+    pub fn finish(
+        self,
+        op: Option<&str>,
+        status: u16,
+        latency: std::time::Duration,
+    ) -> &'static str {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+        self.0.count(op, status, latency)
+    }
+}
+
+/// One operation's series (in a shard, written under its lock; or summed over the
+/// shards).
 #[derive(Debug, Default)]
 struct Counts {
     /// `2xx` … `5xx` (dropshot sends no `1xx`).
-    by_class: [AtomicU64; 4],
+    by_class: [u64; 4],
     /// Per bucket of `LATENCY_BUCKETS`, then `+Inf`.
-    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
-    sum_nanos: AtomicU64,
+    buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    sum_nanos: u64,
 }
 
 thread_local! {
@@ -114,19 +142,23 @@ impl Default for RequestSeries {
         RequestSeries {
             id: NEXT.fetch_add(1, Relaxed),
             shards: Mutex::default(),
-            names: Mutex::default(),
+            names: Arc::default(),
         }
     }
 }
 
 impl RequestSeries {
     /// Runs `f` on this thread's shard, made on the thread's first request.
-    fn shard<T>(&self, f: impl FnOnce(&Shard) -> T) -> T {
+    fn shard<T>(&self, f: impl FnOnce(&Arc<Shard>) -> T) -> T {
         SHARDS.with_borrow_mut(|mine| {
             if let Some((_, shard)) = mine.iter().find(|(id, _)| *id == self.id) {
                 return f(shard);
             }
-            let shard = Arc::new(Shard::default());
+            let shard = Arc::new(Shard {
+                in_flight: AtomicI64::default(),
+                operations: Mutex::default(),
+                names: self.names.clone(),
+            });
             self.shards
                 .lock()
                 .expect("metrics shards")
@@ -135,10 +167,12 @@ impl RequestSeries {
             f(&shard)
         })
     }
+}
 
+impl Names {
     /// `op`, kept for good the first time it is seen.
-    fn name(&self, op: &str) -> &'static str {
-        let mut names = self.names.lock().expect("metrics names");
+    fn get(&self, op: &str) -> &'static str {
+        let mut names = self.0.lock().expect("metrics names");
         if let Some(name) = names.iter().find(|name| **name == op) {
             return name;
         }
@@ -148,12 +182,30 @@ impl RequestSeries {
     }
 }
 
-/// One operation's series, summed over the shards.
-#[derive(Default)]
-struct Totals {
-    by_class: [u64; 4],
-    buckets: [u64; LATENCY_BUCKETS.len() + 1],
-    sum_nanos: u64,
+impl Shard {
+    /// Counts an answered request of `op`; returns its operation's name.
+    fn count(&self, op: Option<&str>, status: u16, latency: std::time::Duration) -> &'static str {
+        let op = op.unwrap_or("unmatched");
+        let class = usize::from(status.clamp(200, 599) / 100 - 2);
+        let seconds = latency.as_secs_f64();
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|&upper| seconds <= upper)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        let mut operations = self.operations.lock().expect("metrics shard");
+        let (name, counts) = match operations.get_mut(op) {
+            Some(found) => found,
+            None => {
+                let name = self.names.get(op);
+                operations.entry(name).or_insert((name, Counts::default()))
+            }
+        };
+        counts.by_class[class] += 1;
+        counts.buckets[bucket] += 1;
+        counts.sum_nanos = counts.sum_nanos.saturating_add(nanos);
+        name
+    }
 }
 
 /// The series, as `/metrics` shows them.
@@ -163,18 +215,18 @@ struct RequestCollector(Arc<RequestSeries>);
 impl Collector for RequestCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let mut in_flight = 0;
-        let mut totals: BTreeMap<&'static str, Totals> = BTreeMap::new();
+        let mut totals: BTreeMap<&'static str, Counts> = BTreeMap::new();
         for shard in self.0.shards.lock().expect("metrics shards").iter() {
             in_flight += shard.in_flight.load(Relaxed);
-            for (name, counts) in shard.operations.lock().expect("metrics shard").iter() {
+            for (name, counts) in shard.operations.lock().expect("metrics shard").values() {
                 let total = totals.entry(name).or_default();
-                for (sum, n) in total.by_class.iter_mut().zip(&counts.by_class) {
-                    *sum += n.load(Relaxed);
+                for (sum, n) in total.by_class.iter_mut().zip(counts.by_class) {
+                    *sum += n;
                 }
-                for (sum, n) in total.buckets.iter_mut().zip(&counts.buckets) {
-                    *sum += n.load(Relaxed);
+                for (sum, n) in total.buckets.iter_mut().zip(counts.buckets) {
+                    *sum += n;
                 }
-                total.sum_nanos += counts.sum_nanos.load(Relaxed);
+                total.sum_nanos = total.sum_nanos.saturating_add(counts.sum_nanos);
             }
         }
         let mut requests = encoder.encode_descriptor(
@@ -310,29 +362,16 @@ impl Metrics {
         m
     }
 
-    /// A request has arrived.
-    pub fn request_started(&self) {
-        self.requests
-            .shard(|shard| shard.in_flight.fetch_add(1, Relaxed));
-    }
-
-    /// A request has been answered (`op` `None`: no route matched, counted as
-    /// `unmatched`); returns its operation's name.
-    pub fn request_finished(
-        &self,
-        op: Option<&str>,
-        status: u16,
-        latency: std::time::Duration,
-    ) -> &'static str {
-        // One look-up of this thread's shard for both.
-        self.requests.shard(|shard| {
-            shard.in_flight.fetch_sub(1, Relaxed);
-            self.count(shard, op, status, latency)
-        })
+    /// A request has arrived; it is in flight until finished.
+    pub fn request_started(&self) -> InFlight {
+        InFlight(self.requests.shard(|shard| {
+            shard.in_flight.fetch_add(1, Relaxed);
+            shard.clone()
+        }))
     }
 
     /// Counts an answered request of `op` (`None`: no route matched, counted as
-    /// `unmatched`); returns its operation's name.
+    /// `unmatched`) that was not counted in flight; returns its operation's name.
     pub fn observe(
         &self,
         op: Option<&str>,
@@ -340,37 +379,7 @@ impl Metrics {
         latency: std::time::Duration,
     ) -> &'static str {
         self.requests
-            .shard(|shard| self.count(shard, op, status, latency))
-    }
-
-    /// `observe` in this thread's shard.
-    fn count(
-        &self,
-        shard: &Shard,
-        op: Option<&str>,
-        status: u16,
-        latency: std::time::Duration,
-    ) -> &'static str {
-        let op = op.unwrap_or("unmatched");
-        let class = usize::from(status.clamp(200, 599) / 100 - 2);
-        let seconds = latency.as_secs_f64();
-        let bucket = LATENCY_BUCKETS
-            .iter()
-            .position(|&upper| seconds <= upper)
-            .unwrap_or(LATENCY_BUCKETS.len());
-        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-        let mut operations = shard.operations.lock().expect("metrics shard");
-        let count = |name: &'static str, counts: &Counts| {
-            counts.by_class[class].fetch_add(1, Relaxed);
-            counts.buckets[bucket].fetch_add(1, Relaxed);
-            counts.sum_nanos.fetch_add(nanos, Relaxed);
-            name
-        };
-        if let Some((name, counts)) = operations.get_key_value(op) {
-            return count(name, counts);
-        }
-        let name = self.requests.name(op);
-        count(name, operations.entry(name).or_default())
+            .shard(|shard| shard.count(op, status, latency))
     }
 
     /// The exposition text.
@@ -518,32 +527,34 @@ mod tests {
                 let m = m.clone();
                 std::thread::spawn(move || {
                     for _ in 0..1000 {
-                        m.request_started();
-                        m.observe(Some("ping"), 200, std::time::Duration::from_micros(100));
+                        m.request_started().finish(
+                            Some("ping"),
+                            200,
+                            std::time::Duration::from_micros(100),
+                        );
                     }
                     // Three still in flight here, finished below on another thread.
-                    for _ in 0..3 {
-                        m.request_started();
-                    }
+                    (0..3).map(|_| m.request_started()).collect::<Vec<_>>()
                 })
             })
             .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
+        let in_flight: Vec<InFlight> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
         let text = m.render();
         assert!(
             text.contains(r#"http_server_requests_total{operation_id="ping",status="2xx"} 4000"#)
-                && text.contains("http_server_requests_in_flight 4012"),
+                && text.contains("http_server_requests_in_flight 12"),
             "{text}"
         );
-        for _ in 0..12 {
-            m.request_finished(Some("ping"), 503, std::time::Duration::from_secs(20));
+        for request in in_flight {
+            request.finish(Some("ping"), 503, std::time::Duration::from_secs(20));
         }
         let text = m.render();
         assert!(
             text.contains(r#"http_server_requests_total{operation_id="ping",status="5xx"} 12"#)
-                && text.contains("http_server_requests_in_flight 4000")
+                && text.contains("http_server_requests_in_flight 0")
                 && text.contains(
                     r#"http_server_request_duration_seconds_bucket{le="10.0",operation_id="ping"} 4000"#
                 )

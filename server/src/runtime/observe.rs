@@ -4,7 +4,7 @@
 //! every service's server as dropshot's request hook (a Taproom patch), so a service
 //! gets all of it without a line of its own.
 
-use super::metrics::Metrics;
+use super::metrics::{InFlight, Metrics};
 use super::trace::{self, Span, Tracer};
 use dropshot::{RequestHook, RequestScope, RequestStart};
 use opentelemetry::trace::SpanKind;
@@ -19,13 +19,13 @@ pub struct Observer {
 }
 
 struct Request {
-    metrics: Arc<Metrics>,
+    in_flight: InFlight,
     span: Span,
 }
 
 impl RequestHook for Observer {
     fn start(&self, request: &RequestStart<'_>) -> Box<dyn RequestScope> {
-        self.metrics.request_started();
+        let in_flight = self.metrics.request_started();
         let parent = trace::from_headers(request.request_headers);
         // Named after the operation once routing has found it.
         let mut span = self
@@ -35,10 +35,7 @@ impl RequestHook for Observer {
             KeyValue::new("http.request.method", request.method.as_str().to_string())
         });
         span.set_attribute(|| KeyValue::new("request_id", request.request_id.to_string()));
-        Box::new(Request {
-            metrics: self.metrics.clone(),
-            span,
-        })
+        Box::new(Request { in_flight, span })
     }
 }
 
@@ -65,8 +62,11 @@ impl RequestScope for Request {
         status: u16,
         latency: std::time::Duration,
     ) {
-        let Request { metrics, mut span } = *self;
-        span.rename(metrics.request_finished(operation_id, status, latency));
+        let Request {
+            in_flight,
+            mut span,
+        } = *self;
+        span.rename(in_flight.finish(operation_id, status, latency));
         if status == 499 {
             span.end(Some("the client went away before the answer".into()));
         } else {

@@ -3,10 +3,10 @@
 //! carried in NATS message headers, so one trace follows a checkout through orders,
 //! beers, promotions and the event's delivery.
 //!
-//! Spans are kept here, small and cheap (ids, a name, a start time); only when an OTLP
-//! endpoint is configured (`OTEL_EXPORTER_OTLP_ENDPOINT`) does a finished span become an
-//! OpenTelemetry `SpanData` for the SDK's batch processor and the OTLP/HTTP exporter.
-//! Without one nothing is built or sent. The span of the work in progress is a task-local
+//! Spans are kept here, small and cheap: without an OTLP endpoint
+//! (`OTEL_EXPORTER_OTLP_ENDPOINT`) a span is its ids and nothing is built or sent; with
+//! one it also keeps a name, a start time and attributes, and a finished span becomes an
+//! OpenTelemetry `SpanData` for the SDK's batch processor and the OTLP/HTTP exporter. The span of the work in progress is a task-local
 //! ([`current`]): outgoing calls, outbox writes and log lines find it there.
 
 use anyhow::Result;
@@ -84,6 +84,52 @@ impl Tracer {
         kind: SpanKind,
         parent: Option<&SpanContext>,
     ) -> Span {
+        Span::new(self.exports().then_some(self), name, kind, parent)
+    }
+
+    /// Whether spans go anywhere.
+    pub fn exports(&self) -> bool {
+        self.processor.is_some()
+    }
+
+    /// Sends what is batched (at shutdown).
+    pub fn flush(&self) {
+        if let Some(p) = &self.processor {
+            let _ = p.force_flush();
+        }
+    }
+}
+
+/// One unit of work of a trace: its ids, and what is exported of it if spans go
+/// anywhere. A span that goes nowhere is its ids alone, with no tracer to count
+/// references to (a count every core would write on every request) and nothing
+/// allocated: name, kind, start time and attributes are kept only for export.
+#[derive(Debug)]
+pub struct Span {
+    context: SpanContext,
+    parent: SpanId,
+    export: Option<Box<Export>>,
+}
+
+/// What a span that will be exported has besides its ids.
+#[derive(Debug)]
+struct Export {
+    tracer: Arc<Tracer>,
+    remote_parent: bool,
+    kind: SpanKind,
+    name: Cow<'static, str>,
+    start: SystemTime,
+    attributes: Vec<KeyValue>,
+}
+
+impl Span {
+    /// A span that starts now, exported through `tracer` if there is one.
+    fn new(
+        tracer: Option<&Arc<Tracer>>,
+        name: impl Into<Cow<'static, str>>,
+        kind: SpanKind,
+        parent: Option<&SpanContext>,
+    ) -> Span {
         let ids = RandomIdGenerator::default();
         let (trace_id, flags, state, parent_id, remote) = match parent {
             Some(p) if p.is_valid() => (
@@ -102,68 +148,49 @@ impl Tracer {
             ),
         };
         Span {
-            tracer: self.clone(),
             context: SpanContext::new(trace_id, ids.new_span_id(), flags, false, state),
             parent: parent_id,
-            remote_parent: remote,
-            kind,
-            name: name.into(),
-            start: SystemTime::now(),
-            attributes: Vec::new(),
+            export: tracer.map(|tracer| {
+                Box::new(Export {
+                    tracer: tracer.clone(),
+                    remote_parent: remote,
+                    kind,
+                    name: name.into(),
+                    start: SystemTime::now(),
+                    attributes: Vec::new(),
+                })
+            }),
         }
     }
 
-    /// Whether spans go anywhere.
-    pub fn exports(&self) -> bool {
-        self.processor.is_some()
-    }
-
-    /// Sends what is batched (at shutdown).
-    pub fn flush(&self) {
-        if let Some(p) = &self.processor {
-            let _ = p.force_flush();
-        }
-    }
-}
-
-/// One unit of work of a trace.
-#[derive(Debug)]
-pub struct Span {
-    tracer: Arc<Tracer>,
-    context: SpanContext,
-    parent: SpanId,
-    remote_parent: bool,
-    kind: SpanKind,
-    name: Cow<'static, str>,
-    start: SystemTime,
-    attributes: Vec<KeyValue>,
-}
-
-impl Span {
     pub fn context(&self) -> &SpanContext {
         &self.context
     }
 
     /// Whether the span will be exported (attributes are worth making).
     pub fn recording(&self) -> bool {
-        self.tracer.exports()
+        self.export.is_some()
     }
 
     /// Moves the span's start back (a span made after its work, from its duration).
     pub fn started_at(&mut self, start: SystemTime) {
-        self.start = start;
+        if let Some(export) = &mut self.export {
+            export.start = start;
+        }
     }
 
     /// Names the span (a server span learns its operation only after routing).
     pub fn rename(&mut self, name: impl Into<Cow<'static, str>>) {
-        self.name = name.into();
+        if let Some(export) = &mut self.export {
+            export.name = name.into();
+        }
     }
 
     /// Adds the attribute `make` makes, if the span is recording (else `make` is not
     /// called: nothing is allocated for a span that goes nowhere).
     pub fn set_attribute(&mut self, make: impl FnOnce() -> KeyValue) {
-        if self.recording() {
-            self.attributes.push(make());
+        if let Some(export) = &mut self.export {
+            export.attributes.push(make());
         }
     }
 
@@ -171,24 +198,35 @@ impl Span {
     pub fn current(&self) -> Current {
         Current {
             context: self.context.clone(),
-            tracer: self.tracer.clone(),
+            tracer: self.export.as_ref().map(|export| export.tracer.clone()),
         }
     }
 
     /// Ends the span; `error` marks it failed.
     pub fn end(self, error: Option<String>) {
-        let Some(processor) = &self.tracer.processor else {
+        let Some(export) = self.export else {
+            return;
+        };
+        let Export {
+            tracer,
+            remote_parent,
+            kind,
+            name,
+            start,
+            attributes,
+        } = *export;
+        let Some(processor) = &tracer.processor else {
             return;
         };
         processor.on_end(SpanData {
             span_context: self.context,
             parent_span_id: self.parent,
-            parent_span_is_remote: self.remote_parent,
-            span_kind: self.kind,
-            name: self.name,
-            start_time: self.start,
+            parent_span_is_remote: remote_parent,
+            span_kind: kind,
+            name,
+            start_time: start,
             end_time: SystemTime::now(),
-            attributes: self.attributes,
+            attributes,
             dropped_attributes_count: 0,
             events: SpanEvents::default(),
             links: SpanLinks::default(),
@@ -196,23 +234,24 @@ impl Span {
                 Some(description) => Status::error(description),
                 None => Status::Unset,
             },
-            instrumentation_scope: self.tracer.scope.clone(),
+            instrumentation_scope: tracer.scope.clone(),
         });
     }
 
     /// Ends the span of an HTTP exchange with its status (none: no answer came).
     pub fn end_http(mut self, status: Option<u16>) {
-        if self.recording() {
-            if let Some(status) = status {
-                self.attributes.push(KeyValue::new(
-                    "http.response.status_code",
-                    i64::from(status),
-                ));
-            }
+        let Some(export) = &mut self.export else {
+            return;
+        };
+        if let Some(status) = status {
+            export.attributes.push(KeyValue::new(
+                "http.response.status_code",
+                i64::from(status),
+            ));
         }
         // OpenTelemetry's HTTP conventions: 5xx (and no answer) fail a span; a server's
         // 4xx is the client's mistake, not its failure.
-        let failed = match (status, &self.kind) {
+        let failed = match (status, &export.kind) {
             (None, _) => Some("no response".to_string()),
             (Some(s), _) if s >= 500 => Some(format!("HTTP {s}")),
             (Some(s), SpanKind::Client) if s >= 400 => Some(format!("HTTP {s}")),
@@ -222,11 +261,12 @@ impl Span {
     }
 }
 
-/// The span work is running under, and where its children go.
+/// The span work is running under, and where its children go (`tracer`: only when
+/// spans are exported).
 #[derive(Debug, Clone)]
 pub struct Current {
     pub context: SpanContext,
-    pub tracer: Arc<Tracer>,
+    pub tracer: Option<Arc<Tracer>>,
 }
 
 tokio::task_local! {
@@ -246,7 +286,12 @@ impl Current {
 
     /// A child span of this one, starting now.
     pub fn child(&self, name: impl Into<Cow<'static, str>>, kind: SpanKind) -> Span {
-        self.tracer.start(name, kind, Some(&self.context))
+        Span::new(self.tracer.as_ref(), name, kind, Some(&self.context))
+    }
+
+    /// Whether spans of this work are exported.
+    pub fn exports(&self) -> bool {
+        self.tracer.is_some()
     }
 }
 
@@ -331,7 +376,11 @@ impl<const N: usize> Hex<N> {
         for (pair, byte) in text.iter_mut().zip(self.0) {
             *pair = super::logline::HEX_PAIRS[usize::from(byte)];
         }
-        std::str::from_utf8(text[..N].as_flattened()).expect("hex digits are ASCII")
+        let text = text[..N].as_flattened();
+        debug_assert!(text.is_ascii());
+        // SAFETY: every byte is a digit from `HEX_PAIRS`, ASCII, so the text is UTF-8
+        // (checking it again cost a hundred instructions a log line).
+        unsafe { std::str::from_utf8_unchecked(text) }
     }
 }
 
