@@ -618,20 +618,31 @@ fn setting(args: &Args, backend: &str) -> String {
 }
 
 /// A ratio, with the lowest and highest round's when there was more than one round:
-/// how far one round can be trusted on the machine at hand.
+/// how far one round can be trusted on the machine at hand. From three rounds on, the
+/// rounds' median too: one disturbed run (a neighbour's burst on a shared machine) moves
+/// the ratio of the sums but hardly the median.
 fn ratio_text(ratio: f64, rounds: &[f64]) -> String {
     if rounds.len() < 2 {
         return format!("{ratio:.3}");
     }
-    let lo = rounds.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = rounds.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!("{ratio:.3} ({lo:.3}–{hi:.3})")
+    let mut sorted = rounds.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let (lo, hi) = (sorted[0], sorted[sorted.len() - 1]);
+    if sorted.len() < 3 {
+        return format!("{ratio:.3} ({lo:.3}–{hi:.3})");
+    }
+    let mid = sorted.len() / 2;
+    let median = match sorted.len() % 2 {
+        1 => sorted[mid],
+        _ => (sorted[mid - 1] + sorted[mid]) / 2.0,
+    };
+    format!("{ratio:.3} (median {median:.3}; {lo:.3}–{hi:.3})")
 }
 
 /// The telemetry table: each case without and with per-request metrics and tracing.
 fn render_telemetry(cases: &[(String, load::Pair)], (md, csv): &mut (String, String)) {
     md.push_str(
-        "\n### Metrics and tracing (no exporter) on vs off\n\nEach case in rounds of off, on, on, off; throughput and percentiles over all runs of a side (the range: the lowest and highest round's ratio).\n\n\
+        "\n### Metrics and tracing (no exporter) on vs off\n\nEach case in rounds of off, on, on, off; throughput and percentiles over all runs of a side (in brackets: the median round's ratio, and the lowest and highest).\n\n\
          | operation | off req/s | on req/s | on / off | target | off p50 / p99 ms | on p50 / p99 ms | errors |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
@@ -742,4 +753,23 @@ fn render(
         csv.push_str(&format!("list_{rows}_first_p50_ms,,{first:.3},,,,,,,,\nlist_{rows}_deep_p50_ms,,{deep:.3},{:.3},1.5,,,,,,\n", deep / first));
     }
     (md, csv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ratio_text;
+
+    #[test]
+    fn a_ratio_shows_its_rounds_median_and_range() {
+        assert_eq!(ratio_text(0.95, &[0.95]), "0.950");
+        assert_eq!(ratio_text(0.95, &[1.0, 0.9]), "0.950 (0.900–1.000)");
+        assert_eq!(
+            ratio_text(0.9, &[1.2, 0.5, 0.97]),
+            "0.900 (median 0.970; 0.500–1.200)"
+        );
+        assert_eq!(
+            ratio_text(0.9, &[1.0, 0.5, 0.9, 0.96]),
+            "0.900 (median 0.930; 0.500–1.000)"
+        );
+    }
 }
