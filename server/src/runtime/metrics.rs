@@ -94,7 +94,8 @@ struct Shard {
     /// finished: see [`InFlight`]).
     in_flight: AtomicI64,
     /// Locked by its own thread on every request, by a scrape otherwise: uncontended.
-    /// Each operation's name (kept for good) and counts.
+    /// Each operation's name (kept for good) and counts. The name is kept beside the
+    /// counts, not only as the key, so that one `get_mut` finds both.
     operations: Mutex<HashMap<&'static str, (&'static str, Counts), foldhash::fast::RandomState>>,
     /// The series' names (shared by its shards).
     names: Arc<Names>,

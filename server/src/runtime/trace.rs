@@ -6,8 +6,9 @@
 //! Spans are kept here, small and cheap: without an OTLP endpoint
 //! (`OTEL_EXPORTER_OTLP_ENDPOINT`) a span is its ids and nothing is built or sent; with
 //! one it also keeps a name, a start time and attributes, and a finished span becomes an
-//! OpenTelemetry `SpanData` for the SDK's batch processor and the OTLP/HTTP exporter. The span of the work in progress is a task-local
-//! ([`current`]): outgoing calls, outbox writes and log lines find it there.
+//! OpenTelemetry `SpanData` for the SDK's batch processor and the OTLP/HTTP exporter.
+//! The span of the work in progress is a task-local ([`current`]): outgoing calls,
+//! outbox writes and log lines find it there.
 
 use anyhow::Result;
 use opentelemetry::propagation::TextMapPropagator;
