@@ -6,8 +6,8 @@ WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin server \
- && cp target/release/server /usr/local/bin/server
+    cargo build --profile production --locked --bin server \
+ && cp target/production/server /usr/local/bin/server
 
 FROM debian:bookworm-slim
 # bubblewrap and python3: the exercises service runs submissions with them (it refuses

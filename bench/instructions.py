@@ -7,8 +7,8 @@ not (callgrind counts them, whatever else the machine does), so this is how one 
 effect on the per-request cost is measured. All threads of the process count (the log
 writer too); the client's and the database server's instructions do not.
 
-    cargo build --release -p taproom-server -p taproom-bench
-    python3 bench/instructions.py [--target target/release] [--requests 2000]
+    cargo build --profile production -p taproom-server -p taproom-bench
+    python3 bench/instructions.py [--target target/production] [--requests 2000]
 
 Prints, per operation, instructions per request for tasks and the baseline and their
 ratio. SQLite, so the database's work (the same queries on both sides) counts too.
@@ -107,7 +107,7 @@ def count(cmd, env, port, ready_path, case, token, requests, tmp, label):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--target", default=os.environ.get("CARGO_TARGET_DIR", "target") + "/release")
+    ap.add_argument("--target", default=os.environ.get("CARGO_TARGET_DIR", "target") + "/production")
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--keep", help="copy the callgrind dumps here (for callgrind_annotate)")
     args = ap.parse_args()

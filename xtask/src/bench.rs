@@ -1,6 +1,6 @@
 //! `cargo xtask bench [--sqlite] [--duration SECS] [--connections N] [--rounds N]
 //! [--only telemetry]`: builds the server
-//! and the benchmark (release), then runs `taproom-bench`, which writes
+//! and the benchmark (the `production` profile, as deployed), then runs `taproom-bench`, which writes
 //! `target/bench/report.md` and `target/bench/report.csv`.
 
 use anyhow::{Context, Result};
@@ -13,7 +13,8 @@ pub fn run(root: &Path, extra: &[String]) -> Result<()> {
         .current_dir(root)
         .args([
             "build",
-            "--release",
+            "--profile",
+            "production",
             "--locked",
             "-p",
             "taproom-server",
@@ -29,17 +30,17 @@ pub fn run(root: &Path, extra: &[String]) -> Result<()> {
         ])
         .status()
         .context("running cargo build")?;
-    anyhow::ensure!(built.success(), "release build failed");
+    anyhow::ensure!(built.success(), "production build failed");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let release = target.join("release");
-    let status = Command::new(release.join("taproom-bench"))
+    let built = target.join("production");
+    let status = Command::new(built.join("taproom-bench"))
         .current_dir(root)
         .arg("--server")
-        .arg(release.join("server"))
+        .arg(built.join("server"))
         .arg("--baseline")
-        .arg(release.join("baseline"))
+        .arg(built.join("baseline"))
         .arg("--out")
         .arg(root.join("target/bench"))
         .args(extra)
