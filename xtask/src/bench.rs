@@ -7,6 +7,9 @@ use anyhow::{Context, Result};
 use std::path::Path;
 use std::process::Command;
 
+/// The cargo profile benchmarked: the one the Dockerfile and the Lambda build deploy.
+const PROFILE: &str = "production";
+
 pub fn run(root: &Path, extra: &[String]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let built = Command::new(&cargo)
@@ -14,7 +17,7 @@ pub fn run(root: &Path, extra: &[String]) -> Result<()> {
         .args([
             "build",
             "--profile",
-            "production",
+            PROFILE,
             "--locked",
             "-p",
             "taproom-server",
@@ -30,17 +33,17 @@ pub fn run(root: &Path, extra: &[String]) -> Result<()> {
         ])
         .status()
         .context("running cargo build")?;
-    anyhow::ensure!(built.success(), "production build failed");
+    anyhow::ensure!(built.success(), "{PROFILE} build failed");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let built = target.join("production");
-    let status = Command::new(built.join("taproom-bench"))
+    let binaries = target.join(PROFILE);
+    let status = Command::new(binaries.join("taproom-bench"))
         .current_dir(root)
         .arg("--server")
-        .arg(built.join("server"))
+        .arg(binaries.join("server"))
         .arg("--baseline")
-        .arg(built.join("baseline"))
+        .arg(binaries.join("baseline"))
         .arg("--out")
         .arg(root.join("target/bench"))
         .args(extra)
