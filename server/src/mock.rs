@@ -11,7 +11,8 @@
 //! answer, as with Prism.
 
 use crate::runtime::config::Config;
-use crate::runtime::extract::{compile, deref, is_json, read_json};
+use crate::runtime::extract::{deref, is_json, read_json};
+use crate::runtime::schema::compile;
 use crate::runtime::{auth, docs, etag, infra, Problem, Spec, SpecContext};
 use anyhow::{anyhow, bail, Context as _, Result};
 use dropshot::{

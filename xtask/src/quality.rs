@@ -203,12 +203,15 @@ impl Quality<'_> {
     fn validate(&mut self, at: &str, schema: &Value, example: &Value) {
         match compile(self.doc, schema) {
             Err(e) => self.out.push(format!("{at}: schema does not compile: {e}")),
-            Ok(v) => {
-                for e in v.iter_errors(example) {
-                    self.out.push(format!(
-                        "{at} {example} is invalid: {e} (at {:?})",
-                        e.instance_path().to_string()
-                    ));
+            Ok((schemas, index)) => {
+                if let Err(e) = schemas.validate(example, index) {
+                    let mut leaves = Vec::new();
+                    failures(&e, &mut leaves);
+                    for (pointer, what) in leaves {
+                        self.out.push(format!(
+                            "{at} {example} is invalid: {what} (at {pointer:?})"
+                        ));
+                    }
                 }
             }
         }
@@ -216,28 +219,37 @@ impl Quality<'_> {
 }
 
 /// A validator for `schema` with `#/components/...` resolved in `doc`: draft 4 with
-/// formats checked, as the services validate requests (server/src/runtime/extract.rs).
-fn compile(doc: &Value, schema: &Value) -> Result<jsonschema::Validator, String> {
+/// formats checked, as the services validate requests (server/src/runtime/schema.rs).
+fn compile(doc: &Value, schema: &Value) -> Result<(boon::Schemas, boon::SchemaIndex), String> {
+    const DOCUMENT: &str = "http://taproom.invalid/openapi.json";
     let mut root = Map::new();
     root.insert("allOf".into(), Value::Array(vec![schema.clone()]));
-    root.insert(
-        "components".into(),
-        doc.get("components").cloned().unwrap_or(Value::Null),
-    );
-    jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft4)
-        .should_validate_formats(true)
-        .with_format("uuid", is_uuid)
-        .build(&Value::Object(root))
-        .map_err(|e| e.to_string())
+    if let Some(components) = doc.get("components") {
+        root.insert("components".into(), components.clone());
+    }
+    let mut compiler = boon::Compiler::new();
+    compiler.set_default_draft(boon::Draft::V4);
+    compiler.enable_format_assertions();
+    // Only references inside the document: checking a spec never reads files.
+    compiler.use_loader(Box::new(boon::SchemeUrlLoader::new()));
+    let mut schemas = boon::Schemas::new();
+    compiler
+        .add_resource(DOCUMENT, Value::Object(root))
+        .map_err(|e| format!("{e:#}"))?;
+    let index = compiler
+        .compile(DOCUMENT, &mut schemas)
+        .map_err(|e| format!("{e:#}"))?;
+    Ok((schemas, index))
 }
 
-fn is_uuid(s: &str) -> bool {
-    s.len() == 36
-        && s.char_indices().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => c == '-',
-            _ => c.is_ascii_hexdigit(),
-        })
+/// The failures at the leaves of boon's error tree, each with its instance pointer.
+fn failures(error: &boon::ValidationError, out: &mut Vec<(String, String)>) {
+    if error.causes.is_empty() {
+        out.push((error.instance_location.to_string(), error.kind.to_string()));
+    }
+    for cause in &error.causes {
+        failures(cause, out);
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Validation from the spec before a handler runs. The YAML's constraints (lengths,
-//! patterns, formats, bounds, unknown fields) are checked against the raw request with
-//! `jsonschema`, all violations at once, and only then deserialised into the generated
+//! patterns, formats, bounds, unknown fields) are checked against the raw request
+//! (`runtime::schema`), all violations at once, and only then deserialised into the generated
 //! types. Each extractor wraps a dropshot extractor's metadata, so the served document
 //! still describes the request exactly as dropshot would.
 //!
@@ -11,6 +11,7 @@
 //! unvalidated.
 
 use super::problem::{FieldError, Problem};
+use super::schema::{compile, Validator};
 use super::ServiceContext;
 use async_trait::async_trait;
 use dropshot::{
@@ -45,13 +46,13 @@ struct ParamCheck {
     location: Location,
     required: bool,
     kind: Kind,
-    validator: jsonschema::Validator,
+    validator: Validator,
 }
 
 /// The compiled checks of one operation.
 #[derive(Default)]
 pub struct OperationChecks {
-    body: Option<jsonschema::Validator>,
+    body: Option<Validator>,
     params: Vec<ParamCheck>,
     /// `security: [{eventsAuth: []}]`: the body must carry a valid events signature
     /// (`runtime::events`), checked on its raw bytes before it is even parsed.
@@ -92,7 +93,7 @@ impl Validators {
         match self.get(operation_id) {
             Some(checks) => {
                 if let Some(validator) = &checks.body {
-                    violations(validator, value, "", &mut errors);
+                    validator.violations(value, "", &mut errors);
                 }
             }
             None => errors.push(FieldError {
@@ -102,27 +103,6 @@ impl Validators {
         }
         errors
     }
-}
-
-/// Compiles a validator for `schema`, resolving `#/components/...` against `spec`: the
-/// one way Taproom checks JSON against a spec's schemas (requests here, examples and
-/// the mock server's answers elsewhere).
-pub fn compile(spec: &Value, schema: &Value) -> anyhow::Result<jsonschema::Validator> {
-    // OpenAPI 3.0 schemas are a draft-4 dialect; carrying the components along lets
-    // local `$ref`s resolve inside the one document.
-    let mut root = Map::new();
-    root.insert("allOf".into(), Value::Array(vec![schema.clone()]));
-    root.insert(
-        "components".into(),
-        spec.get("components").cloned().unwrap_or(Value::Null),
-    );
-    jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft4)
-        .should_validate_formats(true)
-        // Formats OpenAPI uses that draft 4 does not define.
-        .with_format("uuid", |s: &str| uuid::Uuid::try_parse(s).is_ok())
-        .build(&Value::Object(root))
-        .map_err(|e| anyhow::anyhow!("compiling schema: {e}"))
 }
 
 /// `v`, or what its local `$ref` points to (followed through a reference to a
@@ -221,50 +201,6 @@ impl Validators {
             }
         }
         Ok(Validators { operations })
-    }
-}
-
-/// Every violation of `validator` by `instance`, with pointers prefixed by `prefix`.
-/// Messages never repeat a string value back (it may be a password).
-fn violations(
-    validator: &jsonschema::Validator,
-    instance: &Value,
-    prefix: &str,
-    out: &mut Vec<FieldError>,
-) {
-    for error in validator.iter_errors(instance) {
-        let mut pointer = format!("{prefix}{}", error.instance_path().as_str());
-        let message = match error.kind() {
-            jsonschema::error::ValidationErrorKind::Required { property } => {
-                let name = property.as_str().unwrap_or_default();
-                pointer = format!("{pointer}/{}", name.replace('~', "~0").replace('/', "~1"));
-                "is required".to_string()
-            }
-            jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
-                for name in unexpected {
-                    out.push(FieldError {
-                        pointer: format!(
-                            "{pointer}/{}",
-                            name.replace('~', "~0").replace('/', "~1")
-                        ),
-                        message: "is not a known field".into(),
-                    });
-                }
-                continue;
-            }
-            _ => {
-                let text = error.to_string();
-                match error.instance().as_ref() {
-                    Value::String(_) | Value::Object(_) | Value::Array(_) => {
-                        let shown =
-                            serde_json::to_string(error.instance().as_ref()).unwrap_or_default();
-                        text.replace(&shown, "value")
-                    }
-                    _ => text,
-                }
-            }
-        };
-        out.push(FieldError { pointer, message });
     }
 }
 
@@ -392,7 +328,7 @@ impl OperationChecks {
     pub fn body_violations(&self, value: &Value) -> Vec<FieldError> {
         let mut errors = Vec::new();
         if let Some(validator) = &self.body {
-            violations(validator, value, "", &mut errors);
+            validator.violations(value, "", &mut errors);
         }
         errors
     }
@@ -430,7 +366,7 @@ impl OperationChecks {
             }
             match coerce(check.kind, text) {
                 Ok(value) => {
-                    violations(&check.validator, &value, &pointer, &mut errors);
+                    check.validator.violations(&value, &pointer, &mut errors);
                     object.insert(name.clone(), value);
                 }
                 Err(message) => errors.push(FieldError {

@@ -79,6 +79,7 @@ pub mod pagination;
 pub mod problem;
 pub mod registry;
 pub mod retention;
+pub mod schema;
 pub mod security;
 pub mod server;
 pub mod trace;
