@@ -90,12 +90,6 @@ fn token(name: &str) -> String {
 fn collect(error: &ValidationError, prefix: &str, out: &mut Vec<FieldError>) {
     let pointer = format!("{prefix}{}", error.instance_location);
     let mut push = |pointer: String, message: String| out.push(FieldError { pointer, message });
-    let quoted = |names: &mut dyn Iterator<Item = &str>| {
-        names
-            .map(|n| serde_json::to_string(n).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     match &error.kind {
         ErrorKind::Group
         | ErrorKind::Schema { .. }
@@ -124,10 +118,7 @@ fn collect(error: &ValidationError, prefix: &str, out: &mut Vec<FieldError>) {
             for name in missing {
                 push(
                     format!("{pointer}/{}", token(name)),
-                    format!(
-                        "is required when {} is present",
-                        quoted(&mut [*prop].into_iter())
-                    ),
+                    format!("is required when {} is present", quoted([*prop])),
                 );
             }
         }
@@ -135,7 +126,7 @@ fn collect(error: &ValidationError, prefix: &str, out: &mut Vec<FieldError>) {
             pointer,
             format!(
                 "value is not of type {}",
-                quoted(&mut want.iter().map(type_name))
+                quoted(want.iter().map(type_name))
             ),
         ),
         ErrorKind::Enum { want } => push(
@@ -205,6 +196,15 @@ fn collect(error: &ValidationError, prefix: &str, out: &mut Vec<FieldError>) {
         }
         ErrorKind::RefCycle { .. } => push(pointer, "the schema refers to itself in a loop".into()),
     }
+}
+
+/// Names from the schema (property names, types), each in quotes.
+fn quoted<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let all: Vec<String> = names
+        .into_iter()
+        .map(|n| serde_json::to_string(n).unwrap_or_default())
+        .collect();
+    all.join(", ")
 }
 
 fn type_name(t: boon::Type) -> &'static str {
