@@ -4,6 +4,7 @@
 // errors are the cold path, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod cli;
 pub mod gateway;
 #[cfg(feature = "aws")]
 pub mod lambda;
