@@ -716,8 +716,11 @@ pub trait RouteHandler<Context: ServerContext>: Debug + Send + Sync {
     fn label(&self) -> &str;
 
     /// Handle an incoming HTTP request.
+    // TAPROOM PATCH: the future owns the handler (`Arc<Self>`, not `&self`), so that
+    // the server can return it from code that is not generic over the context
+    // without a second box (see `HandleRequest` in server.rs).
     async fn handle_request(
-        &self,
+        self: Arc<Self>,
         rqctx: RequestContext<Context>,
         request: hyper::Request<crate::Body>,
     ) -> Result<Response<Body>, HandlerError>;
@@ -780,7 +783,7 @@ where
     }
 
     async fn handle_request(
-        &self,
+        self: Arc<Self>,
         rqctx: RequestContext<Context>,
         request: hyper::Request<crate::Body>,
     ) -> Result<Response<Body>, HandlerError> {
@@ -856,7 +859,7 @@ impl RouteHandler<StubContext> for StubRouteHandler {
     }
 
     async fn handle_request(
-        &self,
+        self: Arc<Self>,
         _: RequestContext<StubContext>,
         _: hyper::Request<crate::Body>,
     ) -> Result<Response<Body>, HandlerError> {

@@ -445,119 +445,22 @@ impl<C: ServerContext> HttpServerStarter<C> {
             http_acceptor,
         } = self;
 
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
-        let make_service = ServerConnectionHandler::new(Arc::clone(&app_state));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        // TAPROOM PATCH: the accept loop and everything it drives (hyper's HTTP/1 and
+        // HTTP/2 connections) see the server only as `dyn HandleRequest`, so they are
+        // compiled once, not once per context type (see `HandleRequest`).
+        let make_service = ServerConnectionHandler::new(
+            Arc::clone(&app_state) as Arc<dyn HandleRequest>
+        );
         let log = &app_state.log;
-        let log_close = log.clone();
-        // TAPROOM PATCH: see `ConnectionLimits`.
-        let limits = app_state.connection_limits.clone();
-        let join_handle = tokio::spawn(async move {
-            use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-            use hyper_util::server::conn::auto;
-
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            // http/1 settings
-            builder.http1().timer(TokioTimer::new());
-            // TAPROOM PATCH: see `ConnectionLimits`.
-            if let Some(timeout) = limits.header_read_timeout {
-                builder.http1().header_read_timeout(timeout);
-            }
-            let slots = limits
-                .max_connections
-                .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
-            let refusals = Arc::new(tokio::sync::Semaphore::new(64));
-            // http/2 settings
-            builder.http2().timer(TokioTimer::new());
-
-            // Use a graceful watcher to keep track of all existing connections,
-            // and when the close_signal is trigger, force all known conns
-            // to start a graceful shutdown.
-            let graceful =
-                hyper_util::server::graceful::GracefulShutdown::new();
-
-            // The following code looks superficially similar between the HTTP
-            // and HTTPS paths.  However, the concrete types of various objects
-            // are different and so it's not easy to actually share the code.
-            let log = log_close;
-            match tls_acceptor {
-                Some(tls_acceptor) => {
-                    let mut https_acceptor = HttpsAcceptor::new(
-                        log.clone(),
-                        tls_acceptor,
-                        http_acceptor,
-                    );
-                    loop {
-                        tokio::select! {
-                            Some(Ok(sock)) = https_acceptor.accept() => {
-                                // TAPROOM PATCH: see `ConnectionLimits` (over the cap,
-                                // TLS connections are closed without an answer).
-                                let permit = match &slots {
-                                    Some(slots) => match Arc::clone(slots).try_acquire_owned() {
-                                        Ok(permit) => Some(permit),
-                                        Err(_) => {
-                                            warn!(log, "too many open connections; refusing one");
-                                            continue;
-                                        }
-                                    },
-                                    None => None,
-                                };
-                                let remote_addr = sock.remote_addr();
-                                let handler = make_service
-                                    .make_http_request_handler(remote_addr);
-                                let started = Arc::clone(&handler.started);
-                                let fut = builder
-                                    .serve_connection_with_upgrades(
-                                        TokioIo::new(sock),
-                                        handler,
-                                    );
-                                let fut = graceful.watch(fut.into_owned());
-                                tokio::spawn(serve_limited(fut, started, limits.header_read_timeout, permit));
-                            },
-
-                            _ = &mut rx => {
-                                info!(log, "beginning graceful shutdown");
-                                break;
-                            }
-                        }
-                    }
-                }
-                None => loop {
-                    tokio::select! {
-                        (sock, remote_addr) = http_acceptor.accept() => {
-                            // TAPROOM PATCH: see `ConnectionLimits`.
-                            let permit = match &slots {
-                                Some(slots) => match Arc::clone(slots).try_acquire_owned() {
-                                    Ok(permit) => Some(permit),
-                                    Err(_) => {
-                                        refuse_connection(sock, &refusals, &log);
-                                        continue;
-                                    }
-                                },
-                                None => None,
-                            };
-                            let handler = make_service
-                                .make_http_request_handler(remote_addr);
-                            let started = Arc::clone(&handler.started);
-                            let fut = builder
-                                .serve_connection_with_upgrades(
-                                    TokioIo::new(sock),
-                                    handler,
-                                );
-                            let fut = graceful.watch(fut.into_owned());
-                            tokio::spawn(serve_limited(fut, started, limits.header_read_timeout, permit));
-                        },
-
-                        _ = &mut rx => {
-                            info!(log, "beginning graceful shutdown");
-                            break;
-                        }
-                    }
-                },
-            };
-
-            // optional: could use another select on a timeout
-            graceful.shutdown().await
-        });
+        let join_handle = tokio::spawn(accept_connections(
+            make_service,
+            app_state.connection_limits.clone(),
+            log.clone(),
+            tls_acceptor,
+            http_acceptor,
+            rx,
+        ));
 
         info!(log, "listening");
 
@@ -597,6 +500,118 @@ impl<C: ServerContext> HttpServerStarter<C> {
             join_future: join_handle.boxed().shared(),
         }
     }
+}
+
+// TAPROOM PATCH: the accept loop of `HttpServerStarter::start`, unchanged, as a function
+// that is not generic over the server's context (see `HandleRequest`).
+async fn accept_connections(
+    make_service: ServerConnectionHandler,
+    limits: ConnectionLimits,
+    log: Logger,
+    tls_acceptor: Option<Arc<Mutex<TlsAcceptor>>>,
+    http_acceptor: HttpAcceptor,
+    mut rx: tokio::sync::oneshot::Receiver<()>,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // http/1 settings
+    builder.http1().timer(TokioTimer::new());
+    // TAPROOM PATCH: see `ConnectionLimits`.
+    if let Some(timeout) = limits.header_read_timeout {
+        builder.http1().header_read_timeout(timeout);
+    }
+    let slots = limits
+        .max_connections
+        .map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+    let refusals = Arc::new(tokio::sync::Semaphore::new(64));
+    // http/2 settings
+    builder.http2().timer(TokioTimer::new());
+
+    // Use a graceful watcher to keep track of all existing connections,
+    // and when the close_signal is trigger, force all known conns
+    // to start a graceful shutdown.
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+
+    // The following code looks superficially similar between the HTTP
+    // and HTTPS paths.  However, the concrete types of various objects
+    // are different and so it's not easy to actually share the code.
+    match tls_acceptor {
+        Some(tls_acceptor) => {
+            let mut https_acceptor =
+                HttpsAcceptor::new(log.clone(), tls_acceptor, http_acceptor);
+            loop {
+                tokio::select! {
+                    Some(Ok(sock)) = https_acceptor.accept() => {
+                        // TAPROOM PATCH: see `ConnectionLimits` (over the cap,
+                        // TLS connections are closed without an answer).
+                        let permit = match &slots {
+                            Some(slots) => match Arc::clone(slots).try_acquire_owned() {
+                                Ok(permit) => Some(permit),
+                                Err(_) => {
+                                    warn!(log, "too many open connections; refusing one");
+                                    continue;
+                                }
+                            },
+                            None => None,
+                        };
+                        let remote_addr = sock.remote_addr();
+                        let handler = make_service
+                            .make_http_request_handler(remote_addr);
+                        let started = Arc::clone(&handler.started);
+                        let fut = builder
+                            .serve_connection_with_upgrades(
+                                TokioIo::new(sock),
+                                handler,
+                            );
+                        let fut = graceful.watch(fut.into_owned());
+                        tokio::spawn(serve_limited(fut, started, limits.header_read_timeout, permit));
+                    },
+
+                    _ = &mut rx => {
+                        info!(log, "beginning graceful shutdown");
+                        break;
+                    }
+                }
+            }
+        }
+        None => loop {
+            tokio::select! {
+                (sock, remote_addr) = http_acceptor.accept() => {
+                    // TAPROOM PATCH: see `ConnectionLimits`.
+                    let permit = match &slots {
+                        Some(slots) => match Arc::clone(slots).try_acquire_owned() {
+                            Ok(permit) => Some(permit),
+                            Err(_) => {
+                                refuse_connection(sock, &refusals, &log);
+                                continue;
+                            }
+                        },
+                        None => None,
+                    };
+                    let handler = make_service
+                        .make_http_request_handler(remote_addr);
+                    let started = Arc::clone(&handler.started);
+                    let fut = builder
+                        .serve_connection_with_upgrades(
+                            TokioIo::new(sock),
+                            handler,
+                        );
+                    let fut = graceful.watch(fut.into_owned());
+                    tokio::spawn(serve_limited(fut, started, limits.header_read_timeout, permit));
+                },
+
+                _ = &mut rx => {
+                    info!(log, "beginning graceful shutdown");
+                    break;
+                }
+            }
+        },
+    };
+
+    // optional: could use another select on a timeout
+    graceful.shutdown().await
 }
 
 /// Accepts TCP connections like a `TcpListener`, but ignores transient errors
@@ -966,8 +981,8 @@ impl<C: ServerContext> FusedFuture for HttpServer<C> {
 /// invoked by Hyper when a new request is received.  This function returns a
 /// Result that either represents a valid HTTP response or an error (which will
 /// also get turned into an HTTP response).
-async fn http_request_handle_wrap<C: ServerContext>(
-    server: Arc<DropshotState<C>>,
+async fn http_request_handle_wrap(
+    server: Arc<dyn HandleRequest>,
     remote_addr: SocketAddr,
     remote_text: Arc<str>,
     request: Request<hyper::body::Incoming>,
@@ -980,7 +995,7 @@ async fn http_request_handle_wrap<C: ServerContext>(
     let request_id =
         request_id_from(&request).unwrap_or_else(generate_request_id);
     // TAPROOM PATCH: what the response hook needs after `request` is consumed.
-    let response_hook = server.response_hook.0.clone();
+    let response_hook = server.response_hook().cloned();
     let hook_request = response_hook
         .as_ref()
         .map(|hook| {
@@ -1001,7 +1016,7 @@ async fn http_request_handle_wrap<C: ServerContext>(
     let mut operation_id: Option<String> = None;
 
     // TAPROOM PATCH: the request hook's scope, whose keys the request's logger has.
-    let scope = server.request_hook.0.as_ref().map(|hook| {
+    let scope = server.request_hook().map(|hook| {
         hook.start(&RequestStart {
             request_id: &request_id,
             method: request.method(),
@@ -1013,7 +1028,7 @@ async fn http_request_handle_wrap<C: ServerContext>(
         Some(scope) => scope.log_keys(),
         None => Box::new(()),
     };
-    let mut request_log = server.log.new(o!(
+    let mut request_log = server.log().new(o!(
         // TAPROOM PATCH: formatted once per connection, not in every line.
         "remote_addr" => remote_text,
         "req_id" => request_id.clone(),
@@ -1023,7 +1038,7 @@ async fn http_request_handle_wrap<C: ServerContext>(
     ));
     // If we have been asked to include any headers from the request in the
     // log messages, do so here:
-    for name in server.config.log_headers.iter() {
+    for name in server.config().log_headers.iter() {
         let v = request
             .headers()
             .get(name)
@@ -1215,8 +1230,8 @@ async fn http_request_handle_wrap<C: ServerContext>(
 }
 
 #[allow(clippy::result_large_err)]
-async fn http_request_handle<C: ServerContext>(
-    server: Arc<DropshotState<C>>,
+async fn http_request_handle(
+    server: Arc<dyn HandleRequest>,
     request: Request<hyper::body::Incoming>,
     request_id: &str,
     request_log: Logger,
@@ -1232,7 +1247,7 @@ async fn http_request_handle<C: ServerContext>(
     // TODO-correctness: Do we need to dump the body on errors?
     // TAPROOM PATCH: the body must arrive within `ConnectionLimits::body_read_timeout`
     // (a request without one needs no timer).
-    let body_read_timeout = server.connection_limits.body_read_timeout;
+    let body_read_timeout = server.connection_limits().body_read_timeout;
     let request = request.map(|body| match body_read_timeout {
         Some(limit) if !hyper::body::Body::is_end_stream(&body) => {
             crate::Body::wrap(crate::body::Deadline::new(body, limit))
@@ -1240,28 +1255,24 @@ async fn http_request_handle<C: ServerContext>(
         _ => crate::Body::wrap(body),
     });
     let method = request.method().clone();
-    let uri = request.uri();
     let found_version =
-        server.version_policy.request_version(&request, &request_log)?;
-    let lookup_result = server.router.lookup_route(
-        &method,
-        uri.path().into(),
-        found_version.as_ref(),
-    )?;
-    *operation_id = Some(lookup_result.endpoint.operation_id.clone());
-    let rqctx = RequestContext {
-        server: Arc::clone(&server),
-        request: RequestInfo::new(&request, remote_addr),
-        endpoint: lookup_result.endpoint,
-        request_id: request_id.to_string(),
-        log: request_log.clone(),
-    };
+        server.version_policy().request_version(&request, &request_log)?;
     // TAPROOM PATCH: only compression reads the request headers afterwards.
-    let request_headers = match server.config.compression {
-        CompressionConfig::Gzip => Some(rqctx.request.headers().clone()),
+    let request_headers = match server.config().compression {
+        CompressionConfig::Gzip => Some(request.headers().clone()),
         CompressionConfig::None => None,
     };
-    let handler = lookup_result.handler;
+    // TAPROOM PATCH: routing, the request context and the handler are the part that
+    // depends on the context type (see `HandleRequest`).
+    let default_handler_task_mode = server.config().default_handler_task_mode;
+    let (operation, task) = Arc::clone(&server).route(
+        request,
+        found_version.as_ref(),
+        request_id,
+        &request_log,
+        remote_addr,
+    )?;
+    let operation: &str = operation_id.insert(operation);
 
     // TAPROOM PATCH: `DetachedUnlessSafe` runs a safe method on this task,
     // still inside the request hook's scope, as a detached handler would run.
@@ -1269,7 +1280,7 @@ async fn http_request_handle<C: ServerContext>(
         method,
         http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
     );
-    let task_mode = match server.config.default_handler_task_mode {
+    let task_mode = match default_handler_task_mode {
         HandlerTaskMode::DetachedUnlessSafe if safe => {
             HandlerTaskMode::CancelOnDisconnect
         }
@@ -1279,14 +1290,13 @@ async fn http_request_handle<C: ServerContext>(
 
     let mut response = match (task_mode, scope) {
         (HandlerTaskMode::CancelOnDisconnect, Some(scope)) => {
-            let task = handler.handle_request(rqctx, request);
             Entered { scope, task }.await?
         }
         (HandlerTaskMode::CancelOnDisconnect, None) => {
             // For CancelOnDisconnect, we run the request handler directly: if
             // the client disconnects, we will be cancelled, and therefore this
             // future will too.
-            handler.handle_request(rqctx, request).await?
+            task.await?
         }
         // (`DetachedUnlessSafe` was resolved to one of the others above.)
         (HandlerTaskMode::Detached | HandlerTaskMode::DetachedUnlessSafe, scope) => {
@@ -1294,11 +1304,12 @@ async fn http_request_handle<C: ServerContext>(
             // to completion.
             let (tx, rx) = oneshot::channel();
             let request_log = request_log.clone();
-            let worker = server.handler_waitgroup_worker.clone();
-            let operation = rqctx.endpoint.operation_id.clone();
+            let handler_log = request_log.clone();
+            let worker = server.handler_waitgroup_worker().clone();
+            let routed = task;
             let task = Box::pin(async move {
-                let request_log = rqctx.log.clone();
-                let result = handler.handle_request(rqctx, request).await;
+                let request_log = handler_log;
+                let result = routed.await;
 
                 // If this send fails, our spawning task has been cancelled in
                 // the `rx.await` below; log such a result.
@@ -1324,7 +1335,7 @@ async fn http_request_handle<C: ServerContext>(
             });
             // TAPROOM PATCH: the request hook's scope runs the handler's task.
             let handler_task = match scope {
-                Some(scope) => tokio::spawn(scope.run(&operation, task)),
+                Some(scope) => tokio::spawn(scope.run(operation, task)),
                 None => tokio::spawn(task),
             };
 
@@ -1431,15 +1442,15 @@ fn uri_text(uri: &http::Uri) -> String {
 /// state object as an additional argument.  We could use `make_service_fn` here
 /// using a closure to capture the state object, but the resulting code is a bit
 /// simpler without it.
-pub struct ServerConnectionHandler<C: ServerContext> {
+pub struct ServerConnectionHandler {
     /// backend state that will be made available to the connection handler
-    server: Arc<DropshotState<C>>,
+    server: Arc<dyn HandleRequest>,
 }
 
-impl<C: ServerContext> ServerConnectionHandler<C> {
+impl ServerConnectionHandler {
     /// Create an ServerConnectionHandler with the given state object that
     /// will be made available to the handler.
-    fn new(server: Arc<DropshotState<C>>) -> Self {
+    fn new(server: Arc<dyn HandleRequest>) -> Self {
         ServerConnectionHandler { server }
     }
 
@@ -1450,11 +1461,88 @@ impl<C: ServerContext> ServerConnectionHandler<C> {
     fn make_http_request_handler(
         &self,
         remote_addr: SocketAddr,
-    ) -> ServerRequestHandler<C> {
+    ) -> ServerRequestHandler {
         // TAPROOM PATCH: the address formatted once for the connection's lines.
         let handler = ServerRequestHandler::new(self.server.clone(), remote_addr);
-        info!(self.server.log, "accepted connection"; "remote_addr" => &*handler.remote_text);
+        info!(self.server.log(), "accepted connection"; "remote_addr" => &*handler.remote_text);
         handler
+    }
+}
+
+// TAPROOM PATCH: the server as its connections and requests see it. Code generic over
+// the context type is compiled again for every context a program serves; hyper's whole
+// HTTP/1 and HTTP/2 connection code, the accept loop and the request handling around the
+// handler were. Through this trait they are compiled once: only routing and the handler
+// (`route`) depend on the context; the handler's future, boxed already, is returned as
+// it is (`RouteHandler::handle_request` takes an `Arc`, so the future owns its handler).
+trait HandleRequest: Send + Sync + 'static {
+    fn log(&self) -> &Logger;
+    fn config(&self) -> &ServerConfig;
+    fn version_policy(&self) -> &VersionPolicy;
+    fn response_hook(&self) -> Option<&Arc<dyn ResponseHook>>;
+    fn request_hook(&self) -> Option<&Arc<dyn RequestHook>>;
+    fn connection_limits(&self) -> &ConnectionLimits;
+    fn handler_waitgroup_worker(&self) -> &waitgroup::Worker;
+    /// Looks up the request's route, and returns its operation id and the handler's
+    /// future for the request.
+    fn route(
+        self: Arc<Self>,
+        request: Request<Body>,
+        version: Option<&semver::Version>,
+        request_id: &str,
+        request_log: &Logger,
+        remote_addr: SocketAddr,
+    ) -> Result<(String, Routed), crate::HttpError>;
+}
+
+/// The routed handler's future (see `HandleRequest::route`).
+type Routed = BoxFuture<'static, Result<Response<Body>, HandlerError>>;
+
+impl<C: ServerContext> HandleRequest for DropshotState<C> {
+    fn log(&self) -> &Logger {
+        &self.log
+    }
+    fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+    fn version_policy(&self) -> &VersionPolicy {
+        &self.version_policy
+    }
+    fn response_hook(&self) -> Option<&Arc<dyn ResponseHook>> {
+        self.response_hook.0.as_ref()
+    }
+    fn request_hook(&self) -> Option<&Arc<dyn RequestHook>> {
+        self.request_hook.0.as_ref()
+    }
+    fn connection_limits(&self) -> &ConnectionLimits {
+        &self.connection_limits
+    }
+    fn handler_waitgroup_worker(&self) -> &waitgroup::Worker {
+        &self.handler_waitgroup_worker
+    }
+
+    fn route(
+        self: Arc<Self>,
+        request: Request<Body>,
+        version: Option<&semver::Version>,
+        request_id: &str,
+        request_log: &Logger,
+        remote_addr: SocketAddr,
+    ) -> Result<(String, Routed), crate::HttpError> {
+        let lookup_result = self.router.lookup_route(
+            request.method(),
+            request.uri().path().into(),
+            version,
+        )?;
+        let operation_id = lookup_result.endpoint.operation_id.clone();
+        let rqctx = RequestContext {
+            request: RequestInfo::new(&request, remote_addr),
+            server: self,
+            endpoint: lookup_result.endpoint,
+            request_id: request_id.to_string(),
+            log: request_log.clone(),
+        };
+        Ok((operation_id, lookup_result.handler.handle_request(rqctx, request)))
     }
 }
 
@@ -1463,9 +1551,9 @@ impl<C: ServerContext> ServerConnectionHandler<C> {
 /// the backend server state object.  We could use `service_fn` here using a
 /// closure to capture the server state object, but the resulting code is a bit
 /// simpler without all that.
-pub struct ServerRequestHandler<C: ServerContext> {
+pub struct ServerRequestHandler {
     /// backend state that will be made available to the request handler
-    server: Arc<DropshotState<C>>,
+    server: Arc<dyn HandleRequest>,
     remote_addr: SocketAddr,
     // TAPROOM PATCH: set once a request has arrived on the connection.
     started: Arc<std::sync::atomic::AtomicBool>,
@@ -1473,10 +1561,10 @@ pub struct ServerRequestHandler<C: ServerContext> {
     remote_text: Arc<str>,
 }
 
-impl<C: ServerContext> ServerRequestHandler<C> {
+impl ServerRequestHandler {
     /// Create a ServerRequestHandler object with the given state object that
     /// will be provided to the handler function.
-    fn new(server: Arc<DropshotState<C>>, remote_addr: SocketAddr) -> Self {
+    fn new(server: Arc<dyn HandleRequest>, remote_addr: SocketAddr) -> Self {
         ServerRequestHandler {
             server,
             remote_addr,
@@ -1486,9 +1574,7 @@ impl<C: ServerContext> ServerRequestHandler<C> {
     }
 }
 
-impl<C: ServerContext> Service<Request<hyper::body::Incoming>>
-    for ServerRequestHandler<C>
-{
+impl Service<Request<hyper::body::Incoming>> for ServerRequestHandler {
     type Response = Response<Body>;
     type Error = GenericError;
     type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
