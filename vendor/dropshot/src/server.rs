@@ -1303,7 +1303,6 @@ async fn http_request_handle(
             // Spawn the handler so if we're cancelled, the handler still runs
             // to completion.
             let (tx, rx) = oneshot::channel();
-            let request_log = request_log.clone();
             let handler_log = request_log.clone();
             let worker = server.handler_waitgroup_worker().clone();
             let routed = task;
