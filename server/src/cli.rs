@@ -152,17 +152,13 @@ async fn run(cli: Cli) -> Result<()> {
     let config = cli.config;
     match cli.command {
         Command::ServedOpenapi { service } => {
-            let def = registry::find(&service).ok_or_else(|| {
-                anyhow::anyhow!("unknown service {service:?}; one of {}", registry::names())
-            })?;
+            let def = registry::named(&service)?;
             let doc = (def.served_openapi)()?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
             Ok(())
         }
         Command::Lambda { service } => {
-            let def = registry::find(&service).ok_or_else(|| {
-                anyhow::anyhow!("unknown service {service:?}; one of {}", registry::names())
-            })?;
+            let def = registry::named(&service)?;
             lambda(def, config).await
         }
         Command::Admin {
@@ -210,14 +206,7 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 services
                     .iter()
-                    .map(|name| {
-                        registry::find(name).ok_or_else(|| {
-                            anyhow::anyhow!(
-                                "unknown service {name:?}; one of {}",
-                                registry::names()
-                            )
-                        })
-                    })
+                    .map(|name| registry::named(name))
                     .collect::<Result<_>>()?
             };
             for def in &defs {

@@ -97,6 +97,11 @@ pub fn find(name: &str) -> Option<&'static ServiceDef> {
     crate::SERVICES.iter().copied().find(|s| s.name == name)
 }
 
+/// The service named `name`, or an error that lists the services there are.
+pub fn named(name: &str) -> Result<&'static ServiceDef> {
+    find(name).ok_or_else(|| anyhow::anyhow!("unknown service {name:?}; one of {}", names()))
+}
+
 /// Every service's name, comma-separated (for messages).
 pub fn names() -> String {
     crate::SERVICES
@@ -182,6 +187,20 @@ mod tests {
         assert_eq!(route_prefix("/v1/tasks"), "/v1/tasks");
         assert_eq!(route_prefix("/.well-known/jwks.json"), "/.well-known/");
         assert_eq!(route_prefix("/v1/{x}"), "/v1/");
+    }
+
+    #[test]
+    fn an_unknown_service_is_an_error_that_lists_the_known_ones() {
+        assert_eq!(named("tasks").unwrap().name, "tasks");
+        let error = named("nope")
+            .err()
+            .expect("no service is named nope")
+            .to_string();
+        assert!(
+            error.starts_with("unknown service \"nope\"; one of users, "),
+            "{error}"
+        );
+        assert!(error.contains("tasks"), "{error}");
     }
 
     #[test]
