@@ -26,15 +26,19 @@ fn typed<T: Payload>(value: serde_json::Value) -> Result<HttpResponseOk<T>, Prob
         .map_err(mismatch)
 }
 
-/// `typed` for a constant answer, read straight from its JSON text: `ping` is the
-/// cheapest request there is, so building a JSON tree for it showed in its cost.
-fn typed_text<T: Payload>(text: &str) -> Result<HttpResponseOk<T>, Problem> {
-    serde_json::from_str(text)
+/// `typed` for a constant answer of string fields, deserialized straight from them:
+/// `ping` is the cheapest request there is, so building a JSON tree for it, and then
+/// parsing JSON text (~1,100 instructions of ~31,000), showed in its cost.
+fn constant<T: Payload>(
+    fields: &'static [(&'static str, &'static str)],
+) -> Result<HttpResponseOk<T>, Problem> {
+    use serde::de::value::{Error, MapDeserializer};
+    T::deserialize(MapDeserializer::<_, Error>::new(fields.iter().copied()))
         .map(HttpResponseOk)
         .map_err(mismatch)
 }
 
-fn mismatch(e: serde_json::Error) -> Problem {
+fn mismatch<E: std::fmt::Display>(e: E) -> Problem {
     Problem::new(
         500,
         format!("infrastructure response does not match common.yaml: {e}"),
@@ -44,13 +48,13 @@ fn mismatch(e: serde_json::Error) -> Problem {
 pub async fn ping<C: ServiceContext, T: Payload>(
     _rqctx: RequestContext<C>,
 ) -> Result<HttpResponseOk<T>, Problem> {
-    typed_text(r#"{"status": "success", "message": "pong!"}"#)
+    constant(&[("status", "success"), ("message", "pong!")])
 }
 
 pub async fn healthz<C: ServiceContext, T: Payload>(
     _rqctx: RequestContext<C>,
 ) -> Result<HttpResponseOk<T>, Problem> {
-    typed_text(r#"{"status": "ok"}"#)
+    constant(&[("status", "ok")])
 }
 
 pub async fn readyz<C: ServiceContext, T: Payload>(
