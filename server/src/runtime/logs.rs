@@ -39,7 +39,9 @@ struct Pending {
 /// How long the writer lets lines gather after a write. Under load it then writes once
 /// per interval and no request wakes it; it is woken only after it found nothing to do.
 /// (Waking it for every line, as a channel does, cost more than encoding the line.)
-const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+/// Every wake-up takes a core from a request for a moment: at 2 ms, ping's p99 under
+/// load was ~0.3 ms longer than at 20 ms (docs/performance.md, "Seventh round").
+const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
 
 thread_local! {
     /// The line being encoded, its allocation kept from line to line.
