@@ -10,6 +10,9 @@ writer too); the client's and the database server's instructions do not.
     cargo build --profile production -p taproom-server -p taproom-bench
     python3 bench/instructions.py [--target target/production] [--requests 2000]
 
+The services log at `info` unless LOG_LEVEL says otherwise; TELEMETRY=false turns metrics
+and tracing off, as for `server`.
+
 Prints, per operation, instructions per request for tasks and the baseline and their
 ratio. SQLite, so the database's work (the same queries on both sides) counts too.
 """
@@ -120,7 +123,10 @@ def main():
     tmp = tempfile.mkdtemp(prefix="taproom-instructions-")
     procs = []
     try:
-        env = dict(os.environ, DATA_DIR=tmp, LOG_LEVEL="info", LOG_FORMAT="json")
+        # info, one JSON line per request, as in production; LOG_LEVEL=warning in the
+        # environment measures a request without its log line.
+        env = dict(os.environ, DATA_DIR=tmp, LOG_FORMAT="json",
+                   LOG_LEVEL=os.environ.get("LOG_LEVEL", "info"))
         users_port = free_port()
         procs.append(subprocess.Popen([server, "users"], env=dict(env, USERS_PORT=str(users_port)),
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))

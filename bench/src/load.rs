@@ -86,8 +86,15 @@ pub async fn paired(
     let (mut a_runs, mut b_runs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds.max(1) {
         let mut round = Vec::new();
-        for url in [a, b, b, a] {
-            round.push(run(url, case, connections, warmup, duration).await?);
+        for (side, url) in [("a", a), ("b", b), ("b", b), ("a", a)] {
+            let stats = run(url, case, connections, warmup, duration).await?;
+            // Each run on its own, for a tail that one run alone makes (the report
+            // merges them).
+            eprintln!(
+                "bench:   {side}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+                stats.rps, stats.p50_ms, stats.p99_ms
+            );
+            round.push(stats);
         }
         ratios.push((round[1].rps + round[2].rps) / (round[0].rps + round[3].rps));
         b_runs.extend(round.drain(1..3));
