@@ -388,3 +388,94 @@ async fn a_write_whose_client_hangs_up_still_completes() {
     // And it is whole: the account can log in.
     users.login("hangup", "a user password").await;
 }
+
+/// The server's end of the TCP connection from local port `client_port` to `server_port`
+/// in this process (services run in-process here): whether Nagle's algorithm is off on
+/// it (`TCP_NODELAY`).
+fn server_side_nodelay(server_port: u16, client_port: u16) -> Option<bool> {
+    fn port(fd: i32, peer: bool) -> Option<u16> {
+        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let ptr = &mut addr as *mut libc::sockaddr_storage as *mut libc::sockaddr;
+        // SAFETY: `addr` is a writable sockaddr_storage of `len` bytes.
+        let rc = unsafe {
+            if peer {
+                libc::getpeername(fd, ptr, &mut len)
+            } else {
+                libc::getsockname(fd, ptr, &mut len)
+            }
+        };
+        if rc != 0 {
+            return None;
+        }
+        match i32::from(addr.ss_family) {
+            libc::AF_INET => {
+                // SAFETY: the family says it is a sockaddr_in.
+                let v4 = unsafe { *(ptr as *const libc::sockaddr_in) };
+                Some(u16::from_be(v4.sin_port))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: the family says it is a sockaddr_in6.
+                let v6 = unsafe { *(ptr as *const libc::sockaddr_in6) };
+                Some(u16::from_be(v6.sin6_port))
+            }
+            _ => None,
+        }
+    }
+    for entry in std::fs::read_dir("/proc/self/fd").ok()? {
+        let Ok(entry) = entry else { continue };
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // Other tests of this process may close and reuse descriptors meanwhile: the
+        // ports decide which socket this is, whatever it was when listed.
+        if port(fd, false) != Some(server_port) || port(fd, true) != Some(client_port) {
+            continue;
+        }
+        let mut on: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `on` is a writable c_int of `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                &mut on as *mut libc::c_int as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        return (rc == 0).then_some(on != 0);
+    }
+    None
+}
+
+/// Every accepted connection has Nagle's algorithm off: an answer that spans several TCP
+/// segments would otherwise hold back its last, partial one until the client
+/// acknowledges the ones before (a round trip, or the client's delayed-ACK timer, on
+/// every such answer).
+#[tokio::test]
+async fn accepted_connections_send_without_waiting_for_acks() {
+    let users = Users::start(Backend::Sqlite).await;
+    let mut stream = TcpStream::connect(host_port(&users.base_url))
+        .await
+        .unwrap();
+    stream
+        .write_all(b"GET /ping HTTP/1.1\r\nHost: users\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 512];
+    let n = tokio::time::timeout(PATIENCE, stream.read(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    assert_eq!(status(&String::from_utf8_lossy(&answer[..n])), 200);
+    let server_port = stream.peer_addr().unwrap().port();
+    let client_port = stream.local_addr().unwrap().port();
+    let nodelay = server_side_nodelay(server_port, client_port)
+        .expect("the server's end of the connection, in this process");
+    assert!(nodelay, "TCP_NODELAY is off on the accepted connection");
+}

@@ -625,7 +625,14 @@ impl HttpAcceptor {
     async fn accept(&self) -> (TcpStream, SocketAddr) {
         loop {
             match self.tcp.accept().await {
-                Ok((socket, addr)) => return (socket, addr),
+                Ok((socket, addr)) => {
+                    // TAPROOM PATCH: Nagle's algorithm off, as HTTP servers have it:
+                    // an answer's last partial segment goes out at once instead of
+                    // waiting for the client to acknowledge the ones before it. A
+                    // socket that refuses the option still serves.
+                    let _ = socket.set_nodelay(true);
+                    return (socket, addr);
+                }
                 Err(e) => match e.kind() {
                     // These are errors on the individual socket that we
                     // tried to accept, and so can be ignored.
