@@ -393,35 +393,7 @@ async fn a_write_whose_client_hangs_up_still_completes() {
 /// in this process (services run in-process here): whether Nagle's algorithm is off on
 /// it (`TCP_NODELAY`).
 fn server_side_nodelay(server_port: u16, client_port: u16) -> Option<bool> {
-    fn port(fd: i32, peer: bool) -> Option<u16> {
-        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        let ptr = &mut addr as *mut libc::sockaddr_storage as *mut libc::sockaddr;
-        // SAFETY: `addr` is a writable sockaddr_storage of `len` bytes.
-        let rc = unsafe {
-            if peer {
-                libc::getpeername(fd, ptr, &mut len)
-            } else {
-                libc::getsockname(fd, ptr, &mut len)
-            }
-        };
-        if rc != 0 {
-            return None;
-        }
-        match i32::from(addr.ss_family) {
-            libc::AF_INET => {
-                // SAFETY: the family says it is a sockaddr_in.
-                let v4 = unsafe { *(ptr as *const libc::sockaddr_in) };
-                Some(u16::from_be(v4.sin_port))
-            }
-            libc::AF_INET6 => {
-                // SAFETY: the family says it is a sockaddr_in6.
-                let v6 = unsafe { *(ptr as *const libc::sockaddr_in6) };
-                Some(u16::from_be(v6.sin6_port))
-            }
-            _ => None,
-        }
-    }
+    use std::os::fd::FromRawFd;
     for entry in std::fs::read_dir("/proc/self/fd").ok()? {
         let Ok(entry) = entry else { continue };
         let Some(fd) = entry
@@ -431,24 +403,17 @@ fn server_side_nodelay(server_port: u16, client_port: u16) -> Option<bool> {
         else {
             continue;
         };
-        // Other tests of this process may close and reuse descriptors meanwhile: the
-        // ports decide which socket this is, whatever it was when listed.
-        if port(fd, false) != Some(server_port) || port(fd, true) != Some(client_port) {
-            continue;
+        // SAFETY: the descriptor is only looked at, never closed (`ManuallyDrop`); on
+        // one that is not a TCP socket the address look-ups fail. Other tests of this
+        // process may close and reuse descriptors meanwhile: the ports decide which
+        // socket this is, whatever it was when listed.
+        let socket = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(fd) });
+        let ports = (socket.local_addr(), socket.peer_addr());
+        if let (Ok(local), Ok(peer)) = ports {
+            if local.port() == server_port && peer.port() == client_port {
+                return socket.nodelay().ok();
+            }
         }
-        let mut on: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: `on` is a writable c_int of `len` bytes.
-        let rc = unsafe {
-            libc::getsockopt(
-                fd,
-                libc::IPPROTO_TCP,
-                libc::TCP_NODELAY,
-                &mut on as *mut libc::c_int as *mut libc::c_void,
-                &mut len,
-            )
-        };
-        return (rc == 0).then_some(on != 0);
     }
     None
 }
