@@ -50,6 +50,7 @@ macro_rules! api_aliases {
 
 pub(crate) use api_aliases;
 
+pub mod allocator;
 pub mod auth;
 pub mod calls;
 pub mod clients;
