@@ -3,7 +3,7 @@
 //! load at them from this process, and writes `report.md` and `report.csv`.
 //!
 //!   bench --server PATH --baseline PATH --out DIR [--sqlite] [--duration SECS] [--connections N]
-//!         [--rounds N] [--only telemetry]
+//!         [--rounds N] [--only telemetry|baseline]
 //!
 //! Two servers compared (baseline and tasks; telemetry off and on) are measured in
 //! `--rounds` rounds of a, b, b, a, and the report gives each round's range of ratios.
@@ -32,8 +32,17 @@ struct Args {
     connections: usize,
     /// Rounds of a, b, b, a for each comparison of two servers.
     rounds: usize,
-    /// Only the comparison of telemetry on and off (`--only telemetry`).
-    telemetry_only: bool,
+    /// One comparison alone (`--only telemetry|baseline`), for repeating it quickly.
+    only: Only,
+}
+
+#[derive(PartialEq)]
+enum Only {
+    All,
+    /// Telemetry off against on.
+    Telemetry,
+    /// The three operations against the baseline.
+    Baseline,
 }
 
 fn args() -> Result<Args> {
@@ -45,7 +54,7 @@ fn args() -> Result<Args> {
         duration: Duration::from_secs(5),
         connections: 64,
         rounds: 1,
-        telemetry_only: false,
+        only: Only::All,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,8 +68,9 @@ fn args() -> Result<Args> {
             "--connections" => a.connections = value()?.parse()?,
             "--rounds" => a.rounds = value()?.parse::<usize>()?.max(1),
             "--only" => match value()?.as_str() {
-                "telemetry" => a.telemetry_only = true,
-                other => anyhow::bail!("--only {other}: only `telemetry` can run alone"),
+                "telemetry" => a.only = Only::Telemetry,
+                "baseline" => a.only = Only::Baseline,
+                other => anyhow::bail!("--only {other}: `telemetry` or `baseline`"),
             },
             other => anyhow::bail!("unknown argument {other}"),
         }
@@ -435,7 +445,7 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
     let warmup = Duration::from_secs(1);
     let times = (warmup, args.duration);
     let mut rows = Vec::new();
-    for (name, target, case) in cases.iter().filter(|_| !args.telemetry_only) {
+    for (name, target, case) in cases.iter().filter(|_| args.only != Only::Telemetry) {
         eprintln!("bench: {name}, baseline / taproom / taproom / baseline");
         let urls = (baseline.url.as_str(), tasks.url.as_str());
         let pair = load::paired(urls, case, args.connections, times, args.rounds).await?;
@@ -446,6 +456,11 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
             taproom: pair.b,
             target: Some(*target),
         });
+    }
+    if args.only == Only::Baseline {
+        let mut report = new_report("cargo xtask bench --only baseline", args, backend);
+        render_rows(&rows, &mut report);
+        return write_report(args, &report);
     }
 
     // What per-request metrics and tracing (no exporter) cost: the same cases against two
@@ -469,14 +484,8 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
         telemetry.push((name.to_string(), pair));
     }
     drop((tasks_off, tasks_on));
-    if args.telemetry_only {
-        let mut report = (
-            format!(
-                "# cargo xtask bench --only telemetry\n\n{}",
-                setting(args, backend)
-            ),
-            String::from(CSV_HEADER),
-        );
+    if args.only == Only::Telemetry {
+        let mut report = new_report("cargo xtask bench --only telemetry", args, backend);
         render_telemetry(&telemetry, &mut report);
         return write_report(args, &report);
     }
@@ -605,6 +614,14 @@ fn write_report(args: &Args, (md, csv): &(String, String)) -> Result<()> {
 
 const CSV_HEADER: &str = "metric,baseline,taproom,ratio,target,baseline_p50_ms,baseline_p99_ms,taproom_p50_ms,taproom_p99_ms,errors,taproom_requests\n";
 
+/// A report (markdown, CSV) with its title and setting, and the CSV's header.
+fn new_report(title: &str, args: &Args, backend: &str) -> (String, String) {
+    (
+        format!("# {title}\n\n{}", setting(args, backend)),
+        String::from(CSV_HEADER),
+    )
+}
+
 /// The line under a report's title: what was run, where and when.
 fn setting(args: &Args, backend: &str) -> String {
     format!(
@@ -681,10 +698,33 @@ fn render(
     idle_mb: f64,
     lists: &[(i64, f64, f64)],
 ) -> (String, String) {
-    let mut md = format!("# cargo xtask bench\n\n{}", setting(args, backend));
+    let mut report = new_report("cargo xtask bench", args, backend);
+    render_rows(rows, &mut report);
+    let (md, csv) = &mut report;
+    md.push_str(&format!(
+        "\n| measure | value | target |\n|---|---:|---:|\n\
+         | start-up to first 200 on /readyz (tasks, median of 5) | {startup_ms:.0} ms | < 300 ms |\n\
+         | idle RSS, fresh tasks process (median of 5) | {idle_mb:.1} MB | < 30 MB |\n\
+         | RSS of the tasks process after the load | {:.1} MB | — |\n",
+        loaded_rss_kb as f64 / 1024.0
+    ));
+    csv.push_str(&format!(
+        "startup_ms,,{startup_ms:.1},,300,,,,,,\nidle_rss_mb,,{idle_mb:.2},,30,,,,,,\n"
+    ));
+    for (rows, first, deep) in lists {
+        md.push_str(&format!(
+            "| list_tasks at {rows} rows: first page / deepest page p50 | {first:.2} / {deep:.2} ms (×{:.2}) | deep ≤ ×1.5 |\n",
+            deep / first
+        ));
+        csv.push_str(&format!("list_{rows}_first_p50_ms,,{first:.3},,,,,,,,\nlist_{rows}_deep_p50_ms,,{deep:.3},{:.3},1.5,,,,,,\n", deep / first));
+    }
+    report
+}
+
+/// The operations' table: throughput and latency against the baseline.
+fn render_rows(rows: &[Row], (md, csv): &mut (String, String)) {
     md.push_str("| operation | baseline req/s | taproom req/s | ratio | target | baseline p50 / p99 ms | taproom p50 / p99 ms | p99 / baseline p99 (target ≤ 1.3) | errors |\n");
     md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-    let mut csv = String::from(CSV_HEADER);
     for r in rows {
         let t = &r.taproom;
         let (b_rps, ratio, b_lat, b_p50, b_p99) = match &r.baseline {
@@ -735,24 +775,6 @@ fn render(
             t.requests
         ));
     }
-    md.push_str(&format!(
-        "\n| measure | value | target |\n|---|---:|---:|\n\
-         | start-up to first 200 on /readyz (tasks, median of 5) | {startup_ms:.0} ms | < 300 ms |\n\
-         | idle RSS, fresh tasks process (median of 5) | {idle_mb:.1} MB | < 30 MB |\n\
-         | RSS of the tasks process after the load | {:.1} MB | — |\n",
-        loaded_rss_kb as f64 / 1024.0
-    ));
-    csv.push_str(&format!(
-        "startup_ms,,{startup_ms:.1},,300,,,,,,\nidle_rss_mb,,{idle_mb:.2},,30,,,,,,\n"
-    ));
-    for (rows, first, deep) in lists {
-        md.push_str(&format!(
-            "| list_tasks at {rows} rows: first page / deepest page p50 | {first:.2} / {deep:.2} ms (×{:.2}) | deep ≤ ×1.5 |\n",
-            deep / first
-        ));
-        csv.push_str(&format!("list_{rows}_first_p50_ms,,{first:.3},,,,,,,,\nlist_{rows}_deep_p50_ms,,{deep:.3},{:.3},1.5,,,,,,\n", deep / first));
-    }
-    (md, csv)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! `cargo xtask bench [--sqlite] [--duration SECS] [--connections N] [--rounds N]
-//! [--only telemetry]`: builds the server and the benchmark (the `production` profile, as
+//! [--only telemetry|baseline]`: builds the server and the benchmark (the `production` profile, as
 //! deployed), then runs `taproom-bench`, which writes `target/bench/report.md` and
 //! `target/bench/report.csv`.
 
