@@ -192,6 +192,61 @@ async fn a_slow_client_is_disconnected_and_a_slow_body_gets_408() {
     assert_eq!(status(&answer), 200, "{answer}");
 }
 
+/// Reads one answer to a `/ping` (its whole JSON body) from a kept-alive connection.
+async fn read_pong(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !String::from_utf8_lossy(&answer).ends_with('}') {
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut chunk))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// On a kept-alive connection every request head gets the whole header-read timeout from
+/// the end of the previous answer, however long the connection has lived; a head that
+/// is not finished in time, or no head at all, closes the connection.
+#[tokio::test]
+async fn each_head_on_a_kept_alive_connection_gets_the_whole_timeout() {
+    let timeout = Duration::from_millis(1000);
+    let users = Users::start_with(Backend::Sqlite, move |config| {
+        config.limits.header_read_timeout_ms = timeout.as_millis() as u64;
+    })
+    .await;
+    let url = users.base_url.clone();
+    let ping = b"GET /ping HTTP/1.1\r\nHost: users\r\n\r\n";
+
+    let mut idle = TcpStream::connect(host_port(&url)).await.unwrap();
+    idle.write_all(ping).await.unwrap();
+    let mut kept = TcpStream::connect(host_port(&url)).await.unwrap();
+    kept.write_all(ping).await.unwrap();
+    assert!(read_pong(&mut idle).await.contains("pong"));
+    assert!(read_pong(&mut kept).await.contains("pong"));
+    // Each next request comes after 60% of the timeout: three of them span more than one
+    // timeout, so a deadline that were not moved along with the requests would cut this
+    // connection off.
+    for _ in 0..3 {
+        tokio::time::sleep(timeout * 6 / 10).await;
+        kept.write_all(ping).await.unwrap();
+        assert!(read_pong(&mut kept).await.contains("pong"));
+    }
+    // Half a head, then nothing: closed, not answered.
+    kept.write_all(b"GET /ping HTTP/1.1\r\nHost: users\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut kept).await;
+    assert!(
+        !answer.contains("pong"),
+        "a half-sent head was answered: {answer}"
+    );
+    // Nothing at all after an answer: closed too.
+    assert_eq!(read_to_close(&mut idle).await, "");
+}
+
 #[tokio::test]
 async fn connections_beyond_the_cap_get_503_and_freed_slots_serve_again() {
     let users = Users::start_with(Backend::Sqlite, |config| {

@@ -171,6 +171,71 @@ async fn serve_limited<F: Future>(
     }
 }
 
+// TAPROOM PATCH: hyper's HTTP/1 header-read timer, one per connection. hyper asks its
+// timer for a new sleep whenever it starts reading a request head and drops it once the
+// head is in; with `TokioTimer` that is an entry put into tokio's timer wheel and taken
+// out again for every request on a kept-alive connection. Here a head's deadline is
+// only a time, checked when hyper polls it, and the connection keeps one tokio sleep:
+// moved when a deadline is earlier than the sleep's, and when the sleep fires before the
+// deadline of the head now awaited (on a busy connection, once per timeout). Every
+// deadline is kept as exactly as with `TokioTimer`. A connection is polled by one task,
+// so the sleep's one waker is the right one.
+#[derive(Clone, Default)]
+struct HeadTimer(Arc<std::sync::Mutex<Option<Pin<Box<tokio::time::Sleep>>>>>);
+
+struct HeadDeadline {
+    at: tokio::time::Instant,
+    timer: HeadTimer,
+}
+
+impl hyper::rt::Timer for HeadTimer {
+    fn sleep(
+        &self,
+        duration: std::time::Duration,
+    ) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep_until(std::time::Instant::now() + duration)
+    }
+
+    fn sleep_until(
+        &self,
+        deadline: std::time::Instant,
+    ) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(HeadDeadline { at: deadline.into(), timer: self.clone() })
+    }
+}
+
+impl hyper::rt::Sleep for HeadDeadline {}
+
+impl Future for HeadDeadline {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let at = self.at;
+        if tokio::time::Instant::now() >= at {
+            return Poll::Ready(());
+        }
+        let mut shared = self
+            .timer
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let sleep = shared
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if sleep.deadline() > at {
+            sleep.as_mut().reset(at);
+        }
+        if sleep.as_mut().poll(cx).is_ready() {
+            // It fired for an earlier deadline: wait for this one.
+            sleep.as_mut().reset(at);
+            if sleep.as_mut().poll(cx).is_ready() {
+                // Only when `at` is within the timer's resolution: look again soon.
+                cx.waker().wake_by_ref();
+            }
+        }
+        Poll::Pending
+    }
+}
+
 // TAPROOM PATCH: a hook that sees every response before it is sent, including the
 // ones dropshot renders itself (router 404/405, extractor errors), so a server can
 // render errors in its own format (e.g. RFC 9457 problems) and add headers (CORS).
@@ -516,8 +581,8 @@ async fn accept_connections(
     use hyper_util::server::conn::auto;
 
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    // http/1 settings
-    builder.http1().timer(TokioTimer::new());
+    // http/1 settings (TAPROOM PATCH: each connection gets a timer of its own, a
+    // `HeadTimer`, set on its copy of the builder)
     // TAPROOM PATCH: see `ConnectionLimits`.
     if let Some(timeout) = limits.header_read_timeout {
         builder.http1().header_read_timeout(timeout);
@@ -560,6 +625,8 @@ async fn accept_connections(
                         let handler = make_service
                             .make_http_request_handler(remote_addr);
                         let started = Arc::clone(&handler.started);
+                        let mut builder = builder.clone();
+                        builder.http1().timer(HeadTimer::default());
                         let fut = builder
                             .serve_connection_with_upgrades(
                                 TokioIo::new(sock),
@@ -593,6 +660,8 @@ async fn accept_connections(
                     let handler = make_service
                         .make_http_request_handler(remote_addr);
                     let started = Arc::clone(&handler.started);
+                    let mut builder = builder.clone();
+                    builder.http1().timer(HeadTimer::default());
                     let fut = builder
                         .serve_connection_with_upgrades(
                             TokioIo::new(sock),
