@@ -119,15 +119,24 @@ fn escape(out: &mut Vec<u8>, s: &str) {
 /// Whether any byte of `bytes` needs escaping. Whole words are loaded as they are, and
 /// a tail shorter than a word is covered by the string's last eight bytes (overlapping
 /// the word before): padding a short chunk into a word was a `memcpy` call per string.
+/// A string shorter than a word is read as one word too (two overlapping halves, or its
+/// first, middle and last bytes beside harmless ones), and the words' answers are
+/// combined without a branch each: most strings of a line are that short.
 fn needs_escape(bytes: &[u8]) -> bool {
-    let Some(last) = bytes.last_chunk::<8>() else {
-        return bytes.iter().any(|&b| ESCAPE[usize::from(b)] != 0);
+    let word = |w: &[u8; 8]| escape_bits(u64::from_le_bytes(*w));
+    let len = bytes.len();
+    let bits = if let Some(last) = bytes.last_chunk::<8>() {
+        let (words, _) = bytes.as_chunks::<8>();
+        words.iter().fold(word(last), |bits, w| bits | word(w))
+    } else if let (Some(first), Some(last)) = (bytes.first_chunk::<4>(), bytes.last_chunk::<4>()) {
+        let (first, last) = (u32::from_le_bytes(*first), u32::from_le_bytes(*last));
+        escape_bits(u64::from(first) | u64::from(last) << 32)
+    } else if let (Some(&a), Some(&z)) = (bytes.first(), bytes.last()) {
+        word(&[a, bytes[len / 2], z, b'a', b'a', b'a', b'a', b'a'])
+    } else {
+        0
     };
-    let (words, _) = bytes.as_chunks::<8>();
-    words
-        .iter()
-        .chain([last])
-        .any(|word| any_to_escape(u64::from_le_bytes(*word)))
+    bits != 0
 }
 
 /// Each byte's two lowercase hex digits (`\u00XX` here, trace ids in `trace`).
@@ -161,17 +170,17 @@ const ESCAPE: [u8; 256] = {
     table
 };
 
-/// Whether any of the eight bytes of `word` is below 0x20, `"` or `\`. Each test is
-/// the classic "some byte is zero" bit trick: a borrow can only mark bytes above one
+/// Non-zero when any of the eight bytes of `word` is below 0x20, `"` or `\\`. Each test
+/// is the classic "some byte is zero" bit trick: a borrow can only mark bytes above one
 /// that really matches, so the answer for the word as a whole is exact.
-fn any_to_escape(word: u64) -> bool {
+fn escape_bits(word: u64) -> u64 {
     const ONES: u64 = u64::from_ne_bytes([1; 8]);
     const HIGH: u64 = ONES << 7;
     let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
     let control = below(word, 0x20);
     let quote = below(word ^ (ONES * u64::from(b'"')), 1);
     let backslash = below(word ^ (ONES * u64::from(b'\\')), 1);
-    control | quote | backslash != 0
+    control | quote | backslash
 }
 
 impl slog::Serializer for Line<'_> {
