@@ -170,7 +170,7 @@ const ESCAPE: [u8; 256] = {
     table
 };
 
-/// Non-zero when any of the eight bytes of `word` is below 0x20, `"` or `\\`. Each test
+/// Non-zero when any of the eight bytes of `word` is below 0x20, `"` or `\`. Each test
 /// is the classic "some byte is zero" bit trick: a borrow can only mark bytes above one
 /// that really matches, so the answer for the word as a whole is exact.
 fn escape_bits(word: u64) -> u64 {
