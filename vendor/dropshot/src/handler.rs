@@ -260,7 +260,10 @@ impl<T: 'static + ServerContext> RequestContextArgument for RequestContext<T> {
 /// different kinds of `HttpHandlerFunc`.  However, since the signature shows up
 /// in the `FuncParams` type parameter, we'll need additional abstraction to
 /// treat different handlers interchangeably.  See `RouteHandler` below.
-#[async_trait]
+// TAPROOM PATCH: `handle_request` returns its future as it is, not boxed
+// (`async_trait`): its one caller, `HttpRouteHandler`, knows the handler's type
+// and awaits it inside its own boxed future, so a second box per request (an
+// allocation and a copy of the request context into it) bought nothing.
 pub trait HttpHandlerFunc<Context, FuncParams, ResponseType>:
     Send + Sync + 'static
 where
@@ -269,11 +272,11 @@ where
     ResponseType: HttpResponse + Send + Sync + 'static,
 {
     type Error: HttpResponseError;
-    async fn handle_request(
+    fn handle_request(
         &self,
         rqctx: RequestContext<Context>,
         params: FuncParams,
-    ) -> Result<Response<Body>, HandlerError>;
+    ) -> impl Future<Output = Result<Response<Body>, HandlerError>> + Send;
 }
 
 /// Errors returned by [`HttpHandlerFunc::handle_request`].
@@ -654,7 +657,6 @@ pub trait HttpResponseError:
 macro_rules! impl_HttpHandlerFunc_for_func_with_params {
     ($(($i:tt, $T:tt)),*) => {
 
-    #[async_trait]
     impl<Context, FuncType, FutureType, ResponseType, ErrorType, $($T,)*>
         HttpHandlerFunc<Context, ($($T,)*), ResponseType> for FuncType
     where
@@ -669,23 +671,26 @@ macro_rules! impl_HttpHandlerFunc_for_func_with_params {
         $($T: Send + Sync + 'static,)*
     {
         type Error = ErrorType;
-        async fn handle_request(
+        fn handle_request(
             &self,
             rqctx: RequestContext<Context>,
             _param_tuple: ($($T,)*),
-        ) -> Result<Response<Body>, HandlerError>
+        ) -> impl Future<Output = Result<Response<Body>, HandlerError>> + Send
         {
-            let response: ResponseType = (self)(rqctx, $(_param_tuple.$i,)*).await?;
-            response.to_result().map_err(|error| {
-                // If turning the endpoint's response into a
-                // `http::Response<Body>` failed, try to convert the `HttpError` into
-                // the  endpoint's error type.
-                let error = ErrorType::from(error);
-                // Then, turn the user error type into a `HandlerError`. This
-                // will attempt to serialize the error, but if that doesn't
-                // work, it'll just produce an `HttpError`, which can't fail.
-                HandlerError::from(error)
-            })
+            let handled = (self)(rqctx, $(_param_tuple.$i,)*);
+            async move {
+                let response: ResponseType = handled.await?;
+                response.to_result().map_err(|error| {
+                    // If turning the endpoint's response into a
+                    // `http::Response<Body>` failed, try to convert the `HttpError` into
+                    // the  endpoint's error type.
+                    let error = ErrorType::from(error);
+                    // Then, turn the user error type into a `HandlerError`. This
+                    // will attempt to serialize the error, but if that doesn't
+                    // work, it'll just produce an `HttpError`, which can't fail.
+                    HandlerError::from(error)
+                })
+            }
         }
     }
 }}
@@ -993,9 +998,14 @@ where
     ) -> HttpHandlerResult {
         let serialized = serde_json::to_string(&self)
             .map_err(|e| HttpError::for_internal_error(e.to_string()))?;
-        Ok(builder
-            .header(http::header::CONTENT_TYPE, CONTENT_TYPE_JSON)
-            .body(serialized.into())?)
+        // TAPROOM PATCH: the content type as a ready-made header value, set on
+        // the response: `Builder::header` parsed and copied it every time.
+        let mut response = builder.body(serialized.into())?;
+        response.headers_mut().append(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(CONTENT_TYPE_JSON),
+        );
+        Ok(response)
     }
 
     fn content_metadata() -> Option<ApiSchemaGenerator> {

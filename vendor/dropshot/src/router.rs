@@ -451,24 +451,26 @@ impl<Context: ServerContext> HttpRouter<Context> {
         let mut node = &self.root;
         let mut variables = VariableSet::new();
 
-        // TAPROOM PATCH: each segment is already an owned `String`; it is looked
-        // up or moved, not copied first.
+        // TAPROOM PATCH: each segment is looked up as it is, and owned only
+        // when it becomes a variable's value.
         while let Some(segment) = all_segments.next() {
             node = match &node.edges {
                 None => None,
 
-                Some(HttpRouterEdges::Literals(edges)) => edges.get(&segment),
+                Some(HttpRouterEdges::Literals(edges)) => {
+                    edges.get(segment.as_ref())
+                }
                 Some(HttpRouterEdges::VariableSingle(varname, node)) => {
                     variables.insert(
                         varname.clone(),
-                        VariableValue::String(segment),
+                        VariableValue::String(segment.into_owned()),
                     );
                     Some(node)
                 }
                 Some(HttpRouterEdges::VariableRest(varname, node)) => {
-                    let mut rest = vec![segment];
+                    let mut rest = vec![segment.into_owned()];
                     while let Some(segment) = all_segments.next() {
-                        rest.push(segment);
+                        rest.push(segment.into_owned());
                     }
                     variables.insert(
                         varname.clone(),
@@ -766,7 +768,11 @@ impl<'a, Context: ServerContext> Iterator for HttpRouterIter<'a, Context> {
 /// that consumers may be susceptible to other information leaks, for example
 /// if a client were able to follow a symlink to the root of the filesystem. As
 /// always, it is incumbent on the consumer and *critical* to validate input.
-fn input_path_to_segments(path: &InputPath) -> Result<Vec<String>, String> {
+// TAPROOM PATCH: segments borrow from the path unless decoding changed them; only
+// variables' values are copied into `String`s (see `lookup_route`).
+fn input_path_to_segments<'a>(
+    path: &InputPath<'a>,
+) -> Result<Vec<std::borrow::Cow<'a, str>>, String> {
     // We're given the "path" portion of a URI and we want to construct an
     // array of the segments of the path.   Relevant references:
     //
@@ -800,10 +806,11 @@ fn input_path_to_segments(path: &InputPath) -> Result<Vec<String>, String> {
         .filter(|segment| !segment.is_empty())
         .map(|segment| match segment {
             "." | ".." => Err("dot-segments are not permitted".to_string()),
-            _ => Ok(percent_decode_str(segment)
+            // TAPROOM PATCH: a segment without a `%` decodes to itself.
+            _ if !segment.contains('%') => Ok(segment.into()),
+            _ => percent_decode_str(segment)
                 .decode_utf8()
-                .map_err(|e| e.to_string())?
-                .to_string()),
+                .map_err(|e| e.to_string()),
         })
         .collect()
 }
