@@ -251,3 +251,101 @@ on_both_databases!(
     readyz_is_503_when_the_database_is_not_migrated,
     internal_errors_are_500_problems_without_internals,
 );
+
+/// What a `JsonLines` drain wrote, for the test below.
+#[derive(Clone, Default)]
+struct Written(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Written {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Written {
+    /// The "request completed" line of `request_id`, waiting for the log writer.
+    async fn completed(&self, request_id: &str) -> Value {
+        for _ in 0..200 {
+            let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+            let found = text
+                .lines()
+                .map(|line| serde_json::from_str::<Value>(line).expect("every line is JSON"))
+                .find(|line| line["msg"] == "request completed" && line["req_id"] == request_id);
+            if let Some(line) = found {
+                return line;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("no line for {request_id}");
+    }
+}
+
+/// Each request's log line says what an operator looks for, whatever the answer: the
+/// request (method, URI as sent, request id, client address), its trace, the operation
+/// the router found, the status and the time taken, plus the service's own keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_is_logged_with_what_identifies_it() {
+    use slog::Drain;
+    let db = taproom_tests::TestDb::new(Backend::Sqlite);
+    let written = Written::default();
+    let drain = taproom_server::runtime::logs::JsonLines::to(Box::new(written.clone())).unwrap();
+    let log = slog::Logger::root(drain.fuse(), slog::o!());
+    let server = taproom_server::users::start(&db.config(), &Default::default(), &log)
+        .await
+        .expect("users service starts");
+    let base = format!("http://{}", server.local_addr());
+    let http = reqwest::Client::new();
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let cases = [
+        ("GET", "/ping", "log-1", 200, Some("ping")),
+        (
+            "GET",
+            "/v1/users/%41b%20c?x=%22y",
+            "log-2",
+            401,
+            Some("get_user"),
+        ),
+        ("DELETE", "/ping", "log-3", 405, None),
+        ("GET", "/no/such/path", "log-4", 404, None),
+    ];
+    for (method, path, id, status, operation) in cases {
+        let sent = http
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .header("x-request-id", id)
+            .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sent.status().as_u16(), status, "{method} {path}");
+        let line = written.completed(id).await;
+        assert_eq!(line["level"], "INFO", "{line}");
+        assert_eq!(line["method"], method, "{line}");
+        assert_eq!(line["uri"], path, "{line}");
+        assert_eq!(line["response_code"], status, "{line}");
+        assert_eq!(line["operation_id"].as_str(), operation, "{line}");
+        assert_eq!(line["service"], "users", "{line}");
+        assert_eq!(
+            line["local_addr"],
+            server.local_addr().to_string(),
+            "{line}"
+        );
+        assert!(
+            line["remote_addr"]
+                .as_str()
+                .unwrap()
+                .starts_with("127.0.0.1:"),
+            "{line}"
+        );
+        assert_eq!(line["trace_id"], trace, "{line}");
+        assert_eq!(line["span_id"].as_str().map(str::len), Some(16), "{line}");
+        assert!(line["latency_us"].as_u64().is_some(), "{line}");
+        let ts = line["ts"].as_str().unwrap();
+        let ts = chrono::DateTime::parse_from_rfc3339(ts).expect("an RFC 3339 time");
+        let age = chrono::Utc::now().signed_duration_since(ts);
+        assert!(age.num_seconds().abs() < 60, "the time is now: {line}");
+    }
+}
