@@ -524,8 +524,12 @@ async fn receive_event_takes_only_the_services_events(backend: Backend) {
     let w = world(backend, Transport::Http, 2, true).await;
     let url = format!("{}/v1/events", w.shop.promotions_url);
     let user = Uuid::now_v7();
+    // A recent time: an event older than the duplicate check remembers is refused (below),
+    // so a fixed date here stopped working a week after it was written.
+    let occurred_at = (chrono::Utc::now() - chrono::Duration::minutes(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let event = serde_json::json!({
-        "id": Uuid::now_v7(), "type": "order.placed", "occurred_at": "2026-11-25T10:00:00Z",
+        "id": Uuid::now_v7(), "type": "order.placed", "occurred_at": occurred_at,
         "order": {"order_id": Uuid::now_v7(), "user_id": user, "promo_code": "SPRING-10", "total": "4.09"}
     });
     let http = reqwest::Client::new();
