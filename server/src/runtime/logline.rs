@@ -16,9 +16,9 @@ pub fn encode(out: &mut Vec<u8>, record: &Record<'_>, values: &OwnedKVList) -> s
     out.extend_from_slice(b",\"level\":\"");
     out.extend_from_slice(record.level().as_short_str().as_bytes());
     out.extend_from_slice(b"\",\"ts\":");
-    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
-        Ok(since_epoch) => timestamp(out, since_epoch),
-        Err(_) => formatted(out, time::OffsetDateTime::now_utc()),
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    if !since_epoch.is_ok_and(|since_epoch| timestamp(out, since_epoch)) {
+        formatted(out, time::OffsetDateTime::now_utc());
     }
     let mut line = Line(out);
     values.serialize(record, &mut line)?;
@@ -36,23 +36,22 @@ thread_local! {
 /// formatted by `time` once a second per thread and copied until the second changes;
 /// the fraction (nanoseconds without trailing zeros, none when zero) is written here.
 /// Formatting the whole time on every line was a tenth of the line's instructions.
-fn timestamp(out: &mut Vec<u8>, since_epoch: std::time::Duration) {
+/// Writes nothing and returns false for a second `time` cannot write in that form.
+fn timestamp(out: &mut Vec<u8>, since_epoch: std::time::Duration) -> bool {
     let second = since_epoch.as_secs();
     let (cached, mut text) = SECOND.get();
     if cached != second {
-        let Some(whole) = i64::try_from(second)
-            .ok()
-            .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
-        else {
-            return formatted(out, time::OffsetDateTime::now_utc());
-        };
         let mut buf = Vec::with_capacity(20);
         let rfc3339 = &time::format_description::well_known::Rfc3339;
         // `YYYY-MM-DDTHH:MM:SSZ`; anything else (a year past 9999) is left to `formatted`.
-        match whole.format_into(&mut buf, rfc3339) {
-            Ok(20) => text.copy_from_slice(&buf[..19]),
-            _ => return formatted(out, time::OffsetDateTime::now_utc()),
+        let written = i64::try_from(second)
+            .ok()
+            .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+            .and_then(|whole| whole.format_into(&mut buf, rfc3339).ok());
+        if written != Some(20) {
+            return false;
         }
+        text.copy_from_slice(&buf[..19]);
         SECOND.set((second, text));
     }
     out.push(b'"');
@@ -71,6 +70,7 @@ fn timestamp(out: &mut Vec<u8>, since_epoch: std::time::Duration) {
         out.extend_from_slice(written.as_bytes());
     }
     out.extend_from_slice(b"Z\"");
+    true
 }
 
 /// `time`'s RFC 3339 of `now`, quoted, or `null` as slog-json writes when the time cannot be
@@ -516,7 +516,7 @@ mod tests {
             for nano in nanos {
                 let since = std::time::Duration::new(second, nano);
                 let mut ours = Vec::new();
-                timestamp(&mut ours, since);
+                assert!(timestamp(&mut ours, since));
                 let theirs = (time::OffsetDateTime::UNIX_EPOCH + since)
                     .format(rfc3339)
                     .unwrap();
