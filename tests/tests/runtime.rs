@@ -349,3 +349,96 @@ async fn each_request_is_logged_with_what_identifies_it() {
         assert!(age.num_seconds().abs() < 60, "the time is now: {line}");
     }
 }
+
+// dropshot (patched, see vendor/dropshot/TAPROOM.md) moves a request's headers into
+// `rqctx.request` instead of copying them; the hyper request an exclusive extractor is
+// given has none. Its own body extractors read them from the context, and `RawRequest`
+// hands its handler the whole request. Taproom's services use neither, so they are
+// checked here on a bare dropshot server.
+mod bare {
+    use dropshot::{
+        endpoint, ApiDescription, HttpError, HttpResponseOk, RawRequest, RequestContext, TypedBody,
+    };
+    use serde_json::Value;
+
+    #[endpoint { method = POST, path = "/typed" }]
+    async fn typed(
+        _rqctx: RequestContext<()>,
+        body: TypedBody<Value>,
+    ) -> Result<HttpResponseOk<Value>, HttpError> {
+        Ok(HttpResponseOk(body.into_inner()))
+    }
+
+    #[endpoint { method = POST, path = "/raw" }]
+    async fn raw(
+        _rqctx: RequestContext<()>,
+        raw: RawRequest,
+    ) -> Result<HttpResponseOk<Option<String>>, HttpError> {
+        let request = raw.into_inner();
+        let probe = request.headers().get("x-probe");
+        Ok(HttpResponseOk(
+            probe.and_then(|v| v.to_str().ok()).map(str::to_string),
+        ))
+    }
+
+    pub fn api() -> ApiDescription<()> {
+        let mut api = ApiDescription::new();
+        api.register(typed).unwrap();
+        api.register(raw).unwrap();
+        api
+    }
+}
+
+#[tokio::test]
+async fn dropshots_own_extractors_see_the_request_headers() {
+    let log = slog::Logger::root(slog::Discard, slog::o!());
+    let config = dropshot::ConfigDropshot {
+        bind_address: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    };
+    let server = dropshot::ServerBuilder::new(bare::api(), (), log)
+        .config(config)
+        .start()
+        .unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let http = reqwest::Client::new();
+
+    let answer = http
+        .post(format!("{base}/typed"))
+        .header(CONTENT_TYPE, "application/json")
+        .body(r#"{"a":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.json::<Value>().await.unwrap(),
+        serde_json::json!({"a": 1})
+    );
+
+    // A body extractor that could not see the header would take this for JSON.
+    let answer = http
+        .post(format!("{base}/typed"))
+        .header(CONTENT_TYPE, "text/plain")
+        .body(r#"{"a":1}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let text = answer.text().await.unwrap();
+    assert!(text.contains("unsupported content-type"), "{text}");
+
+    let answer = http
+        .post(format!("{base}/raw"))
+        .header("x-probe", "seen")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        answer.json::<Option<String>>().await.unwrap().as_deref(),
+        Some("seen")
+    );
+
+    server.close().await.unwrap();
+}

@@ -261,21 +261,24 @@ pub async fn read_json(
     limit: usize,
     optional: bool,
 ) -> Result<Option<Value>, Problem> {
-    read_json_verified(request, limit, optional, |_| Ok(())).await
+    let (parts, body) = request.into_parts();
+    read_json_verified(&parts.headers, body, limit, optional, |_| Ok(())).await
 }
 
-/// `read_json`, with `verify` run on the raw bytes first (a signature over them).
+/// `read_json` of a body whose request's headers are `headers`, with `verify` run on
+/// the raw bytes first (a signature over them). An extractor's request has no headers
+/// of its own: dropshot moved them into `rqctx.request`.
 async fn read_json_verified(
-    request: hyper::Request<dropshot::Body>,
+    headers: &http::HeaderMap,
+    body: dropshot::Body,
     limit: usize,
     optional: bool,
     verify: impl FnOnce(&[u8]) -> Result<(), Problem>,
 ) -> Result<Option<Value>, Problem> {
-    let content_type = request
-        .headers()
+    let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or("?").to_string());
-    let body = http_body_util::Limited::new(request.into_body(), limit)
+    let body = http_body_util::Limited::new(body, limit)
         .collect()
         .await
         .map_err(|e| {
@@ -464,7 +467,8 @@ async fn json_body<C: ServiceContext, X: ServerContext, T: DeserializeOwned>(
 ) -> Result<Option<T>, dropshot::HttpError> {
     let checks = operation_checks::<C, X>(rqctx)?;
     let rid = rqctx.request_id.as_str();
-    let signature = request
+    let signature = rqctx
+        .request
         .headers()
         .get(super::events::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -484,9 +488,15 @@ async fn json_body<C: ServiceContext, X: ServerContext, T: DeserializeOwned>(
             )),
         }
     };
-    let Some(value) = read_json_verified(request, rqctx.request_body_max_bytes(), optional, verify)
-        .await
-        .map_err(|p| fail(rid, p))?
+    let Some(value) = read_json_verified(
+        rqctx.request.headers(),
+        request.into_body(),
+        rqctx.request_body_max_bytes(),
+        optional,
+        verify,
+    )
+    .await
+    .map_err(|p| fail(rid, p))?
     else {
         return Ok(None);
     };

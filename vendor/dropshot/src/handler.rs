@@ -85,7 +85,9 @@ pub struct RequestContext<Context: ServerContext> {
     /// logger for this specific request
     pub log: Logger,
     /// basic request information (method, URI, etc.)
-    pub request: RequestInfo,
+    // TAPROOM PATCH: boxed: it is two thirds of the context, which every future of a
+    // request's handling holds and copies as it moves.
+    pub request: Box<RequestInfo>,
 }
 
 // This is deliberately as close to compatible with `hyper::Request` as
@@ -109,6 +111,23 @@ impl RequestInfo {
             uri: request.uri().clone(),
             version: request.version(),
             headers: request.headers().clone(),
+            remote_addr,
+        }
+    }
+
+    // TAPROOM PATCH: the request's headers are moved here, not copied: a copy of the
+    // header map was two allocations and ~500 instructions per request. The request
+    // an `ExclusiveExtractor` receives then has no headers; it reads them from
+    // `rqctx.request` (`RawRequest` puts a copy back for its handler).
+    pub(crate) fn taking_headers<B>(
+        request: &mut hyper::Request<B>,
+        remote_addr: std::net::SocketAddr,
+    ) -> Self {
+        RequestInfo {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers: std::mem::take(request.headers_mut()),
             remote_addr,
         }
     }

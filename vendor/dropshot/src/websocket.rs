@@ -129,8 +129,9 @@ impl ExclusiveExtractor for WebsocketUpgrade {
         rqctx: &RequestContext<Context>,
         request: hyper::Request<Body>,
     ) -> Result<Self, HttpError> {
-        if !request
-            .headers()
+        // TAPROOM PATCH: the headers are in `rqctx.request` (see `RequestInfo`).
+        let headers = rqctx.request.headers();
+        if !headers
             .get(header::CONNECTION)
             .and_then(|hv| hv.to_str().ok())
             .map(|hv| {
@@ -145,8 +146,7 @@ impl ExclusiveExtractor for WebsocketUpgrade {
             ));
         }
 
-        if !request
-            .headers()
+        if !headers
             .get(header::UPGRADE)
             .and_then(|v| v.to_str().ok())
             .map(|v| {
@@ -161,8 +161,7 @@ impl ExclusiveExtractor for WebsocketUpgrade {
             ));
         }
 
-        if request
-            .headers()
+        if headers
             .get(header::SEC_WEBSOCKET_VERSION)
             .map(|v| v.as_bytes())
             != Some(b"13")
@@ -173,8 +172,7 @@ impl ExclusiveExtractor for WebsocketUpgrade {
             ));
         }
 
-        let accept_key = request
-            .headers()
+        let accept_key = headers
             .get(header::SEC_WEBSOCKET_KEY)
             .map(|hv| hv.as_bytes())
             .map(|key| derive_accept_key(key))

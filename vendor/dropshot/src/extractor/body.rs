@@ -82,13 +82,15 @@ pub struct MultipartBody {
 #[async_trait]
 impl ExclusiveExtractor for MultipartBody {
     async fn from_request<Context: ServerContext>(
-        _rqctx: &RequestContext<Context>,
+        rqctx: &RequestContext<Context>,
         request: hyper::Request<crate::Body>,
     ) -> Result<Self, HttpError> {
-        let (parts, body) = request.into_parts();
+        let body = request.into_body();
         // Get the content-type header.
-        let content_type = parts
-            .headers
+        // TAPROOM PATCH: the headers are in `rqctx.request` (see `RequestInfo`).
+        let content_type = rqctx
+            .request
+            .headers()
             .get(http::header::CONTENT_TYPE)
             .ok_or_else(|| {
                 HttpError::for_bad_request(
@@ -148,15 +150,17 @@ impl ExclusiveExtractor for MultipartBody {
 
 /// Given an HTTP request, attempt to read the body, parse it according
 /// to the content type, and deserialize it to an instance of `BodyType`.
+// TAPROOM PATCH: `headers` are the request's (`rqctx.request`, see `RequestInfo`).
 async fn http_request_load_body<BodyType>(
     request: hyper::Request<crate::Body>,
+    headers: &http::HeaderMap,
     request_body_max_bytes: usize,
     expected_body_content_type: &ApiEndpointBodyContentType,
 ) -> Result<TypedBody<BodyType>, HttpError>
 where
     BodyType: JsonSchema + DeserializeOwned + Send + Sync,
 {
-    let (parts, body) = request.into_parts();
+    let body = request.into_body();
     let body = StreamingBody::new(body, request_body_max_bytes)
         .into_bytes_mut()
         .await?;
@@ -164,8 +168,7 @@ where
     // RFC 7231 §3.1.1.1: media types are case insensitive and may
     // be followed by whitespace and/or a parameter (e.g., charset),
     // which we currently ignore.
-    let content_type = parts
-        .headers
+    let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .map(|hv| {
             hv.to_str().map_err(|e| {
@@ -242,6 +245,7 @@ where
     ) -> Result<TypedBody<BodyType>, HttpError> {
         http_request_load_body(
             request,
+            rqctx.request.headers(),
             rqctx.request_body_max_bytes(),
             &rqctx.endpoint.body_content_type,
         )

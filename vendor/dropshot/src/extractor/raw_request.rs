@@ -25,9 +25,12 @@ impl RawRequest {
 #[async_trait]
 impl ExclusiveExtractor for RawRequest {
     async fn from_request<Context: ServerContext>(
-        _rqctx: &RequestContext<Context>,
-        request: hyper::Request<crate::Body>,
+        rqctx: &RequestContext<Context>,
+        mut request: hyper::Request<crate::Body>,
     ) -> Result<RawRequest, HttpError> {
+        // TAPROOM PATCH: the headers were moved into `rqctx.request`; the raw
+        // request is the whole request.
+        *request.headers_mut() = rqctx.request.headers().clone();
         Ok(RawRequest { request })
     }
 
