@@ -106,13 +106,7 @@ impl RequestInfo {
         request: &hyper::Request<B>,
         remote_addr: std::net::SocketAddr,
     ) -> Self {
-        RequestInfo {
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            version: request.version(),
-            headers: request.headers().clone(),
-            remote_addr,
-        }
+        Self::with_headers(request, request.headers().clone(), remote_addr)
     }
 
     // TAPROOM PATCH: the request's headers are moved here, not copied: a copy of the
@@ -123,11 +117,20 @@ impl RequestInfo {
         request: &mut hyper::Request<B>,
         remote_addr: std::net::SocketAddr,
     ) -> Self {
+        let headers = std::mem::take(request.headers_mut());
+        Self::with_headers(request, headers, remote_addr)
+    }
+
+    fn with_headers<B>(
+        request: &hyper::Request<B>,
+        headers: http::HeaderMap<http::HeaderValue>,
+        remote_addr: std::net::SocketAddr,
+    ) -> Self {
         RequestInfo {
             method: request.method().clone(),
             uri: request.uri().clone(),
             version: request.version(),
-            headers: std::mem::take(request.headers_mut()),
+            headers,
             remote_addr,
         }
     }

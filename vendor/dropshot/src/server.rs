@@ -1192,9 +1192,8 @@ async fn http_request_handle_wrap(
         &request_id,
         &request_log,
         remote_addr,
-        &mut operation_id,
     ) {
-        Ok(routed) => {
+        Ok((operation, routed)) => {
             http_request_handle(
                 server,
                 routed,
@@ -1202,7 +1201,7 @@ async fn http_request_handle_wrap(
                 // TAPROOM PATCH: the same logger; a child with no keys of its own
                 // cost an allocation per request and a step in every log line.
                 request_log.clone(),
-                operation_id.as_deref().unwrap_or_default(),
+                operation_id.insert(operation),
                 on_disconnect.as_deref(),
             )
             .await
@@ -1324,7 +1323,7 @@ async fn http_request_handle_wrap(
 // async, so it is a plain function: a future keeps every argument and every local
 // alive across an await, and the request (240 bytes, twice: as received and with its
 // body wrapped) made the request's future ~1 KiB larger, copied whenever it moved.
-/// What `http_request_route` hands to `http_request_handle`.
+/// What `http_request_route` hands to `http_request_handle` (with the operation id).
 struct RoutedRequest {
     task: Routed,
     method: http::Method,
@@ -1340,8 +1339,7 @@ fn http_request_route(
     request_id: &str,
     request_log: &Logger,
     remote_addr: std::net::SocketAddr,
-    operation_id: &mut Option<String>,
-) -> Result<RoutedRequest, HandlerError> {
+) -> Result<(String, RoutedRequest), HandlerError> {
     // TODO-hardening: is it correct to (and do we correctly) read the entire
     // request body even if we decide it's too large and are going to send a 400
     // response?
@@ -1375,7 +1373,6 @@ fn http_request_route(
         request_log,
         remote_addr,
     )?;
-    *operation_id = Some(operation);
 
     // TAPROOM PATCH: `DetachedUnlessSafe` runs a safe method on this task,
     // still inside the request hook's scope, as a detached handler would run.
@@ -1390,7 +1387,7 @@ fn http_request_route(
         HandlerTaskMode::DetachedUnlessSafe => HandlerTaskMode::Detached,
         mode => mode,
     };
-    Ok(RoutedRequest { task, method, request_headers, task_mode })
+    Ok((operation, RoutedRequest { task, method, request_headers, task_mode }))
 }
 
 async fn http_request_handle(

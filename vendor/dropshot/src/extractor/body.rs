@@ -150,9 +150,10 @@ impl ExclusiveExtractor for MultipartBody {
 
 /// Given an HTTP request, attempt to read the body, parse it according
 /// to the content type, and deserialize it to an instance of `BodyType`.
-// TAPROOM PATCH: `headers` are the request's (`rqctx.request`, see `RequestInfo`).
+// TAPROOM PATCH: the request's body and its headers (from `rqctx.request`, see
+// `RequestInfo`: the `hyper::Request` an extractor receives has none).
 async fn http_request_load_body<BodyType>(
-    request: hyper::Request<crate::Body>,
+    body: crate::Body,
     headers: &http::HeaderMap,
     request_body_max_bytes: usize,
     expected_body_content_type: &ApiEndpointBodyContentType,
@@ -160,7 +161,6 @@ async fn http_request_load_body<BodyType>(
 where
     BodyType: JsonSchema + DeserializeOwned + Send + Sync,
 {
-    let body = request.into_body();
     let body = StreamingBody::new(body, request_body_max_bytes)
         .into_bytes_mut()
         .await?;
@@ -244,7 +244,7 @@ where
         request: hyper::Request<crate::Body>,
     ) -> Result<TypedBody<BodyType>, HttpError> {
         http_request_load_body(
-            request,
+            request.into_body(),
             rqctx.request.headers(),
             rqctx.request_body_max_bytes(),
             &rqctx.endpoint.body_content_type,
