@@ -64,6 +64,9 @@ pub struct Pair {
     pub b: Stats,
     /// `b`'s throughput over `a`'s, one per round.
     pub ratios: Vec<f64>,
+    /// `b`'s p99 over `a`'s, one per round: a disturbance of the machine during one run
+    /// weighs on the merged p99 of its side alone, so the rounds' spread shows it.
+    pub p99_ratios: Vec<f64>,
 }
 
 impl Pair {
@@ -83,7 +86,8 @@ pub async fn paired(
     (warmup, duration): (Duration, Duration),
     rounds: usize,
 ) -> anyhow::Result<Pair> {
-    let (mut a_runs, mut b_runs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut a_runs, mut b_runs) = (Vec::new(), Vec::new());
+    let (mut ratios, mut p99_ratios) = (Vec::new(), Vec::new());
     for _ in 0..rounds.max(1) {
         let mut round = Vec::new();
         for (side, url) in [("a", a), ("b", b), ("b", b), ("a", a)] {
@@ -96,7 +100,9 @@ pub async fn paired(
             );
             round.push(stats);
         }
-        ratios.push((round[1].rps + round[2].rps) / (round[0].rps + round[3].rps));
+        let (ratio, p99_ratio) = round_ratios(&round)?;
+        ratios.push(ratio);
+        p99_ratios.push(p99_ratio);
         b_runs.extend(round.drain(1..3));
         a_runs.append(&mut round);
     }
@@ -104,7 +110,20 @@ pub async fn paired(
         a: Stats::merge(&a_runs)?,
         b: Stats::merge(&b_runs)?,
         ratios,
+        p99_ratios,
     })
+}
+
+/// One round of a, b, b, a: `b`'s throughput over `a`'s, and `b`'s p99 over `a`'s (each
+/// side's two runs as one).
+fn round_ratios(round: &[Stats]) -> anyhow::Result<(f64, f64)> {
+    let [a1, b1, b2, a2] = round else {
+        anyhow::bail!("a round is four runs, not {}", round.len());
+    };
+    let ratio = (b1.rps + b2.rps) / (a1.rps + a2.rps);
+    let a = Stats::merge(&[a1.clone(), a2.clone()])?;
+    let b = Stats::merge(&[b1.clone(), b2.clone()])?;
+    Ok((ratio, b.p99_ms / a.p99_ms))
 }
 
 async fn connection(
@@ -205,4 +224,43 @@ pub async fn run(
         errors += e;
     }
     Ok(Stats::new(total, errors, duration.as_secs_f64()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run of `n` requests a second for one second, each taking `latency_us`, plus
+    /// `slow` requests of 10 ms.
+    fn run(n: u64, latency_us: u64, slow: u64) -> Stats {
+        let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+        h.record_n(latency_us, n - slow).unwrap();
+        h.record_n(10_000, slow).unwrap();
+        Stats::new(h, 0, 1.0)
+    }
+
+    #[test]
+    fn a_round_compares_each_sides_two_runs_as_one() {
+        // b is slower at the tail in one of its runs only: 3% of its requests at 10 ms
+        // in one run, so 1.5% over both, past the 99th percentile.
+        let round = [
+            run(1000, 500, 0),
+            run(900, 600, 27),
+            run(900, 600, 0),
+            run(1000, 500, 0),
+        ];
+        let (ratio, p99_ratio) = round_ratios(&round).unwrap();
+        assert!((ratio - 0.9).abs() < 1e-9, "{ratio}");
+        assert!((p99_ratio - 20.0).abs() < 0.1, "{p99_ratio}");
+        // With the slow requests under 1% of b's, b's p99 is its usual latency.
+        let round = [
+            run(1000, 500, 0),
+            run(900, 600, 9),
+            run(900, 600, 0),
+            run(1000, 500, 0),
+        ];
+        let (_, p99_ratio) = round_ratios(&round).unwrap();
+        assert!((p99_ratio - 1.2).abs() < 0.01, "{p99_ratio}");
+        assert!(round_ratios(&round[..3]).is_err());
+    }
 }

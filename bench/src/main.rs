@@ -3,7 +3,7 @@
 //! load at them from this process, and writes `report.md` and `report.csv`.
 //!
 //!   bench --server PATH --baseline PATH --out DIR [--sqlite] [--duration SECS] [--connections N]
-//!         [--rounds N] [--only telemetry|baseline]
+//!         [--rounds N] [--only telemetry|baseline] [--operation NAME]
 //!
 //! Two servers compared (baseline and tasks; telemetry off and on) are measured in
 //! `--rounds` rounds of a, b, b, a, and the report gives each round's range of ratios.
@@ -34,6 +34,8 @@ struct Args {
     rounds: usize,
     /// One comparison alone (`--only telemetry|baseline`), for repeating it quickly.
     only: Only,
+    /// One operation alone (`--operation ping`), for repeating it quickly.
+    operation: Option<String>,
 }
 
 #[derive(PartialEq)]
@@ -55,6 +57,7 @@ fn args() -> Result<Args> {
         connections: 64,
         rounds: 1,
         only: Only::All,
+        operation: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -67,6 +70,7 @@ fn args() -> Result<Args> {
             "--duration" => a.duration = Duration::from_secs(value()?.parse()?),
             "--connections" => a.connections = value()?.parse()?,
             "--rounds" => a.rounds = value()?.parse::<usize>()?.max(1),
+            "--operation" => a.operation = Some(value()?),
             "--only" => match value()?.as_str() {
                 "telemetry" => a.only = Only::Telemetry,
                 "baseline" => a.only = Only::Baseline,
@@ -78,6 +82,11 @@ fn args() -> Result<Args> {
     anyhow::ensure!(
         !a.server.is_empty() && !a.baseline.is_empty(),
         "--server and --baseline are required"
+    );
+    // The full report's other tables (front doors, connection counts) need every case.
+    anyhow::ensure!(
+        a.operation.is_none() || a.only != Only::All,
+        "--operation needs --only telemetry or --only baseline"
     );
     Ok(a)
 }
@@ -346,6 +355,8 @@ struct Row {
     target: Option<f64>,
     /// Each round's ratio (none without a baseline).
     ratios: Vec<f64>,
+    /// Each round's p99 over the baseline's (none without a baseline).
+    p99_ratios: Vec<f64>,
 }
 
 #[tokio::main]
@@ -445,13 +456,25 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
     let warmup = Duration::from_secs(1);
     let times = (warmup, args.duration);
     let mut rows = Vec::new();
-    for (name, target, case) in cases.iter().filter(|_| args.only != Only::Telemetry) {
+    let chosen = |name: &str| args.operation.as_deref().is_none_or(|op| op == name);
+    if let Some(op) = args
+        .operation
+        .as_deref()
+        .filter(|op| !cases.iter().any(|c| c.0 == *op))
+    {
+        anyhow::bail!("--operation {op}: not one of the bench's operations");
+    }
+    for (name, target, case) in cases
+        .iter()
+        .filter(|(name, ..)| args.only != Only::Telemetry && chosen(name))
+    {
         eprintln!("bench: {name}, baseline / taproom / taproom / baseline");
         let urls = (baseline.url.as_str(), tasks.url.as_str());
         let pair = load::paired(urls, case, args.connections, times, args.rounds).await?;
         rows.push(Row {
             name: name.to_string(),
             ratios: pair.ratios,
+            p99_ratios: pair.p99_ratios,
             baseline: Some(pair.a),
             taproom: pair.b,
             target: Some(*target),
@@ -477,7 +500,7 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
     ready(&http, &tasks_off.url, Duration::from_secs(30)).await?;
     ready(&http, &tasks_on.url, Duration::from_secs(30)).await?;
     let mut telemetry = Vec::new();
-    for (name, _, case) in &cases {
+    for (name, _, case) in cases.iter().filter(|(name, ..)| chosen(name)) {
         eprintln!("bench: {name}, telemetry off / on / on / off");
         let urls = (tasks_off.url.as_str(), tasks_on.url.as_str());
         let pair = load::paired(urls, case, args.connections, times, args.rounds).await?;
@@ -534,6 +557,7 @@ async fn run(args: &Args, dbs: &Databases) -> Result<()> {
         taproom: u,
         target: None,
         ratios: Vec::new(),
+        p99_ratios: Vec::new(),
     });
     let loaded_rss = rss_kb(tasks.child.id())?;
 
@@ -723,6 +747,7 @@ fn render(
 
 /// The operations' table: throughput and latency against the baseline.
 fn render_rows(rows: &[Row], (md, csv): &mut (String, String)) {
+    md.push_str("Throughput and percentiles over all runs of a side (in brackets, from two rounds on: the median round's ratio, and the lowest and highest).\n\n");
     md.push_str("| operation | baseline req/s | taproom req/s | ratio | target | baseline p50 / p99 ms | taproom p50 / p99 ms | p99 / baseline p99 (target ≤ 1.3) | errors |\n");
     md.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in rows {
@@ -751,7 +776,7 @@ fn render_rows(rows: &[Row], (md, csv): &mut (String, String)) {
         let p99_ratio = r
             .baseline
             .as_ref()
-            .map(|b| format!("{:.2}", t.p99_ms / b.p99_ms))
+            .map(|b| ratio_text(t.p99_ms / b.p99_ms, &r.p99_ratios))
             .unwrap_or_else(|| "—".into());
         md.push_str(&format!(
             "| {} | {b_rps} | {:.0} | {ratio} | {target} | {b_lat} | {:.2} / {:.2} | {p99_ratio} | {errors} |\n",

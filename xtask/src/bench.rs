@@ -1,7 +1,7 @@
 //! `cargo xtask bench [--sqlite] [--duration SECS] [--connections N] [--rounds N]
-//! [--only telemetry|baseline]`: builds the server and the benchmark (the `production`
-//! profile, as deployed), then runs `taproom-bench`, which writes `target/bench/report.md`
-//! and `target/bench/report.csv`.
+//! [--only telemetry|baseline [--operation NAME]]`: builds the server and the benchmark
+//! (the `production` profile, as deployed), then runs `taproom-bench`, which writes
+//! `target/bench/report.md` and `target/bench/report.csv`.
 
 use anyhow::{Context, Result};
 use std::path::Path;

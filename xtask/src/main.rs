@@ -18,7 +18,7 @@ const USAGE: &str = "usage: cargo xtask <command>
           tests, deploy entries, its line in server/src/lib.rs), then `gen`
   bench   build release binaries and measure the tasks service against a framework-free
           baseline (PostgreSQL; --sqlite, --duration SECS, --connections N, --rounds N,
-          --only telemetry|baseline); writes
+          --only telemetry|baseline, --operation NAME with --only); writes
           target/bench/report.md and report.csv";
 
 fn main() -> Result<()> {
