@@ -45,16 +45,15 @@ impl Stats {
 
     /// Several runs as one: every latency of all of them, throughput over their summed
     /// measured time.
-    pub fn merge(runs: &[Stats]) -> anyhow::Result<Stats> {
+    pub fn merge<'a>(runs: impl IntoIterator<Item = &'a Stats>) -> anyhow::Result<Stats> {
         let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+        let (mut errors, mut seconds) = (0, 0.0);
         for run in runs {
             histogram.add(&run.histogram)?;
+            errors += run.errors;
+            seconds += run.seconds;
         }
-        Ok(Stats::new(
-            histogram,
-            runs.iter().map(|r| r.errors).sum(),
-            runs.iter().map(|r| r.seconds).sum(),
-        ))
+        Ok(Stats::new(histogram, errors, seconds))
     }
 }
 
@@ -121,8 +120,8 @@ fn round_ratios(round: &[Stats]) -> anyhow::Result<(f64, f64)> {
         anyhow::bail!("a round is four runs, not {}", round.len());
     };
     let ratio = (b1.rps + b2.rps) / (a1.rps + a2.rps);
-    let a = Stats::merge(&[a1.clone(), a2.clone()])?;
-    let b = Stats::merge(&[b1.clone(), b2.clone()])?;
+    let a = Stats::merge([a1, a2])?;
+    let b = Stats::merge([b1, b2])?;
     Ok((ratio, b.p99_ms / a.p99_ms))
 }
 
