@@ -240,7 +240,19 @@ macro_rules! proxy_route {
             gateway
                 .call(&rqctx.request, body.as_bytes())
                 .await
-                .map_err(|e| HttpError::for_internal_error(format!("{e:#}")))
+                .map_err(|e| {
+                    // As API Gateway answers a failed invocation, with the cause said:
+                    // a test that gets it shows why the emulator or function failed.
+                    let cause = format!("invoking the function failed: {e:#}");
+                    eprintln!("API Gateway stand-in: {cause}");
+                    HttpError {
+                        status_code: dropshot::ErrorStatusCode::BAD_GATEWAY,
+                        error_code: None,
+                        external_message: cause.clone(),
+                        internal_message: cause,
+                        headers: None,
+                    }
+                })
         }
     };
 }
