@@ -240,21 +240,23 @@ macro_rules! proxy_route {
             gateway
                 .call(&rqctx.request, body.as_bytes())
                 .await
-                .map_err(|e| {
-                    // As API Gateway answers a failed invocation, with the cause said:
-                    // a test that gets it shows why the emulator or function failed.
-                    let cause = format!("invoking the function failed: {e:#}");
-                    eprintln!("API Gateway stand-in: {cause}");
-                    HttpError {
-                        status_code: dropshot::ErrorStatusCode::BAD_GATEWAY,
-                        error_code: None,
-                        external_message: cause.clone(),
-                        internal_message: cause,
-                        headers: None,
-                    }
-                })
+                .map_err(invocation_failed)
         }
     };
+}
+
+/// A failed invocation, answered as API Gateway does (502) but with the cause said, so
+/// a test that gets it shows why the emulator or the function failed.
+fn invocation_failed(e: anyhow::Error) -> HttpError {
+    let cause = format!("invoking the function failed: {e:#}");
+    eprintln!("API Gateway stand-in: {cause}");
+    HttpError {
+        status_code: dropshot::ErrorStatusCode::BAD_GATEWAY,
+        error_code: None,
+        external_message: cause.clone(),
+        internal_message: cause,
+        headers: None,
+    }
 }
 
 proxy_route!(proxy_get, GET);
